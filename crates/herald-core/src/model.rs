@@ -1,0 +1,303 @@
+//! The records Herald keeps. Wire shapes (camelCase JSON) live in the server;
+//! rows live in the store crates; these are what the layers hand each other.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    AppId, AttemptId, Channel, EndpointId, EndpointUrl, EventTypeName, MessageId, SigningKey,
+    Timestamp, Uid,
+};
+
+/// Free-form string labels a caller attaches to an object.
+pub type Metadata = BTreeMap<String, String>;
+
+/// An application: one tenant of the platform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    pub id: AppId,
+    pub uid: Option<Uid>,
+    pub name: String,
+    pub rate_limit: Option<u32>,
+    pub metadata: Metadata,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A kind of event, with optional JSON Schemas keyed by version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventType {
+    pub name: EventTypeName,
+    pub description: String,
+    pub archived: bool,
+    pub deprecated: bool,
+    pub schemas: Option<serde_json::Value>,
+    pub feature_flag: Option<String>,
+    pub group_name: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A signing key an endpoint used before a rotation; it is still used to sign
+/// until `expires_at` so receivers can roll over without dropping messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetiredKey {
+    pub key: SigningKey,
+    pub expires_at: Timestamp,
+}
+
+/// A URL of a tenant that receives that tenant's messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub app_id: AppId,
+    pub uid: Option<Uid>,
+    pub url: EndpointUrl,
+    pub description: String,
+    pub version: i32,
+    pub disabled: bool,
+    /// `None` receives every event type.
+    pub filter_types: Option<Vec<EventTypeName>>,
+    /// `None` receives messages on any channel (or none).
+    pub channels: Option<Vec<Channel>>,
+    /// Deliveries per second; `None` is unlimited.
+    pub rate_limit: Option<u32>,
+    pub metadata: Metadata,
+    /// Extra headers sent with every delivery.
+    pub headers: BTreeMap<String, String>,
+    pub key: SigningKey,
+    pub retired_keys: Vec<RetiredKey>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Endpoint {
+    /// Whether a message of `event_type` on `channels` is meant for this
+    /// endpoint by its filters (whether it is enabled is a separate question).
+    pub fn subscribes_to(&self, event_type: &EventTypeName, channels: &[Channel]) -> bool {
+        let type_matches = self
+            .filter_types
+            .as_ref()
+            .is_none_or(|types| types.contains(event_type));
+        let channel_matches = self
+            .channels
+            .as_ref()
+            .is_none_or(|wanted| channels.iter().any(|channel| wanted.contains(channel)));
+        type_matches && channel_matches
+    }
+
+    /// Every key a delivery sent at `now` is signed with: the current one and
+    /// the retired ones still inside their grace period.
+    pub fn signing_keys(&self, now: Timestamp) -> Vec<&SigningKey> {
+        std::iter::once(&self.key)
+            .chain(
+                self.retired_keys
+                    .iter()
+                    .filter(|retired| retired.expires_at > now)
+                    .map(|retired| &retired.key),
+            )
+            .collect()
+    }
+}
+
+/// One event for one application.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    pub app_id: AppId,
+    pub event_type: EventTypeName,
+    pub event_id: Option<String>,
+    /// The JSON payload, serialized once at ingest and sent byte for byte.
+    pub payload: String,
+    pub channels: Vec<Channel>,
+    pub tags: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+/// Where a delivery stands, with Svix's numeric codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    Success = 0,
+    Pending = 1,
+    Fail = 2,
+    Sending = 3,
+}
+
+impl DeliveryStatus {
+    /// Svix's numeric code.
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    /// From the numeric code.
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            0 => Some(Self::Success),
+            1 => Some(Self::Pending),
+            2 => Some(Self::Fail),
+            3 => Some(Self::Sending),
+            _ => None,
+        }
+    }
+}
+
+/// What caused an attempt, with Svix's numeric codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerType {
+    Scheduled = 0,
+    Manual = 1,
+}
+
+impl TriggerType {
+    /// Svix's numeric code.
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    /// From the numeric code (unknown codes read as scheduled).
+    pub fn from_code(code: i64) -> Self {
+        if code == 1 {
+            Self::Manual
+        } else {
+            Self::Scheduled
+        }
+    }
+}
+
+/// One message owed to one endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub msg_id: MessageId,
+    pub endpoint_id: EndpointId,
+    pub status: DeliveryStatus,
+    pub attempt_count: u32,
+    pub next_attempt_at: Option<Timestamp>,
+    pub trigger: TriggerType,
+    pub updated_at: Timestamp,
+}
+
+/// Why an attempt produced no acceptable answer, when it was not an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptError {
+    Timeout,
+    ConnectionRefused,
+    Dns,
+    Tls,
+    Connection,
+    SsrfBlocked,
+    InvalidResponse,
+    EndpointDisabled,
+}
+
+impl AttemptError {
+    /// Stable snake_case name shown in the attempt log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::ConnectionRefused => "connection_refused",
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::Connection => "connection",
+            Self::SsrfBlocked => "ssrf_blocked",
+            Self::InvalidResponse => "invalid_response",
+            Self::EndpointDisabled => "endpoint_disabled",
+        }
+    }
+
+    /// Inverse of [`AttemptError::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Timeout,
+            Self::ConnectionRefused,
+            Self::Dns,
+            Self::Tls,
+            Self::Connection,
+            Self::SsrfBlocked,
+            Self::InvalidResponse,
+            Self::EndpointDisabled,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// One HTTP try of a delivery, as logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub app_id: AppId,
+    pub msg_id: MessageId,
+    pub endpoint_id: EndpointId,
+    pub url: String,
+    pub timestamp: Timestamp,
+    /// Success or Fail only.
+    pub status: DeliveryStatus,
+    /// 0 when no HTTP answer came back.
+    pub response_status_code: i32,
+    /// The answer body, capped.
+    pub response: String,
+    pub response_duration_ms: i64,
+    pub trigger: TriggerType,
+    pub error: Option<AttemptError>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(filter: Option<&[&str]>, channels: Option<&[&str]>) -> Endpoint {
+        Endpoint {
+            id: EndpointId::generate(),
+            app_id: AppId::generate(),
+            uid: None,
+            url: EndpointUrl::parse("https://example.com").unwrap(),
+            description: String::new(),
+            version: 1,
+            disabled: false,
+            filter_types: filter.map(|types| {
+                types
+                    .iter()
+                    .map(|name| EventTypeName::parse(name).unwrap())
+                    .collect()
+            }),
+            channels: channels.map(|names| {
+                names
+                    .iter()
+                    .map(|name| Channel::parse(name).unwrap())
+                    .collect()
+            }),
+            rate_limit: None,
+            metadata: Metadata::new(),
+            headers: BTreeMap::new(),
+            key: SigningKey::generate(),
+            retired_keys: Vec::new(),
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn filters_select_by_type_and_channel() {
+        let paid = EventTypeName::parse("invoice.paid").unwrap();
+        let sent = EventTypeName::parse("invoice.sent").unwrap();
+        let eu = Channel::parse("eu").unwrap();
+        let us = Channel::parse("us").unwrap();
+
+        assert!(endpoint(None, None).subscribes_to(&paid, &[]));
+        assert!(endpoint(Some(&["invoice.paid"]), None).subscribes_to(&paid, &[]));
+        assert!(!endpoint(Some(&["invoice.paid"]), None).subscribes_to(&sent, &[]));
+        assert!(endpoint(None, Some(&["eu"])).subscribes_to(&paid, &[us.clone(), eu]));
+        assert!(!endpoint(None, Some(&["eu"])).subscribes_to(&paid, &[us]));
+        assert!(!endpoint(None, Some(&["eu"])).subscribes_to(&paid, &[]));
+    }
+
+    #[test]
+    fn retired_keys_sign_only_during_grace() {
+        let mut endpoint = endpoint(None, None);
+        endpoint.retired_keys.push(RetiredKey {
+            key: SigningKey::generate(),
+            expires_at: Timestamp(1000),
+        });
+        assert_eq!(endpoint.signing_keys(Timestamp(999)).len(), 2);
+        assert_eq!(endpoint.signing_keys(Timestamp(1000)).len(), 1);
+    }
+}

@@ -1,0 +1,158 @@
+//! One attempt of one delivery: sign, send, classify, decide what comes next.
+
+use bytes::Bytes;
+use herald_core::model::{Attempt, AttemptError, DeliveryStatus, Endpoint, Message, TriggerType};
+use herald_core::{AttemptId, Clock, RetrySchedule, Timestamp};
+use herald_signing::{signature_header, SignedContent};
+use herald_store::{Claim, DeliveryOutcome};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+
+use crate::client::{Client, Response};
+
+/// Headers an endpoint's custom headers may not replace.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+];
+
+/// The Standard Webhooks headers plus their `svix-` copies.
+fn headers(endpoint: &Endpoint, message: &Message, now: Timestamp) -> HeaderMap {
+    let timestamp = now.unix_seconds();
+    let signature = signature_header(
+        endpoint.signing_keys(now),
+        SignedContent {
+            id: message.id.as_str(),
+            timestamp,
+            body: message.payload.as_bytes(),
+        },
+    );
+    let mut headers = HeaderMap::new();
+    for (name, value) in &endpoint.headers {
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let values = [
+        ("id", message.id.as_str().to_owned()),
+        ("timestamp", timestamp.to_string()),
+        ("signature", signature),
+    ];
+    for (suffix, value) in values {
+        // Ids, digits and base64 are always valid header values.
+        let Ok(value) = HeaderValue::from_str(&value) else {
+            continue;
+        };
+        for prefix in ["webhook", "svix"] {
+            if let Ok(name) = HeaderName::from_bytes(format!("{prefix}-{suffix}").as_bytes()) {
+                headers.insert(name, value.clone());
+            }
+        }
+    }
+    headers
+}
+
+/// What to write back after a claim was worked on.
+pub(crate) struct Finished {
+    pub(crate) attempt: Option<Attempt>,
+    pub(crate) outcome: DeliveryOutcome,
+}
+
+/// Works one claim whose message and endpoint were loaded. `endpoint` is
+/// `None` when it was deleted since the fan-out: the delivery then ends
+/// without an attempt.
+pub(crate) async fn perform(
+    client: &Client,
+    clock: &dyn Clock,
+    schedule: &RetrySchedule,
+    claim: &Claim,
+    message: &Message,
+    endpoint: Option<&Endpoint>,
+) -> Finished {
+    let now = clock.now();
+    let end = |status: DeliveryStatus, attempts: u32, next: Option<Timestamp>| DeliveryOutcome {
+        msg_id: claim.msg_id.clone(),
+        endpoint_id: claim.endpoint_id.clone(),
+        status,
+        attempt_count: attempts,
+        next_attempt_at: next,
+        updated_at: clock.now(),
+    };
+    let Some(endpoint) = endpoint else {
+        return Finished {
+            attempt: None,
+            outcome: end(DeliveryStatus::Fail, claim.attempt_count, None),
+        };
+    };
+    let response = if endpoint.disabled {
+        Response {
+            status: None,
+            body: "endpoint is disabled".into(),
+            duration: std::time::Duration::ZERO,
+            error: Some(AttemptError::EndpointDisabled),
+        }
+    } else {
+        client
+            .post(
+                endpoint.url.as_str(),
+                headers(endpoint, message, now),
+                Bytes::from(message.payload.clone()),
+            )
+            .await
+    };
+    let succeeded = response.error.is_none()
+        && response
+            .status
+            .is_some_and(|code| (200..300).contains(&code));
+    let attempts = claim.attempt_count.saturating_add(1);
+    let attempt = Attempt {
+        id: AttemptId::generate(),
+        app_id: claim.app_id.clone(),
+        msg_id: claim.msg_id.clone(),
+        endpoint_id: claim.endpoint_id.clone(),
+        url: endpoint.url.as_str().to_owned(),
+        timestamp: now,
+        status: if succeeded {
+            DeliveryStatus::Success
+        } else {
+            DeliveryStatus::Fail
+        },
+        response_status_code: response.status.map_or(0, i32::from),
+        response: response.body,
+        response_duration_ms: i64::try_from(response.duration.as_millis()).unwrap_or(i64::MAX),
+        trigger: claim.trigger,
+        error: response.error,
+    };
+    let outcome = if succeeded {
+        end(DeliveryStatus::Success, attempts, None)
+    } else if endpoint.disabled || claim.trigger == TriggerType::Manual {
+        // A manual resend is one attempt; a disabled endpoint gets none until recovered.
+        end(DeliveryStatus::Fail, attempts, None)
+    } else {
+        match schedule.delay_after(attempts, &mut rand::thread_rng()) {
+            Some(delay) => end(
+                DeliveryStatus::Pending,
+                attempts,
+                Some(clock.now().plus(delay)),
+            ),
+            None => end(DeliveryStatus::Fail, attempts, None),
+        }
+    };
+    Finished {
+        attempt: Some(attempt),
+        outcome,
+    }
+}

@@ -1,0 +1,53 @@
+//! Settings of the delivery engine.
+
+use std::time::Duration;
+
+use herald_core::RetrySchedule;
+use ipnet::IpNet;
+
+/// How deliveries are made.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Attempts in flight at once, over all endpoints.
+    pub workers: usize,
+    /// Attempts in flight at once to a single endpoint, so one slow endpoint
+    /// cannot occupy the whole pool.
+    pub per_endpoint_concurrency: usize,
+    /// When failed deliveries are retried.
+    pub retry_schedule: RetrySchedule,
+    /// How long an endpoint has to answer (connect + response).
+    pub request_timeout: Duration,
+    /// Address ranges the SSRF guard lets through although they are private.
+    pub ssrf_allowlist: Vec<IpNet>,
+    /// Response bodies are logged up to this many bytes.
+    pub response_body_cap: usize,
+    /// Whether this node is the only one using the store (SQLite): then every
+    /// lease found at start is an orphan of a crashed run and is released at
+    /// once instead of waiting for it to expire.
+    pub exclusive_store: bool,
+    /// How often the dispatcher looks for overdue work when nothing woke it.
+    pub sweep_interval: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            workers: 128,
+            per_endpoint_concurrency: 16,
+            retry_schedule: RetrySchedule::default(),
+            request_timeout: Duration::from_secs(15),
+            ssrf_allowlist: Vec::new(),
+            response_body_cap: 4096,
+            exclusive_store: true,
+            sweep_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// A lease outlives the longest possible attempt by a wide margin, so a
+    /// slow but live attempt is never taken over by another node.
+    pub fn lease_duration(&self) -> Duration {
+        self.request_timeout * 2 + Duration::from_secs(30)
+    }
+}

@@ -1,0 +1,20 @@
+//! Herald's delivery engine.
+//!
+//! A [`dispatcher`] leases due deliveries from the store and hands each to a
+//! task of the worker pool; the [`attempt`] module signs and sends one, the
+//! [`client`] makes the HTTP request through the [`ssrf`] guard, and the
+//! result is written back (attempt + new delivery state) in one store call.
+//!
+//! Invariant: every leased delivery ends in `record_attempt` or its lease
+//! expires and it is leased again — work is never dropped, only repeated.
+
+mod attempt;
+mod client;
+mod config;
+mod dispatcher;
+mod error;
+pub mod ssrf;
+
+pub use config::DeliveryConfig;
+pub use dispatcher::{Engine, EngineHandle};
+pub use error::DeliveryError;

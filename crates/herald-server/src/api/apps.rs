@@ -1,0 +1,256 @@
+//! `/api/v1/app`: applications (tenants).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use herald_core::model::{App, Metadata};
+use herald_core::{AppId, Uid};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::extract::{Json, Query};
+use crate::state::AppState;
+use crate::wire::{list_response, page_request, ListResponse, Patch};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ApplicationIn {
+    name: String,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    rate_limit: Option<u32>,
+    #[serde(default)]
+    throttle_rate: Option<u32>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ApplicationPatch {
+    #[serde(default)]
+    name: Patch<String>,
+    #[serde(default)]
+    uid: Patch<String>,
+    #[serde(default)]
+    rate_limit: Patch<u32>,
+    #[serde(default)]
+    throttle_rate: Patch<u32>,
+    #[serde(default)]
+    metadata: Patch<Metadata>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ApplicationOut {
+    id: String,
+    uid: Option<String>,
+    name: String,
+    rate_limit: Option<u32>,
+    throttle_rate: Option<u32>,
+    metadata: Metadata,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<App> for ApplicationOut {
+    fn from(app: App) -> Self {
+        Self {
+            id: app.id.to_string(),
+            uid: app.uid.map(|uid| uid.to_string()),
+            name: app.name,
+            rate_limit: app.rate_limit,
+            throttle_rate: app.rate_limit,
+            metadata: app.metadata,
+            created_at: app.created_at.to_rfc3339(),
+            updated_at: app.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+fn parse_uid(uid: Option<&str>) -> Result<Option<Uid>, ApiError> {
+    uid.map(|uid| {
+        if AppId::parse(uid).is_some() {
+            return Err(ApiError::invalid(
+                "uid",
+                "must not look like an application id",
+            ));
+        }
+        Uid::parse(uid).map_err(ApiError::from)
+    })
+    .transpose()
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
+        return Err(ApiError::invalid("name", "must not be empty"));
+    }
+    Ok(())
+}
+
+/// Loads an app by id or uid, or answers 404.
+pub(crate) async fn load_app(state: &AppState, reference: &str) -> Result<App, ApiError> {
+    state
+        .store
+        .app_by_ref(reference)
+        .await?
+        .ok_or(ApiError::NotFound("application"))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListParams {
+    limit: Option<usize>,
+    iterator: Option<String>,
+    order: Option<String>,
+}
+
+/// Lists applications, oldest first.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<ListResponse<ApplicationOut>>, ApiError> {
+    let request = page_request(
+        params.limit,
+        params.iterator.as_deref(),
+        params.order.as_deref(),
+        false,
+    )?;
+    let page = state.store.list_apps(request.clone()).await?;
+    Ok(Json(list_response(
+        page,
+        &request,
+        |app| app.id.to_string(),
+        ApplicationOut::from,
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CreateParams {
+    #[serde(default)]
+    get_if_exists: bool,
+}
+
+/// Creates an application; with `get_if_exists=true` an existing app with
+/// the same uid is answered instead (200 rather than 201).
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Query(params): Query<CreateParams>,
+    Json(input): Json<ApplicationIn>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_name(&input.name)?;
+    let uid = parse_uid(input.uid.as_deref())?;
+    if params.get_if_exists {
+        if let Some(uid) = &uid {
+            if let Some(existing) = state.store.app_by_ref(uid.as_str()).await? {
+                return Ok((StatusCode::OK, Json(ApplicationOut::from(existing))));
+            }
+        }
+    }
+    let now = state.clock.now();
+    let app = App {
+        id: AppId::generate(),
+        uid,
+        name: input.name,
+        rate_limit: input.throttle_rate.or(input.rate_limit),
+        metadata: input.metadata.unwrap_or_default(),
+        created_at: now,
+        updated_at: now,
+    };
+    let app = state.store.create_app(app).await?;
+    Ok((StatusCode::CREATED, Json(ApplicationOut::from(app))))
+}
+
+/// One application by id or uid.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<ApplicationOut>, ApiError> {
+    Ok(Json(load_app(&state, &app).await?.into()))
+}
+
+/// Replaces an application's fields; creates it (with this uid) if missing.
+pub(crate) async fn put(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+    Json(input): Json<ApplicationIn>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_name(&input.name)?;
+    let uid = parse_uid(input.uid.as_deref())?;
+    let now = state.clock.now();
+    let rate_limit = input.throttle_rate.or(input.rate_limit);
+    let metadata = input.metadata.unwrap_or_default();
+    match state.store.app_by_ref(&reference).await? {
+        Some(mut app) => {
+            app.uid = uid;
+            app.name = input.name;
+            app.rate_limit = rate_limit;
+            app.metadata = metadata;
+            app.updated_at = now;
+            let app = state.store.update_app(app).await?;
+            Ok((StatusCode::OK, Json(ApplicationOut::from(app))))
+        }
+        None => {
+            let uid = match uid {
+                Some(uid) => Some(uid),
+                None => {
+                    parse_uid(Some(&reference)).map_err(|_| ApiError::NotFound("application"))?
+                }
+            };
+            let app = App {
+                id: AppId::generate(),
+                uid,
+                name: input.name,
+                rate_limit,
+                metadata,
+                created_at: now,
+                updated_at: now,
+            };
+            let app = state.store.create_app(app).await?;
+            Ok((StatusCode::CREATED, Json(ApplicationOut::from(app))))
+        }
+    }
+}
+
+/// Changes the given fields of an application.
+pub(crate) async fn patch(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+    Json(input): Json<ApplicationPatch>,
+) -> Result<Json<ApplicationOut>, ApiError> {
+    let mut app = load_app(&state, &reference).await?;
+    match input.name {
+        Patch::Value(name) => {
+            check_name(&name)?;
+            app.name = name;
+        }
+        Patch::Null => return Err(ApiError::invalid("name", "must not be null")),
+        Patch::Absent => {}
+    }
+    match input.uid {
+        Patch::Value(uid) => app.uid = parse_uid(Some(&uid))?,
+        Patch::Null => app.uid = None,
+        Patch::Absent => {}
+    }
+    let rate = if input.throttle_rate == Patch::Absent {
+        input.rate_limit
+    } else {
+        input.throttle_rate
+    };
+    rate.apply(&mut app.rate_limit);
+    if let Some(metadata) = input.metadata.into_value() {
+        app.metadata = metadata;
+    }
+    app.updated_at = state.clock.now();
+    Ok(Json(state.store.update_app(app).await?.into()))
+}
+
+/// Deletes an application with its endpoints, messages and attempts.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let app = load_app(&state, &reference).await?;
+    state.store.delete_app(&app.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

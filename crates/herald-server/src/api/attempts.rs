@@ -1,0 +1,165 @@
+//! `/api/v1/app/{app}/attempt/…` and resend: the attempt log.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use herald_core::model::{Attempt, DeliveryStatus};
+use herald_store::AttemptFilter;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::api::apps::load_app;
+use crate::api::endpoints::load_endpoint;
+use crate::api::messages::{load_message, status_text};
+use crate::error::ApiError;
+use crate::extract::{Json, Query};
+use crate::state::AppState;
+use crate::wire::{comma_list, list_response, page_request, query_time, ListResponse};
+
+/// One attempt as answered. `errorKind` (Herald's addition) says why an
+/// attempt got no acceptable HTTP answer: `timeout`, `connection_refused`,
+/// `ssrf_blocked`…
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MessageAttemptOut {
+    id: String,
+    msg_id: String,
+    endpoint_id: String,
+    url: String,
+    response: String,
+    response_status_code: i32,
+    response_duration_ms: i64,
+    status: i64,
+    status_text: &'static str,
+    trigger_type: i64,
+    timestamp: String,
+    error_kind: Option<&'static str>,
+}
+
+impl MessageAttemptOut {
+    fn new(attempt: Attempt, with_content: bool) -> Self {
+        Self {
+            id: attempt.id.to_string(),
+            msg_id: attempt.msg_id.to_string(),
+            endpoint_id: attempt.endpoint_id.to_string(),
+            url: attempt.url,
+            response: if with_content {
+                attempt.response
+            } else {
+                String::new()
+            },
+            response_status_code: attempt.response_status_code,
+            response_duration_ms: attempt.response_duration_ms,
+            status: attempt.status.code(),
+            status_text: status_text(attempt.status),
+            trigger_type: attempt.trigger.code(),
+            timestamp: attempt.timestamp.to_rfc3339(),
+            error_kind: attempt.error.map(|error| error.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListParams {
+    limit: Option<usize>,
+    iterator: Option<String>,
+    status: Option<i64>,
+    endpoint_id: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
+    with_content: Option<bool>,
+    event_types: Option<String>,
+}
+
+impl ListParams {
+    fn filter(&self) -> Result<AttemptFilter, ApiError> {
+        let status = self
+            .status
+            .map(|code| {
+                DeliveryStatus::from_code(code)
+                    .ok_or_else(|| ApiError::invalid_query("status", "must be 0, 1, 2 or 3"))
+            })
+            .transpose()?;
+        Ok(AttemptFilter {
+            msg_id: None,
+            endpoint_id: None,
+            status,
+            event_types: comma_list(self.event_types.as_deref()),
+            before: query_time("before", self.before.as_deref())?,
+            after: query_time("after", self.after.as_deref())?,
+        })
+    }
+}
+
+async fn respond(
+    state: &AppState,
+    app: &herald_core::AppId,
+    filter: AttemptFilter,
+    params: &ListParams,
+) -> Result<Json<ListResponse<MessageAttemptOut>>, ApiError> {
+    let request = page_request(params.limit, params.iterator.as_deref(), None, true)?;
+    let with_content = params.with_content.unwrap_or(true);
+    let page = state
+        .store
+        .list_attempts(app, filter, request.clone())
+        .await?;
+    Ok(Json(list_response(
+        page,
+        &request,
+        |attempt| attempt.id.to_string(),
+        |attempt| MessageAttemptOut::new(attempt, with_content),
+    )))
+}
+
+/// Attempts of one message, newest first (optionally of one endpoint).
+pub(crate) async fn by_message(
+    State(state): State<AppState>,
+    Path((app, msg)): Path<(String, String)>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<ListResponse<MessageAttemptOut>>, ApiError> {
+    let app = load_app(&state, &app).await?;
+    let message = load_message(&state, &app.id, &msg).await?;
+    let mut filter = params.filter()?;
+    filter.msg_id = Some(message.id);
+    if let Some(endpoint) = &params.endpoint_id {
+        let endpoint = state
+            .store
+            .endpoint_by_ref(&app.id, endpoint)
+            .await?
+            .ok_or(ApiError::NotFound("endpoint"))?;
+        filter.endpoint_id = Some(endpoint.id);
+    }
+    respond(&state, &app.id, filter, &params).await
+}
+
+/// Attempts to one endpoint, newest first.
+pub(crate) async fn by_endpoint(
+    State(state): State<AppState>,
+    Path((app, endpoint)): Path<(String, String)>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<ListResponse<MessageAttemptOut>>, ApiError> {
+    let endpoint = load_endpoint(&state, &app, &endpoint).await?;
+    let mut filter = params.filter()?;
+    filter.endpoint_id = Some(endpoint.id);
+    respond(&state, &endpoint.app_id, filter, &params).await
+}
+
+/// Queues one more (manual) attempt of a message to an endpoint.
+pub(crate) async fn resend(
+    State(state): State<AppState>,
+    Path((app, msg, endpoint)): Path<(String, String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let endpoint = load_endpoint(&state, &app, &endpoint).await?;
+    let message = load_message(&state, &endpoint.app_id, &msg).await?;
+    state
+        .store
+        .resend(
+            &endpoint.app_id,
+            &message.id,
+            &endpoint.id,
+            state.clock.now(),
+        )
+        .await?;
+    state.engine.wake();
+    Ok((StatusCode::ACCEPTED, Json(json!({}))))
+}

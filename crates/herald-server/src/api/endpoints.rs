@@ -1,0 +1,757 @@
+//! `/api/v1/app/{app}/endpoint`: where a tenant's messages go, with their
+//! secrets, headers, recovery, test events and statistics.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use herald_core::model::{Endpoint, Metadata, RetiredKey};
+use herald_core::{Channel, EndpointId, EndpointUrl, EventTypeName, SigningKey, TaskId, Uid};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::api::apps::load_app;
+use crate::api::messages::{self, MessageOut};
+use crate::error::ApiError;
+use crate::extract::{Json, Query};
+use crate::state::AppState;
+use crate::wire::{list_response, page_request, parse_time, query_time, ListResponse, Patch};
+
+/// Channels an endpoint may subscribe to at most.
+const MAX_CHANNELS: usize = 10;
+
+/// Create (POST) and replace (PUT) bodies; `secret` and `headers` only
+/// apply on create.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct EndpointIn {
+    url: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    version: Option<i32>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    #[serde(default)]
+    filter_types: Option<Vec<String>>,
+    #[serde(default)]
+    event_types: Option<Vec<String>>,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    rate_limit: Option<u32>,
+    #[serde(default)]
+    throttle_rate: Option<u32>,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct EndpointPatch {
+    #[serde(default)]
+    url: Patch<String>,
+    #[serde(default)]
+    description: Patch<String>,
+    #[serde(default)]
+    uid: Patch<String>,
+    #[serde(default)]
+    version: Patch<i32>,
+    #[serde(default)]
+    disabled: Patch<bool>,
+    #[serde(default)]
+    filter_types: Patch<Vec<String>>,
+    #[serde(default)]
+    event_types: Patch<Vec<String>>,
+    #[serde(default)]
+    channels: Patch<Vec<String>>,
+    #[serde(default)]
+    rate_limit: Patch<u32>,
+    #[serde(default)]
+    throttle_rate: Patch<u32>,
+    #[serde(default)]
+    metadata: Patch<Metadata>,
+}
+
+/// An endpoint as answered. Filters and rate appear under both their old
+/// and new Svix names so every SDK generation reads them.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EndpointOut {
+    pub(crate) id: String,
+    pub(crate) uid: Option<String>,
+    pub(crate) url: String,
+    pub(crate) description: String,
+    pub(crate) version: i32,
+    pub(crate) disabled: bool,
+    pub(crate) filter_types: Option<Vec<String>>,
+    pub(crate) event_types: Option<Vec<String>>,
+    pub(crate) channels: Option<Vec<String>>,
+    pub(crate) rate_limit: Option<u32>,
+    pub(crate) throttle_rate: Option<u32>,
+    pub(crate) metadata: Metadata,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
+}
+
+impl From<Endpoint> for EndpointOut {
+    fn from(endpoint: Endpoint) -> Self {
+        let filter_types: Option<Vec<String>> = endpoint
+            .filter_types
+            .map(|types| types.iter().map(ToString::to_string).collect());
+        Self {
+            id: endpoint.id.to_string(),
+            uid: endpoint.uid.map(|uid| uid.to_string()),
+            url: endpoint.url.to_string(),
+            description: endpoint.description,
+            version: endpoint.version,
+            disabled: endpoint.disabled,
+            event_types: filter_types.clone(),
+            filter_types,
+            channels: endpoint
+                .channels
+                .map(|channels| channels.iter().map(ToString::to_string).collect()),
+            rate_limit: endpoint.rate_limit,
+            throttle_rate: endpoint.rate_limit,
+            metadata: endpoint.metadata,
+            created_at: endpoint.created_at.to_rfc3339(),
+            updated_at: endpoint.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+fn parse_filter(
+    types: Option<Vec<String>>,
+    field: &str,
+) -> Result<Option<Vec<EventTypeName>>, ApiError> {
+    let Some(types) = types else { return Ok(None) };
+    if types.is_empty() {
+        return Err(ApiError::invalid(
+            field,
+            "must list at least one event type, or be omitted",
+        ));
+    }
+    types
+        .iter()
+        .map(|name| EventTypeName::parse(name).map_err(|error| ApiError::from(error.at(field))))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn parse_channels(channels: Option<Vec<String>>) -> Result<Option<Vec<Channel>>, ApiError> {
+    let Some(channels) = channels else {
+        return Ok(None);
+    };
+    if channels.is_empty() || channels.len() > MAX_CHANNELS {
+        return Err(ApiError::invalid(
+            "channels",
+            format!("must list between 1 and {MAX_CHANNELS} channels, or be omitted"),
+        ));
+    }
+    channels
+        .iter()
+        .map(|name| Channel::parse(name).map_err(ApiError::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn parse_uid(uid: Option<&str>) -> Result<Option<Uid>, ApiError> {
+    uid.map(|uid| {
+        if EndpointId::parse(uid).is_some() {
+            return Err(ApiError::invalid(
+                "uid",
+                "must not look like an endpoint id",
+            ));
+        }
+        Uid::parse(uid).map_err(ApiError::from)
+    })
+    .transpose()
+}
+
+fn parse_version(version: Option<i32>) -> Result<i32, ApiError> {
+    match version {
+        None => Ok(1),
+        Some(version) if version >= 1 => Ok(version),
+        Some(_) => Err(ApiError::invalid("version", "must be at least 1")),
+    }
+}
+
+fn parse_rate(rate: Option<u32>) -> Result<Option<u32>, ApiError> {
+    match rate {
+        Some(0) => Err(ApiError::invalid("throttleRate", "must be at least 1")),
+        other => Ok(other),
+    }
+}
+
+/// Header names Herald sets itself; a custom header may not replace them.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+];
+
+/// Header names whose values are not echoed back by `GET …/headers`.
+const SENSITIVE_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+];
+
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    for (name, value) in headers {
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ApiError::invalid(
+                "headers",
+                format!("'{name}' is not a valid header name"),
+            ));
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(ApiError::invalid(
+                "headers",
+                format!("'{name}' is set by Herald and cannot be overridden"),
+            ));
+        }
+        if HeaderValue::from_str(value).is_err() {
+            return Err(ApiError::invalid(
+                "headers",
+                format!("the value of '{name}' is not a valid header value"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Loads an endpoint of an app (both by id or uid), or answers 404.
+pub(crate) async fn load_endpoint(
+    state: &AppState,
+    app: &str,
+    endpoint: &str,
+) -> Result<Endpoint, ApiError> {
+    let app = load_app(state, app).await?;
+    state
+        .store
+        .endpoint_by_ref(&app.id, endpoint)
+        .await?
+        .ok_or(ApiError::NotFound("endpoint"))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListParams {
+    limit: Option<usize>,
+    iterator: Option<String>,
+    order: Option<String>,
+}
+
+/// Lists an app's endpoints, oldest first.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<ListResponse<EndpointOut>>, ApiError> {
+    let app = load_app(&state, &app).await?;
+    let request = page_request(
+        params.limit,
+        params.iterator.as_deref(),
+        params.order.as_deref(),
+        false,
+    )?;
+    let page = state.store.list_endpoints(&app.id, request.clone()).await?;
+    Ok(Json(list_response(
+        page,
+        &request,
+        |endpoint| endpoint.id.to_string(),
+        EndpointOut::from,
+    )))
+}
+
+/// The fields shared by create and replace, validated.
+struct Settings {
+    url: EndpointUrl,
+    description: String,
+    uid: Option<Uid>,
+    version: i32,
+    disabled: bool,
+    filter_types: Option<Vec<EventTypeName>>,
+    channels: Option<Vec<Channel>>,
+    rate_limit: Option<u32>,
+    metadata: Metadata,
+}
+
+fn settings(input: &mut EndpointIn) -> Result<Settings, ApiError> {
+    let (filter, field) = match input.event_types.take() {
+        Some(types) => (Some(types), "eventTypes"),
+        None => (input.filter_types.take(), "filterTypes"),
+    };
+    Ok(Settings {
+        url: EndpointUrl::parse(&input.url)?,
+        description: input.description.take().unwrap_or_default(),
+        uid: parse_uid(input.uid.as_deref())?,
+        version: parse_version(input.version)?,
+        disabled: input.disabled.unwrap_or(false),
+        filter_types: parse_filter(filter, field)?,
+        channels: parse_channels(input.channels.take())?,
+        rate_limit: parse_rate(input.throttle_rate.or(input.rate_limit))?,
+        metadata: input.metadata.take().unwrap_or_default(),
+    })
+}
+
+fn new_endpoint(
+    state: &AppState,
+    app: herald_core::AppId,
+    settings: Settings,
+    secret: Option<&str>,
+    headers: BTreeMap<String, String>,
+) -> Result<Endpoint, ApiError> {
+    let key = match secret {
+        Some(secret) => SigningKey::parse(secret).map_err(|error| error.at("secret"))?,
+        None => SigningKey::generate(),
+    };
+    check_headers(&headers)?;
+    let now = state.clock.now();
+    Ok(Endpoint {
+        id: EndpointId::generate(),
+        app_id: app,
+        uid: settings.uid,
+        url: settings.url,
+        description: settings.description,
+        version: settings.version,
+        disabled: settings.disabled,
+        filter_types: settings.filter_types,
+        channels: settings.channels,
+        rate_limit: settings.rate_limit,
+        metadata: settings.metadata,
+        headers,
+        key,
+        retired_keys: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Creates an endpoint; without `secret` one is generated.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Json(mut input): Json<EndpointIn>,
+) -> Result<impl IntoResponse, ApiError> {
+    let app = load_app(&state, &app).await?;
+    let settings = settings(&mut input)?;
+    let endpoint = new_endpoint(
+        &state,
+        app.id,
+        settings,
+        input.secret.as_deref(),
+        input.headers.take().unwrap_or_default(),
+    )?;
+    let endpoint = state.store.create_endpoint(endpoint).await?;
+    Ok((StatusCode::CREATED, Json(EndpointOut::from(endpoint))))
+}
+
+/// One endpoint by id or uid.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path((app, endpoint)): Path<(String, String)>,
+) -> Result<Json<EndpointOut>, ApiError> {
+    Ok(Json(load_endpoint(&state, &app, &endpoint).await?.into()))
+}
+
+/// Replaces an endpoint's settings (secret and headers stay); creates it,
+/// with the path's uid, if missing.
+pub(crate) async fn put(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+    Json(mut input): Json<EndpointIn>,
+) -> Result<impl IntoResponse, ApiError> {
+    let app = load_app(&state, &app).await?;
+    let mut settings = settings(&mut input)?;
+    match state.store.endpoint_by_ref(&app.id, &reference).await? {
+        Some(mut endpoint) => {
+            endpoint.url = settings.url;
+            endpoint.description = settings.description;
+            endpoint.uid = settings.uid;
+            endpoint.version = settings.version;
+            endpoint.disabled = settings.disabled;
+            endpoint.filter_types = settings.filter_types;
+            endpoint.channels = settings.channels;
+            endpoint.rate_limit = settings.rate_limit;
+            endpoint.metadata = settings.metadata;
+            endpoint.updated_at = state.clock.now();
+            let endpoint = state.store.update_endpoint(endpoint).await?;
+            Ok((StatusCode::OK, Json(EndpointOut::from(endpoint))))
+        }
+        None => {
+            if settings.uid.is_none() {
+                settings.uid =
+                    parse_uid(Some(&reference)).map_err(|_| ApiError::NotFound("endpoint"))?;
+            }
+            let endpoint = new_endpoint(
+                &state,
+                app.id,
+                settings,
+                input.secret.as_deref(),
+                input.headers.take().unwrap_or_default(),
+            )?;
+            let endpoint = state.store.create_endpoint(endpoint).await?;
+            Ok((StatusCode::CREATED, Json(EndpointOut::from(endpoint))))
+        }
+    }
+}
+
+/// Changes the given fields of an endpoint.
+pub(crate) async fn patch(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+    Json(input): Json<EndpointPatch>,
+) -> Result<Json<EndpointOut>, ApiError> {
+    let mut endpoint = load_endpoint(&state, &app, &reference).await?;
+    match input.url {
+        Patch::Value(url) => endpoint.url = EndpointUrl::parse(&url)?,
+        Patch::Null => return Err(ApiError::invalid("url", "must not be null")),
+        Patch::Absent => {}
+    }
+    match input.description {
+        Patch::Value(description) => endpoint.description = description,
+        Patch::Null => endpoint.description.clear(),
+        Patch::Absent => {}
+    }
+    match input.uid {
+        Patch::Value(uid) => endpoint.uid = parse_uid(Some(&uid))?,
+        Patch::Null => endpoint.uid = None,
+        Patch::Absent => {}
+    }
+    if let Patch::Value(version) = input.version {
+        endpoint.version = parse_version(Some(version))?;
+    }
+    if let Patch::Value(disabled) = input.disabled {
+        endpoint.disabled = disabled;
+    }
+    let (filter, field) = if input.event_types == Patch::Absent {
+        (input.filter_types, "filterTypes")
+    } else {
+        (input.event_types, "eventTypes")
+    };
+    match filter {
+        Patch::Value(types) => endpoint.filter_types = parse_filter(Some(types), field)?,
+        Patch::Null => endpoint.filter_types = None,
+        Patch::Absent => {}
+    }
+    match input.channels {
+        Patch::Value(channels) => endpoint.channels = parse_channels(Some(channels))?,
+        Patch::Null => endpoint.channels = None,
+        Patch::Absent => {}
+    }
+    let rate = if input.throttle_rate == Patch::Absent {
+        input.rate_limit
+    } else {
+        input.throttle_rate
+    };
+    match rate {
+        Patch::Value(rate) => endpoint.rate_limit = parse_rate(Some(rate))?,
+        Patch::Null => endpoint.rate_limit = None,
+        Patch::Absent => {}
+    }
+    if let Some(metadata) = input.metadata.into_value() {
+        endpoint.metadata = metadata;
+    }
+    endpoint.updated_at = state.clock.now();
+    Ok(Json(state.store.update_endpoint(endpoint).await?.into()))
+}
+
+/// Deletes an endpoint; its queued deliveries end as failed.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let endpoint = load_endpoint(&state, &app, &reference).await?;
+    state
+        .store
+        .delete_endpoint(&endpoint.app_id, &endpoint.id, state.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct EndpointSecretOut {
+    key: String,
+}
+
+/// The endpoint's current signing secret.
+pub(crate) async fn secret(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+) -> Result<Json<EndpointSecretOut>, ApiError> {
+    let endpoint = load_endpoint(&state, &app, &reference).await?;
+    Ok(Json(EndpointSecretOut {
+        key: endpoint.key.expose(),
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct EndpointSecretRotateIn {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    grace_period_seconds: Option<u64>,
+}
+
+/// Replaces the signing secret. The old one keeps signing (both signatures
+/// are sent) until the grace period ends, so receivers can switch over.
+pub(crate) async fn rotate_secret(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<EndpointSecretOut>, ApiError> {
+    let input: EndpointSecretRotateIn = if body.iter().all(u8::is_ascii_whitespace) {
+        EndpointSecretRotateIn::default()
+    } else {
+        crate::extract::parse_json(&body)?
+    };
+    let mut endpoint = load_endpoint(&state, &app, &reference).await?;
+    let new_key = match input.key.as_deref() {
+        Some(key) => SigningKey::parse(key).map_err(|error| error.at("key"))?,
+        None => SigningKey::generate(),
+    };
+    let now = state.clock.now();
+    let grace = input
+        .grace_period_seconds
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(state.config.rotation_grace);
+    let old_key = std::mem::replace(&mut endpoint.key, new_key);
+    endpoint
+        .retired_keys
+        .retain(|retired| retired.expires_at > now);
+    endpoint.retired_keys.push(RetiredKey {
+        key: old_key,
+        expires_at: now.plus(grace),
+    });
+    endpoint.updated_at = now;
+    let endpoint = state.store.update_endpoint(endpoint).await?;
+    Ok(Json(EndpointSecretOut {
+        key: endpoint.key.expose(),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct EndpointHeadersOut {
+    headers: BTreeMap<String, String>,
+    sensitive: Vec<String>,
+}
+
+/// The custom headers; values of sensitive ones are withheld.
+pub(crate) async fn headers(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+) -> Result<Json<EndpointHeadersOut>, ApiError> {
+    let endpoint = load_endpoint(&state, &app, &reference).await?;
+    let (sensitive, shown): (Vec<_>, Vec<_>) = endpoint
+        .headers
+        .into_iter()
+        .partition(|(name, _)| SENSITIVE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+    Ok(Json(EndpointHeadersOut {
+        headers: shown.into_iter().collect(),
+        sensitive: sensitive.into_iter().map(|(name, _)| name).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct EndpointHeadersIn {
+    headers: BTreeMap<String, String>,
+}
+
+/// Replaces all custom headers.
+pub(crate) async fn put_headers(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+    Json(input): Json<EndpointHeadersIn>,
+) -> Result<StatusCode, ApiError> {
+    let mut endpoint = load_endpoint(&state, &app, &reference).await?;
+    check_headers(&input.headers)?;
+    endpoint.headers = input.headers;
+    endpoint.updated_at = state.clock.now();
+    state.store.update_endpoint(endpoint).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct EndpointHeadersPatchIn {
+    /// A `null` value removes that header.
+    headers: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    delete_headers: Vec<String>,
+}
+
+/// Adds, changes or removes some custom headers.
+pub(crate) async fn patch_headers(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+    Json(input): Json<EndpointHeadersPatchIn>,
+) -> Result<StatusCode, ApiError> {
+    let mut endpoint = load_endpoint(&state, &app, &reference).await?;
+    for (name, value) in input.headers {
+        match value {
+            Some(value) => endpoint.headers.insert(name, value),
+            None => endpoint.headers.remove(&name),
+        };
+    }
+    for name in input.delete_headers {
+        endpoint.headers.remove(&name);
+    }
+    check_headers(&endpoint.headers)?;
+    endpoint.updated_at = state.clock.now();
+    state.store.update_endpoint(endpoint).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RecoverIn {
+    since: String,
+    #[serde(default)]
+    until: Option<String>,
+}
+
+/// Re-queues the endpoint's failed deliveries of messages created in
+/// `[since, until)`.
+pub(crate) async fn recover(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+    Json(input): Json<RecoverIn>,
+) -> Result<impl IntoResponse, ApiError> {
+    let endpoint = load_endpoint(&state, &app, &reference).await?;
+    let since = parse_time("since", &input.since, false)?;
+    let until = input
+        .until
+        .as_deref()
+        .map(|until| parse_time("until", until, false))
+        .transpose()?;
+    let now = state.clock.now();
+    let recovered = state.store.recover(&endpoint.id, since, until, now).await?;
+    state.engine.wake();
+    tracing::info!(endpoint = %endpoint.id, recovered, "recovering failed deliveries");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "id": TaskId::generate().to_string(),
+            "status": "finished",
+            "task": "endpoint.recover",
+            "updatedAt": now.to_rfc3339(),
+            "recovered": recovered,
+        })),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct EventExampleIn {
+    event_type: String,
+    #[serde(default)]
+    example_index: Option<usize>,
+    #[serde(default)]
+    payload: Option<Value>,
+}
+
+/// The example payload of an event type: from its newest schema's
+/// `examples`, else a minimal object naming the type.
+fn example_payload(schemas: Option<&Value>, event_type: &str, index: usize) -> Value {
+    let newest_schema = schemas
+        .and_then(Value::as_object)
+        .and_then(|versions| {
+            versions
+                .iter()
+                .max_by_key(|(version, _)| version.parse::<u64>().unwrap_or(0))
+        })
+        .map(|(_, schema)| schema);
+    newest_schema
+        .and_then(|schema| schema.get("examples"))
+        .and_then(|examples| examples.get(index))
+        .filter(|example| example.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({ "type": event_type, "example": true }))
+}
+
+/// Sends a test event of a chosen type to this endpoint only.
+pub(crate) async fn send_example(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+    Json(input): Json<EventExampleIn>,
+) -> Result<impl IntoResponse, ApiError> {
+    let endpoint = load_endpoint(&state, &app, &reference).await?;
+    let name = EventTypeName::parse(&input.event_type)?;
+    let event_type = state.store.event_type(name.as_str()).await?;
+    let payload = match input.payload {
+        Some(payload) => payload,
+        None => example_payload(
+            event_type
+                .as_ref()
+                .and_then(|event_type| event_type.schemas.as_ref()),
+            name.as_str(),
+            input.example_index.unwrap_or(0),
+        ),
+    };
+    let message = messages::build_message(
+        &state,
+        endpoint.app_id.clone(),
+        name,
+        payload,
+        None,
+        Vec::new(),
+        Vec::new(),
+    )?;
+    let created = state
+        .store
+        .create_message_for_endpoint(message, &endpoint.id)
+        .await?;
+    state.engine.wake();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageOut::new(created.message, true)),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StatsParams {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// Delivery counts of the endpoint by status.
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+    Query(params): Query<StatsParams>,
+) -> Result<Json<Value>, ApiError> {
+    let endpoint = load_endpoint(&state, &app, &reference).await?;
+    let since = query_time("since", params.since.as_deref())?;
+    let until = query_time("until", params.until.as_deref())?;
+    let stats = state
+        .store
+        .endpoint_stats(&endpoint.id, since, until)
+        .await?;
+    Ok(Json(json!({
+        "success": stats.success,
+        "pending": stats.pending,
+        "sending": stats.sending,
+        "fail": stats.fail,
+        "canceled": 0,
+    })))
+}

@@ -1,0 +1,356 @@
+//! `/api/v1/app/{app}/msg`: messages, and where each one went.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use herald_core::model::{App, DeliveryStatus, Message};
+use herald_core::{AppId, Channel, EventTypeName, MessageId};
+use herald_store::MessageFilter;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::api::apps::load_app;
+use crate::api::endpoints::EndpointOut;
+use crate::error::ApiError;
+use crate::extract::{Json, Query};
+use crate::state::AppState;
+use crate::wire::{comma_list, list_response, page_request, query_time, ListResponse};
+
+/// Longest accepted `eventId`.
+const MAX_EVENT_ID: usize = 256;
+/// Most channels a message can be published on.
+const MAX_CHANNELS: usize = 10;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct MessageIn {
+    event_type: String,
+    payload: Value,
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    /// Accepted for compatibility; payloads follow Herald's retention.
+    #[serde(default)]
+    #[allow(dead_code)] // accepted so SDK requests parse; not used
+    payload_retention_period: Option<u64>,
+    #[serde(default)]
+    #[allow(dead_code)] // accepted so SDK requests parse; not used
+    payload_retention_hours: Option<u64>,
+    /// Creates the application on the fly if it does not exist.
+    #[serde(default)]
+    application: Option<InlineApplication>,
+    #[serde(default)]
+    deliver_at: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)] // accepted so SDK requests parse; not used
+    transformations_params: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct InlineApplication {
+    name: String,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    metadata: Option<herald_core::model::Metadata>,
+}
+
+/// A message as answered; `payload` is `{}` when content was not asked for.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MessageOut {
+    id: String,
+    event_type: String,
+    event_id: Option<String>,
+    payload: Value,
+    channels: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+    timestamp: String,
+}
+
+impl MessageOut {
+    pub(crate) fn new(message: Message, with_content: bool) -> Self {
+        let payload = if with_content {
+            serde_json::from_str(&message.payload).unwrap_or(Value::Null)
+        } else {
+            Value::Object(serde_json::Map::new())
+        };
+        Self {
+            id: message.id.to_string(),
+            event_type: message.event_type.to_string(),
+            event_id: message.event_id,
+            payload,
+            channels: (!message.channels.is_empty())
+                .then(|| message.channels.iter().map(ToString::to_string).collect()),
+            tags: (!message.tags.is_empty()).then_some(message.tags),
+            timestamp: message.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// Validates and assembles a new message; the payload is serialized here,
+/// once, and sent byte for byte on every attempt.
+pub(crate) fn build_message(
+    state: &AppState,
+    app: AppId,
+    event_type: EventTypeName,
+    payload: Value,
+    event_id: Option<String>,
+    channels: Vec<String>,
+    tags: Vec<String>,
+) -> Result<Message, ApiError> {
+    if !payload.is_object() {
+        return Err(ApiError::invalid("payload", "must be a JSON object"));
+    }
+    let payload = payload.to_string();
+    let limit = state.config.max_payload_bytes;
+    if payload.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    if let Some(event_id) = &event_id {
+        if event_id.is_empty() || event_id.len() > MAX_EVENT_ID {
+            return Err(ApiError::invalid(
+                "eventId",
+                format!("must be 1 to {MAX_EVENT_ID} characters"),
+            ));
+        }
+    }
+    if channels.len() > MAX_CHANNELS {
+        return Err(ApiError::invalid(
+            "channels",
+            format!("must list at most {MAX_CHANNELS} channels"),
+        ));
+    }
+    let channels = channels
+        .iter()
+        .map(|channel| Channel::parse(channel))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Message {
+        id: MessageId::generate(),
+        app_id: app,
+        event_type,
+        event_id,
+        payload,
+        channels,
+        tags,
+        created_at: state.clock.now(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ContentParams {
+    with_content: Option<bool>,
+}
+
+async fn app_for_create(
+    state: &AppState,
+    reference: &str,
+    inline: Option<InlineApplication>,
+) -> Result<App, ApiError> {
+    if let Some(app) = state.store.app_by_ref(reference).await? {
+        return Ok(app);
+    }
+    let Some(inline) = inline else {
+        return Err(ApiError::NotFound("application"));
+    };
+    let uid = inline.uid.as_deref().unwrap_or(reference);
+    let now = state.clock.now();
+    let app = App {
+        id: AppId::generate(),
+        uid: Some(herald_core::Uid::parse(uid).map_err(|error| error.at("application.uid"))?),
+        name: inline.name,
+        rate_limit: None,
+        metadata: inline.metadata.unwrap_or_default(),
+        created_at: now,
+        updated_at: now,
+    };
+    match state.store.create_app(app).await {
+        Ok(app) => Ok(app),
+        // Another request created it at the same moment.
+        Err(herald_store::StoreError::Conflict { .. }) => state
+            .store
+            .app_by_ref(uid)
+            .await?
+            .ok_or(ApiError::NotFound("application")),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Accepts a message: answers 202 only after the message and its fan-out
+/// are committed. An `idempotency-key` already used for this app answers
+/// the first message again and queues nothing.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(params): Query<ContentParams>,
+    headers: HeaderMap,
+    Json(input): Json<MessageIn>,
+) -> Result<impl IntoResponse, ApiError> {
+    if input.deliver_at.is_some() {
+        return Err(ApiError::invalid(
+            "deliverAt",
+            "scheduled delivery is not supported",
+        ));
+    }
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|value| {
+            value
+                .to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::BadRequest("idempotency-key must be visible ASCII".into()))
+        })
+        .transpose()?;
+    let event_type = EventTypeName::parse(&input.event_type)?;
+    let app = app_for_create(&state, &app, input.application).await?;
+    let message = build_message(
+        &state,
+        app.id,
+        event_type,
+        input.payload,
+        input.event_id,
+        input.channels.unwrap_or_default(),
+        input.tags.unwrap_or_default(),
+    )?;
+    let created = state.store.create_message(message, idempotency_key).await?;
+    if created.deliveries > 0 {
+        state.engine.wake();
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageOut::new(
+            created.message,
+            params.with_content.unwrap_or(true),
+        )),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListParams {
+    limit: Option<usize>,
+    iterator: Option<String>,
+    channel: Option<String>,
+    tag: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
+    with_content: Option<bool>,
+    event_types: Option<String>,
+}
+
+/// Lists an app's messages, newest first.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<ListResponse<MessageOut>>, ApiError> {
+    let app = load_app(&state, &app).await?;
+    let request = page_request(params.limit, params.iterator.as_deref(), None, true)?;
+    let filter = MessageFilter {
+        event_types: comma_list(params.event_types.as_deref()),
+        channel: params.channel,
+        tag: params.tag,
+        before: query_time("before", params.before.as_deref())?,
+        after: query_time("after", params.after.as_deref())?,
+    };
+    let with_content = params.with_content.unwrap_or(true);
+    let page = state
+        .store
+        .list_messages(&app.id, filter, request.clone())
+        .await?;
+    Ok(Json(list_response(
+        page,
+        &request,
+        |message| message.id.to_string(),
+        |message| MessageOut::new(message, with_content),
+    )))
+}
+
+/// Loads a message of an app by id or `eventId`, or answers 404.
+pub(crate) async fn load_message(
+    state: &AppState,
+    app: &AppId,
+    reference: &str,
+) -> Result<Message, ApiError> {
+    state
+        .store
+        .message_by_ref(app, reference)
+        .await?
+        .ok_or(ApiError::NotFound("message"))
+}
+
+/// One message by id or `eventId`.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+    Query(params): Query<ContentParams>,
+) -> Result<Json<MessageOut>, ApiError> {
+    let app = load_app(&state, &app).await?;
+    let message = load_message(&state, &app.id, &reference).await?;
+    Ok(Json(MessageOut::new(
+        message,
+        params.with_content.unwrap_or(true),
+    )))
+}
+
+/// Svix's textual name of a status.
+pub(crate) fn status_text(status: DeliveryStatus) -> &'static str {
+    match status {
+        DeliveryStatus::Success => "success",
+        DeliveryStatus::Pending => "pending",
+        DeliveryStatus::Fail => "fail",
+        DeliveryStatus::Sending => "sending",
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MessageEndpointOut {
+    #[serde(flatten)]
+    endpoint: EndpointOut,
+    status: i64,
+    status_text: &'static str,
+    /// When the next attempt is due; `null` once none is left.
+    next_attempt: Option<String>,
+    attempts: u32,
+}
+
+/// Where a message went: one entry per endpoint it was fanned out to, with
+/// that delivery's status.
+pub(crate) async fn destinations(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+) -> Result<Json<ListResponse<MessageEndpointOut>>, ApiError> {
+    let app = load_app(&state, &app).await?;
+    let message = load_message(&state, &app.id, &reference).await?;
+    let deliveries = state
+        .store
+        .deliveries_of_message(&app.id, &message.id)
+        .await?;
+    let mut data = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let Some(endpoint) = state
+            .store
+            .endpoint_by_ref(&app.id, delivery.endpoint_id.as_str())
+            .await?
+        else {
+            continue; // deleted since
+        };
+        data.push(MessageEndpointOut {
+            endpoint: endpoint.into(),
+            status: delivery.status.code(),
+            status_text: status_text(delivery.status),
+            next_attempt: delivery.next_attempt_at.map(|at| at.to_rfc3339()),
+            attempts: delivery.attempt_count,
+        });
+    }
+    Ok(Json(ListResponse {
+        iterator: data.last().map(|out| out.endpoint.id.clone()),
+        prev_iterator: None,
+        done: true,
+        data,
+    }))
+}

@@ -1,0 +1,61 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::Clock;
+use herald_delivery::EngineHandle;
+use herald_store::Store;
+
+use crate::auth::Tokens;
+
+/// Settings of the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest accepted request body (and message payload), in bytes.
+    pub max_payload_bytes: usize,
+    /// How long a rotated-out secret keeps signing, so receivers can roll over.
+    pub rotation_grace: Duration,
+    /// A token given in configuration (`HERALD_ADMIN_TOKEN`), accepted
+    /// besides those stored in the database.
+    pub admin_token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 1024 * 1024,
+            rotation_grace: Duration::from_secs(24 * 3600),
+            admin_token: None,
+        }
+    }
+}
+
+/// Shared handler state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) engine: EngineHandle,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) tokens: Tokens,
+}
+
+impl AppState {
+    /// State for a router over `store`, waking `engine` on new work.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        engine: EngineHandle,
+        config: ServerConfig,
+    ) -> Self {
+        let tokens = Tokens::new(store.clone(), config.admin_token.as_deref());
+        Self {
+            store,
+            clock,
+            engine,
+            config: Arc::new(config),
+            tokens,
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Messages, their fan-out into deliveries, and the attempt log.
+
+use herald_core::model::{Attempt, Delivery, Message};
+use herald_core::{AppId, EndpointId, MessageId, Timestamp};
+use herald_store::{
+    AttemptFilter, CreatedMessage, DeliveryStats, MessageFilter, Page, PageRequest, StoreError,
+};
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::catalog::endpoints_of_app;
+use crate::error::backend;
+use crate::paging::Select;
+use crate::rows::{self, to_json};
+
+/// Which endpoints a new message is fanned out to.
+pub(crate) enum FanOut<'a> {
+    /// Every enabled endpoint whose filters match.
+    Matching,
+    /// This endpoint alone.
+    Only(&'a EndpointId),
+}
+
+/// Inserts the message and its deliveries; the caller's transaction makes
+/// them one unit.
+pub(crate) fn create_message(
+    connection: &Connection,
+    message: &Message,
+    idempotency_key: Option<&str>,
+    fan_out: FanOut<'_>,
+) -> Result<CreatedMessage, StoreError> {
+    if let Some(key) = idempotency_key {
+        let sql = format!(
+            "SELECT {} FROM messages WHERE app_id = ?1 AND idempotency_key = ?2",
+            rows::MESSAGE_COLUMNS
+        );
+        let earlier = connection
+            .prepare_cached(&sql)
+            .map_err(backend)?
+            .query_row([message.app_id.as_str(), key], |row| Ok(rows::message(row)))
+            .optional()
+            .map_err(backend)?
+            .transpose()?;
+        if let Some(earlier) = earlier {
+            return Ok(CreatedMessage {
+                message: earlier,
+                is_new: false,
+                deliveries: 0,
+            });
+        }
+    }
+    let channels: Vec<&str> = message
+        .channels
+        .iter()
+        .map(|channel| channel.as_str())
+        .collect();
+    connection
+        .prepare_cached(
+            "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags,
+                 idempotency_key, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(backend)?
+        .execute(params![
+            message.id.as_str(),
+            message.app_id.as_str(),
+            message.event_type.as_str(),
+            message.event_id,
+            message.payload,
+            to_json(&channels),
+            to_json(&message.tags),
+            idempotency_key,
+            message.created_at.0,
+        ])
+        .map_err(backend)?;
+
+    // Fan-out is computed from the endpoints that exist at commit time.
+    let mut insert = connection
+        .prepare_cached(
+            "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempt_count,
+                 next_attempt_at, lease_until, trigger_type, msg_created_at, updated_at)
+             VALUES (?1, ?2, ?3, 1, 0, ?4, NULL, 0, ?4, ?4)",
+        )
+        .map_err(backend)?;
+    let targets: Vec<EndpointId> = match fan_out {
+        FanOut::Only(endpoint) => vec![endpoint.clone()],
+        FanOut::Matching => endpoints_of_app(connection, &message.app_id)?
+            .into_iter()
+            .filter(|endpoint| {
+                !endpoint.disabled && endpoint.subscribes_to(&message.event_type, &message.channels)
+            })
+            .map(|endpoint| endpoint.id)
+            .collect(),
+    };
+    for endpoint in &targets {
+        insert
+            .execute(params![
+                message.id.as_str(),
+                endpoint.as_str(),
+                message.app_id.as_str(),
+                message.created_at.0,
+            ])
+            .map_err(backend)?;
+    }
+    let deliveries = targets.len();
+    Ok(CreatedMessage {
+        message: message.clone(),
+        is_new: true,
+        deliveries,
+    })
+}
+
+pub(crate) fn message_by_ref(
+    connection: &Connection,
+    app: &AppId,
+    reference: &str,
+) -> Result<Option<Message>, StoreError> {
+    let sql = format!(
+        "SELECT {columns} FROM messages WHERE id = ?2 AND app_id = ?1
+         UNION ALL
+         SELECT * FROM (SELECT {columns} FROM messages WHERE app_id = ?1 AND event_id = ?2
+                        ORDER BY id DESC LIMIT 1)
+         LIMIT 1",
+        columns = rows::MESSAGE_COLUMNS
+    );
+    let mut statement = connection.prepare_cached(&sql).map_err(backend)?;
+    let mut found = statement
+        .query([app.as_str(), reference])
+        .map_err(backend)?;
+    found
+        .next()
+        .map_err(backend)?
+        .map(rows::message)
+        .transpose()
+}
+
+fn text(value: &str) -> Value {
+    Value::Text(value.to_owned())
+}
+
+fn time_bounds(
+    select: Select,
+    column: &str,
+    before: Option<Timestamp>,
+    after: Option<Timestamp>,
+) -> Select {
+    let select = match before {
+        Some(before) => select.and(&format!("{column} < ?"), [Value::Integer(before.0)]),
+        None => select,
+    };
+    match after {
+        Some(after) => select.and(&format!("{column} > ?"), [Value::Integer(after.0)]),
+        None => select,
+    }
+}
+
+pub(crate) fn list_messages(
+    connection: &Connection,
+    app: &AppId,
+    filter: &MessageFilter,
+    page: &PageRequest,
+) -> Result<Page<Message>, StoreError> {
+    let mut select = Select::new(rows::MESSAGE_COLUMNS, "messages")
+        .and("app_id = ?", [text(app.as_str())])
+        .and_in("event_type", &filter.event_types);
+    if let Some(channel) = &filter.channel {
+        select = select.and(
+            "EXISTS (SELECT 1 FROM json_each(messages.channels) WHERE value = ?)",
+            [text(channel)],
+        );
+    }
+    if let Some(tag) = &filter.tag {
+        select = select.and(
+            "EXISTS (SELECT 1 FROM json_each(messages.tags) WHERE value = ?)",
+            [text(tag)],
+        );
+    }
+    time_bounds(select, "created_at", filter.before, filter.after).page(
+        connection,
+        "id",
+        page,
+        rows::message,
+    )
+}
+
+pub(crate) fn deliveries_of_message(
+    connection: &Connection,
+    app: &AppId,
+    msg: &MessageId,
+) -> Result<Vec<Delivery>, StoreError> {
+    Select::new(rows::DELIVERY_COLUMNS, "deliveries")
+        .and(
+            "msg_id = ? AND app_id = ?",
+            [text(msg.as_str()), text(app.as_str())],
+        )
+        .all(connection, rows::delivery)
+}
+
+pub(crate) fn list_attempts(
+    connection: &Connection,
+    app: &AppId,
+    filter: &AttemptFilter,
+    page: &PageRequest,
+) -> Result<Page<Attempt>, StoreError> {
+    let from = if filter.event_types.is_empty() {
+        "attempts a"
+    } else {
+        "attempts a JOIN messages m ON m.id = a.msg_id"
+    };
+    let mut select = Select::new(rows::ATTEMPT_COLUMNS, from)
+        .and("a.app_id = ?", [text(app.as_str())])
+        .and_in("m.event_type", &filter.event_types);
+    if let Some(msg) = &filter.msg_id {
+        select = select.and("a.msg_id = ?", [text(msg.as_str())]);
+    }
+    if let Some(endpoint) = &filter.endpoint_id {
+        select = select.and("a.endpoint_id = ?", [text(endpoint.as_str())]);
+    }
+    if let Some(status) = filter.status {
+        select = select.and("a.status = ?", [Value::Integer(status.code())]);
+    }
+    time_bounds(select, "a.timestamp", filter.before, filter.after).page(
+        connection,
+        "a.id",
+        page,
+        rows::attempt,
+    )
+}
+
+pub(crate) fn resend(
+    connection: &Connection,
+    app: &AppId,
+    msg: &MessageId,
+    endpoint: &EndpointId,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let created_at: Option<i64> = connection
+        .query_row(
+            "SELECT created_at FROM messages WHERE id = ?1 AND app_id = ?2",
+            [msg.as_str(), app.as_str()],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    let Some(created_at) = created_at else {
+        return Err(StoreError::NotFound("message"));
+    };
+    // A delivery already being sent keeps its lease; the resend waits for it.
+    connection
+        .prepare_cached(
+            "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempt_count,
+                 next_attempt_at, lease_until, trigger_type, msg_created_at, updated_at)
+             VALUES (?1, ?2, ?3, 1, 0, ?4, NULL, 1, ?5, ?4)
+             ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET
+                 status = 1, next_attempt_at = ?4, trigger_type = 1, updated_at = ?4
+             WHERE status <> 3",
+        )
+        .map_err(backend)?
+        .execute(params![
+            msg.as_str(),
+            endpoint.as_str(),
+            app.as_str(),
+            now.0,
+            created_at
+        ])
+        .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn recover(
+    connection: &Connection,
+    endpoint: &EndpointId,
+    since: Timestamp,
+    until: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let changed = connection
+        .prepare_cached(
+            "UPDATE deliveries SET status = 1, next_attempt_at = ?4, trigger_type = 1,
+                 updated_at = ?4
+             WHERE endpoint_id = ?1 AND status = 2 AND msg_created_at >= ?2
+                 AND msg_created_at < ?3",
+        )
+        .map_err(backend)?
+        .execute(params![
+            endpoint.as_str(),
+            since.0,
+            until.map_or(i64::MAX, |until| until.0),
+            now.0
+        ])
+        .map_err(backend)?;
+    Ok(changed as u64)
+}
+
+pub(crate) fn endpoint_stats(
+    connection: &Connection,
+    endpoint: &EndpointId,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+) -> Result<DeliveryStats, StoreError> {
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT status, COUNT(*) FROM deliveries
+             WHERE endpoint_id = ?1 AND msg_created_at >= ?2 AND msg_created_at < ?3
+             GROUP BY status",
+        )
+        .map_err(backend)?;
+    let mut counts = statement
+        .query(params![
+            endpoint.as_str(),
+            since.map_or(i64::MIN, |since| since.0),
+            until.map_or(i64::MAX, |until| until.0)
+        ])
+        .map_err(backend)?;
+    let mut stats = DeliveryStats::default();
+    while let Some(row) = counts.next().map_err(backend)? {
+        let status: i64 = row.get(0).map_err(backend)?;
+        let count: i64 = row.get(1).map_err(backend)?;
+        let count = count as u64;
+        match status {
+            0 => stats.success = count,
+            1 => stats.pending = count,
+            2 => stats.fail = count,
+            3 => stats.sending = count,
+            _ => {}
+        }
+    }
+    Ok(stats)
+}

@@ -1,0 +1,120 @@
+//! Migrations, applied in order on open; `PRAGMA user_version` records how
+//! many have run, and each runs in its own transaction with its bump.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE apps (
+    id TEXT PRIMARY KEY,
+    uid TEXT UNIQUE,
+    name TEXT NOT NULL,
+    rate_limit INTEGER,
+    metadata TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+
+CREATE TABLE event_types (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    archived INTEGER NOT NULL,
+    deprecated INTEGER NOT NULL,
+    schemas TEXT,
+    feature_flag TEXT,
+    group_name TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+
+CREATE TABLE endpoints (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    uid TEXT,
+    url TEXT NOT NULL,
+    description TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    disabled INTEGER NOT NULL,
+    filter_types TEXT,
+    channels TEXT,
+    rate_limit INTEGER,
+    metadata TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    signing_key TEXT NOT NULL,
+    retired_keys TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (app_id, uid)
+);
+CREATE INDEX endpoints_app ON endpoints (app_id, id);
+
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    event_id TEXT,
+    payload TEXT NOT NULL,
+    channels TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    idempotency_key TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX messages_app ON messages (app_id, id);
+CREATE INDEX messages_event_id ON messages (app_id, event_id) WHERE event_id IS NOT NULL;
+CREATE UNIQUE INDEX messages_idempotency ON messages (app_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+-- One row per message x endpoint. status: 0 success, 1 pending, 2 fail, 3 sending.
+CREATE TABLE deliveries (
+    msg_id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    attempt_count INTEGER NOT NULL,
+    next_attempt_at INTEGER,
+    lease_until INTEGER,
+    trigger_type INTEGER NOT NULL,
+    msg_created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (msg_id, endpoint_id)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 1;
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE status = 3;
+CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, status, msg_created_at);
+
+CREATE TABLE attempts (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    response_status_code INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    trigger_type INTEGER NOT NULL,
+    error TEXT
+);
+CREATE INDEX attempts_msg ON attempts (msg_id, id);
+CREATE INDEX attempts_endpoint ON attempts (endpoint_id, id);
+CREATE INDEX attempts_app ON attempts (app_id, id);
+
+CREATE TABLE api_tokens (
+    hash TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+"#];
+
+/// Brings the schema up to date.
+pub(crate) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+    let applied: usize =
+        connection.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))? as usize;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        // user_version cannot be bound as a parameter; the value is our own index.
+        transaction.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
+        transaction.commit()?;
+    }
+    Ok(())
+}

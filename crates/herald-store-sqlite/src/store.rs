@@ -1,0 +1,298 @@
+//! [`Store`] for [`SqliteStore`]: writes go to the group-commit writer, reads
+//! to the reader pool. Arguments are moved into the closures because both
+//! run on other threads.
+
+use async_trait::async_trait;
+use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
+use herald_core::{AppId, EndpointId, MessageId, Timestamp};
+use herald_store::{
+    AttemptFilter, Claim, CreatedMessage, DeliveryOutcome, DeliveryStats, MessageFilter, Page,
+    PageRequest, Store, StoreError,
+};
+
+use crate::{catalog, messages, queue, tokens, SqliteStore};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_app(&self, app: App) -> Result<App> {
+        self.writer
+            .write(move |connection| catalog::insert_app(connection, &app).map(|()| app))
+            .await
+    }
+
+    async fn app_by_ref(&self, reference: &str) -> Result<Option<App>> {
+        let reference = reference.to_owned();
+        self.readers
+            .read(move |connection| catalog::app_by_ref(connection, &reference))
+            .await
+    }
+
+    async fn list_apps(&self, page: PageRequest) -> Result<Page<App>> {
+        self.readers
+            .read(move |connection| catalog::list_apps(connection, &page))
+            .await
+    }
+
+    async fn update_app(&self, app: App) -> Result<App> {
+        self.writer
+            .write(move |connection| catalog::update_app(connection, &app).map(|()| app))
+            .await
+    }
+
+    async fn delete_app(&self, id: &AppId) -> Result<()> {
+        let id = id.clone();
+        self.writer
+            .write(move |connection| catalog::delete_app(connection, &id))
+            .await
+    }
+
+    async fn create_event_type(&self, event_type: EventType) -> Result<EventType> {
+        self.writer
+            .write(move |connection| {
+                catalog::insert_event_type(connection, &event_type).map(|()| event_type)
+            })
+            .await
+    }
+
+    async fn event_type(&self, name: &str) -> Result<Option<EventType>> {
+        let name = name.to_owned();
+        self.readers
+            .read(move |connection| catalog::event_type(connection, &name))
+            .await
+    }
+
+    async fn list_event_types(
+        &self,
+        page: PageRequest,
+        include_archived: bool,
+    ) -> Result<Page<EventType>> {
+        self.readers
+            .read(move |connection| catalog::list_event_types(connection, &page, include_archived))
+            .await
+    }
+
+    async fn update_event_type(&self, event_type: EventType) -> Result<EventType> {
+        self.writer
+            .write(move |connection| {
+                catalog::update_event_type(connection, &event_type).map(|()| event_type)
+            })
+            .await
+    }
+
+    async fn delete_event_type(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |connection| catalog::delete_event_type(connection, &name))
+            .await
+    }
+
+    async fn create_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint> {
+        self.writer
+            .write(move |connection| {
+                catalog::insert_endpoint(connection, &endpoint).map(|()| endpoint)
+            })
+            .await
+    }
+
+    async fn endpoint_by_ref(&self, app: &AppId, reference: &str) -> Result<Option<Endpoint>> {
+        let (app, reference) = (app.clone(), reference.to_owned());
+        self.readers
+            .read(move |connection| catalog::endpoint_by_ref(connection, &app, &reference))
+            .await
+    }
+
+    async fn list_endpoints(&self, app: &AppId, page: PageRequest) -> Result<Page<Endpoint>> {
+        let app = app.clone();
+        self.readers
+            .read(move |connection| catalog::list_endpoints(connection, &app, &page))
+            .await
+    }
+
+    async fn update_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint> {
+        self.writer
+            .write(move |connection| {
+                catalog::update_endpoint(connection, &endpoint).map(|()| endpoint)
+            })
+            .await
+    }
+
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId, now: Timestamp) -> Result<()> {
+        let (app, id) = (app.clone(), id.clone());
+        self.writer
+            .write(move |connection| catalog::delete_endpoint(connection, &app, &id, now))
+            .await
+    }
+
+    async fn create_message(
+        &self,
+        message: Message,
+        idempotency_key: Option<String>,
+    ) -> Result<CreatedMessage> {
+        self.writer
+            .write(move |connection| {
+                messages::create_message(
+                    connection,
+                    &message,
+                    idempotency_key.as_deref(),
+                    messages::FanOut::Matching,
+                )
+            })
+            .await
+    }
+
+    async fn create_message_for_endpoint(
+        &self,
+        message: Message,
+        endpoint: &EndpointId,
+    ) -> Result<CreatedMessage> {
+        let endpoint = endpoint.clone();
+        self.writer
+            .write(move |connection| {
+                messages::create_message(
+                    connection,
+                    &message,
+                    None,
+                    messages::FanOut::Only(&endpoint),
+                )
+            })
+            .await
+    }
+
+    async fn message_by_ref(&self, app: &AppId, reference: &str) -> Result<Option<Message>> {
+        let (app, reference) = (app.clone(), reference.to_owned());
+        self.readers
+            .read(move |connection| messages::message_by_ref(connection, &app, &reference))
+            .await
+    }
+
+    async fn list_messages(
+        &self,
+        app: &AppId,
+        filter: MessageFilter,
+        page: PageRequest,
+    ) -> Result<Page<Message>> {
+        let app = app.clone();
+        self.readers
+            .read(move |connection| messages::list_messages(connection, &app, &filter, &page))
+            .await
+    }
+
+    async fn deliveries_of_message(&self, app: &AppId, msg: &MessageId) -> Result<Vec<Delivery>> {
+        let (app, msg) = (app.clone(), msg.clone());
+        self.readers
+            .read(move |connection| messages::deliveries_of_message(connection, &app, &msg))
+            .await
+    }
+
+    async fn list_attempts(
+        &self,
+        app: &AppId,
+        filter: AttemptFilter,
+        page: PageRequest,
+    ) -> Result<Page<Attempt>> {
+        let app = app.clone();
+        self.readers
+            .read(move |connection| messages::list_attempts(connection, &app, &filter, &page))
+            .await
+    }
+
+    async fn resend(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        endpoint: &EndpointId,
+        now: Timestamp,
+    ) -> Result<()> {
+        let (app, msg, endpoint) = (app.clone(), msg.clone(), endpoint.clone());
+        self.writer
+            .write(move |connection| messages::resend(connection, &app, &msg, &endpoint, now))
+            .await
+    }
+
+    async fn recover(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let endpoint = endpoint.clone();
+        self.writer
+            .write(move |connection| messages::recover(connection, &endpoint, since, until, now))
+            .await
+    }
+
+    async fn endpoint_stats(
+        &self,
+        endpoint: &EndpointId,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<DeliveryStats> {
+        let endpoint = endpoint.clone();
+        self.readers
+            .read(move |connection| messages::endpoint_stats(connection, &endpoint, since, until))
+            .await
+    }
+
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        saturated: &[EndpointId],
+        lease_until: Timestamp,
+    ) -> Result<Vec<Claim>> {
+        let saturated = saturated.to_vec();
+        self.writer
+            .write(move |connection| {
+                queue::claim_due(connection, now, limit, &saturated, lease_until)
+            })
+            .await
+    }
+
+    async fn next_due_at(&self) -> Result<Option<Timestamp>> {
+        self.readers.read(queue::next_due_at).await
+    }
+
+    async fn claim_target(&self, claim: &Claim) -> Result<Option<(Message, Option<Endpoint>)>> {
+        let claim = claim.clone();
+        self.readers
+            .read(move |connection| queue::claim_target(connection, &claim))
+            .await
+    }
+
+    async fn record_attempt(
+        &self,
+        attempt: Option<Attempt>,
+        outcome: DeliveryOutcome,
+    ) -> Result<()> {
+        self.writer
+            .write(move |connection| queue::record_attempt(connection, attempt.as_ref(), &outcome))
+            .await
+    }
+
+    async fn release_leases(&self, now: Timestamp, all: bool) -> Result<u64> {
+        self.writer
+            .write(move |connection| queue::release_leases(connection, now, all))
+            .await
+    }
+
+    async fn add_api_token(&self, hash: &str, now: Timestamp) -> Result<()> {
+        let hash = hash.to_owned();
+        self.writer
+            .write(move |connection| tokens::add_api_token(connection, &hash, now))
+            .await
+    }
+
+    async fn api_token_exists(&self, hash: &str) -> Result<bool> {
+        let hash = hash.to_owned();
+        self.readers
+            .read(move |connection| tokens::api_token_exists(connection, &hash))
+            .await
+    }
+
+    async fn api_token_count(&self) -> Result<u64> {
+        self.readers.read(tokens::api_token_count).await
+    }
+}

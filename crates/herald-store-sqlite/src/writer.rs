@@ -1,0 +1,141 @@
+//! The single writer: one thread owns the read-write connection and commits
+//! whatever work has queued up in one transaction (group commit).
+//!
+//! SQLite allows one writer at a time, so many concurrent writers only wait
+//! for each other; funnelling them through one thread turns N fsyncs into one
+//! without making any caller wait longer than one commit. Each job runs in a
+//! savepoint so a failing job is rolled back alone; a job's answer is sent
+//! only after the whole batch has committed, which is what makes an `Ok`
+//! mean "durable".
+
+use std::sync::mpsc;
+use std::thread;
+
+use herald_store::StoreError;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::error::backend;
+
+/// How many jobs one transaction takes at most, to bound commit latency.
+const MAX_BATCH: usize = 512;
+
+trait Job: Send {
+    /// Runs the job inside the open transaction.
+    fn run(&mut self, connection: &Connection);
+    /// Delivers the answer once the transaction has committed (or failed).
+    fn finish(self: Box<Self>, commit: Result<(), String>);
+}
+
+struct Typed<T, F> {
+    work: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Typed<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, connection: &Connection) {
+        let Some(work) = self.work.take() else { return };
+        let result = match connection.execute_batch("SAVEPOINT job") {
+            Err(error) => Err(backend(error)),
+            Ok(()) => {
+                let result = work(connection);
+                let closing = if result.is_ok() {
+                    connection.execute_batch("RELEASE job")
+                } else {
+                    connection.execute_batch("ROLLBACK TO job; RELEASE job")
+                };
+                match closing {
+                    Ok(()) => result,
+                    Err(error) => Err(backend(error)),
+                }
+            }
+        };
+        self.result = Some(result);
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), String>) {
+        let answer = match (commit, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StoreError::Backend("write job did not run".into())),
+            (Err(error), _) => Err(StoreError::Backend(error)),
+        };
+        // The caller may have gone away (request cancelled); the work is done either way.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Handle to the writer thread.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl Writer {
+    /// Starts the thread that owns `connection`. It stops when the last
+    /// handle is dropped, after finishing what was queued.
+    pub(crate) fn start(connection: Connection) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        thread::Builder::new()
+            .name("herald-sqlite-writer".into())
+            .spawn(move || run(connection, queue))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` in a write transaction and answers after it committed.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Typed {
+            work: Some(work),
+            result: None,
+            reply,
+        };
+        self.jobs
+            .send(Box::new(job))
+            .map_err(|_| StoreError::Backend("the sqlite writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the sqlite writer dropped a job".into()))?
+    }
+}
+
+fn run(connection: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let commit = commit_batch(&connection, &mut batch);
+        if let Err(error) = &commit {
+            tracing::error!(%error, jobs = batch.len(), "sqlite group commit failed");
+        }
+        for job in batch {
+            job.finish(commit.clone());
+        }
+    }
+}
+
+fn commit_batch(connection: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+    connection
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(|error| error.to_string())?;
+    for job in batch.iter_mut() {
+        job.run(connection);
+    }
+    if let Err(error) = connection.execute_batch("COMMIT") {
+        let _ = connection.execute_batch("ROLLBACK");
+        return Err(error.to_string());
+    }
+    Ok(())
+}

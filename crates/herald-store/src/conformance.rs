@@ -1,0 +1,2 @@
+//! The backend conformance suite: every `Store` implementation runs it
+//! against a fresh database from its own tests.

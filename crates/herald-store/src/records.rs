@@ -1,0 +1,67 @@
+//! Inputs and outputs of [`crate::Store`] calls that are not domain records.
+
+use herald_core::model::{DeliveryStatus, Message, TriggerType};
+use herald_core::{AppId, EndpointId, MessageId, Timestamp};
+
+/// The answer to a message create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedMessage {
+    pub message: Message,
+    /// False when an earlier create with the same idempotency key answered.
+    pub is_new: bool,
+    /// How many deliveries the fan-out queued (0 for a repeat).
+    pub deliveries: usize,
+}
+
+/// Filters of a message list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageFilter {
+    pub event_types: Vec<String>,
+    pub channel: Option<String>,
+    pub tag: Option<String>,
+    pub before: Option<Timestamp>,
+    pub after: Option<Timestamp>,
+}
+
+/// Filters of an attempt list; `msg_id` and/or `endpoint_id` scope it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttemptFilter {
+    pub msg_id: Option<MessageId>,
+    pub endpoint_id: Option<EndpointId>,
+    pub status: Option<DeliveryStatus>,
+    pub event_types: Vec<String>,
+    pub before: Option<Timestamp>,
+    pub after: Option<Timestamp>,
+}
+
+/// Delivery counts of one endpoint by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryStats {
+    pub success: u64,
+    pub pending: u64,
+    pub sending: u64,
+    pub fail: u64,
+}
+
+/// A delivery leased to this node for one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub app_id: AppId,
+    pub msg_id: MessageId,
+    pub endpoint_id: EndpointId,
+    /// Attempts made before this one.
+    pub attempt_count: u32,
+    pub trigger: TriggerType,
+}
+
+/// The new state of a delivery after an attempt (or after giving up on one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryOutcome {
+    pub msg_id: MessageId,
+    pub endpoint_id: EndpointId,
+    pub status: DeliveryStatus,
+    pub attempt_count: u32,
+    /// `None` once no retry is left.
+    pub next_attempt_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}

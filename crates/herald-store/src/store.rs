@@ -1,0 +1,164 @@
+//! The storage trait.
+
+use async_trait::async_trait;
+use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
+use herald_core::{AppId, EndpointId, MessageId, Timestamp};
+
+use crate::{
+    AttemptFilter, Claim, CreatedMessage, DeliveryOutcome, DeliveryStats, MessageFilter, Page,
+    PageRequest, StoreError,
+};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything Herald persists. Lookups named `…_by_ref` accept an id or a uid.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Applications.
+
+    /// Inserts a new app; `Conflict` if its uid is taken.
+    async fn create_app(&self, app: App) -> Result<App>;
+    /// An app by id or uid.
+    async fn app_by_ref(&self, reference: &str) -> Result<Option<App>>;
+    /// Apps, oldest first.
+    async fn list_apps(&self, page: PageRequest) -> Result<Page<App>>;
+    /// Replaces an app's fields; `Conflict` if the new uid is taken.
+    async fn update_app(&self, app: App) -> Result<App>;
+    /// Deletes an app with everything it owns.
+    async fn delete_app(&self, id: &AppId) -> Result<()>;
+
+    // Event types.
+
+    /// Inserts an event type; `Conflict` if the name exists.
+    async fn create_event_type(&self, event_type: EventType) -> Result<EventType>;
+    /// An event type by name.
+    async fn event_type(&self, name: &str) -> Result<Option<EventType>>;
+    /// Event types by name; archived ones only when asked.
+    async fn list_event_types(
+        &self,
+        page: PageRequest,
+        include_archived: bool,
+    ) -> Result<Page<EventType>>;
+    /// Replaces an event type's fields.
+    async fn update_event_type(&self, event_type: EventType) -> Result<EventType>;
+    /// Removes an event type for good.
+    async fn delete_event_type(&self, name: &str) -> Result<()>;
+
+    // Endpoints.
+
+    /// Inserts an endpoint; `Conflict` if its uid is taken within the app.
+    async fn create_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint>;
+    /// An endpoint of `app` by id or uid.
+    async fn endpoint_by_ref(&self, app: &AppId, reference: &str) -> Result<Option<Endpoint>>;
+    /// Endpoints of `app`, oldest first.
+    async fn list_endpoints(&self, app: &AppId, page: PageRequest) -> Result<Page<Endpoint>>;
+    /// Replaces an endpoint's fields (URL, filters, secret, headers…).
+    async fn update_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint>;
+    /// Deletes an endpoint; its unfinished deliveries end as failed in the
+    /// same transaction, so nothing keeps retrying a target that is gone.
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId, now: Timestamp) -> Result<()>;
+
+    // Messages.
+
+    /// Stores a message and one pending delivery (due at `message.created_at`)
+    /// per enabled endpoint of its app whose filters match, in one
+    /// transaction. With an idempotency key already used in this app, stores
+    /// nothing and answers the first message.
+    async fn create_message(
+        &self,
+        message: Message,
+        idempotency_key: Option<String>,
+    ) -> Result<CreatedMessage>;
+    /// Stores a message with a single delivery, to `endpoint` only (a test
+    /// event sent from the API), whatever the endpoint's filters say.
+    async fn create_message_for_endpoint(
+        &self,
+        message: Message,
+        endpoint: &EndpointId,
+    ) -> Result<CreatedMessage>;
+    /// A message of `app` by id or `eventId`.
+    async fn message_by_ref(&self, app: &AppId, reference: &str) -> Result<Option<Message>>;
+    /// Messages of `app`, newest first.
+    async fn list_messages(
+        &self,
+        app: &AppId,
+        filter: MessageFilter,
+        page: PageRequest,
+    ) -> Result<Page<Message>>;
+
+    // Deliveries and attempts.
+
+    /// The deliveries of one message, one per endpoint it was fanned out to.
+    async fn deliveries_of_message(&self, app: &AppId, msg: &MessageId) -> Result<Vec<Delivery>>;
+    /// Attempts of `app` matching `filter`, newest first.
+    async fn list_attempts(
+        &self,
+        app: &AppId,
+        filter: AttemptFilter,
+        page: PageRequest,
+    ) -> Result<Page<Attempt>>;
+    /// Queues one manual attempt of `msg` to `endpoint`, creating the
+    /// delivery if the message was never fanned out to it.
+    async fn resend(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        endpoint: &EndpointId,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Re-queues the failed deliveries of `endpoint` whose message was
+    /// created in `[since, until)`; answers how many.
+    async fn recover(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<u64>;
+    /// Delivery counts of `endpoint` by status, for messages created in
+    /// `[since, until)`.
+    async fn endpoint_stats(
+        &self,
+        endpoint: &EndpointId,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<DeliveryStats>;
+
+    // The delivery queue.
+
+    /// Leases up to `limit` pending deliveries due at `now` (oldest due
+    /// first) until `lease_until`, skipping `saturated` endpoints; leased
+    /// deliveries show as sending.
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        saturated: &[EndpointId],
+        lease_until: Timestamp,
+    ) -> Result<Vec<Claim>>;
+    /// When the earliest pending delivery is due, if any.
+    async fn next_due_at(&self) -> Result<Option<Timestamp>>;
+    /// The message and (if it still exists) endpoint a claim is for, read at
+    /// send time so endpoint edits apply to queued deliveries.
+    async fn claim_target(&self, claim: &Claim) -> Result<Option<(Message, Option<Endpoint>)>>;
+    /// Logs `attempt` (if one was made) and moves its delivery to `outcome`
+    /// in one transaction.
+    async fn record_attempt(
+        &self,
+        attempt: Option<Attempt>,
+        outcome: DeliveryOutcome,
+    ) -> Result<()>;
+    /// Returns leased deliveries to pending: those whose lease ended before
+    /// `now`, or every lease when `all` (a single node starting up owns them
+    /// all). Answers how many.
+    async fn release_leases(&self, now: Timestamp, all: bool) -> Result<u64>;
+
+    // API tokens (stored as SHA-256 hashes, never in clear).
+
+    /// Records a token hash.
+    async fn add_api_token(&self, hash: &str, now: Timestamp) -> Result<()>;
+    /// Whether a token hash was recorded.
+    async fn api_token_exists(&self, hash: &str) -> Result<bool>;
+    /// How many tokens exist (zero on a fresh database).
+    async fn api_token_count(&self) -> Result<u64>;
+}

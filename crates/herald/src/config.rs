@@ -1,0 +1,253 @@
+//! Configuration: built-in defaults < TOML file < `HERALD_*` environment <
+//! command-line flags, validated once at load.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use herald_core::retry_schedule::parse_duration;
+use herald_core::RetrySchedule;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The defaults, documented, shipped inside the binary.
+pub(crate) const DEFAULTS: &str = include_str!("../config.default.toml");
+
+/// One layer of settings; unset fields fall through to the layer below.
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Layer {
+    /// Address to listen on [default: 127.0.0.1:8071].
+    #[arg(long, env = "HERALD_LISTEN")]
+    pub(crate) listen: Option<String>,
+    /// SQLite file path [default: ./herald.db].
+    #[arg(long, env = "HERALD_DATABASE")]
+    pub(crate) database: Option<String>,
+    /// Attempts in flight at once [default: 128].
+    #[arg(long, env = "HERALD_WORKERS")]
+    pub(crate) workers: Option<usize>,
+    /// Attempts in flight at once per endpoint [default: 16].
+    #[arg(long, env = "HERALD_PER_ENDPOINT_CONCURRENCY")]
+    pub(crate) per_endpoint_concurrency: Option<usize>,
+    /// Retry delays, e.g. "5s, 5m, 30m" [default: Svix's schedule].
+    #[arg(long, env = "HERALD_RETRY_SCHEDULE")]
+    pub(crate) retry_schedule: Option<String>,
+    /// Relative jitter of retry delays, 0 to 1 [default: 0.2].
+    #[arg(long, env = "HERALD_RETRY_JITTER")]
+    pub(crate) retry_jitter: Option<f64>,
+    /// Time an endpoint has to answer [default: 15s].
+    #[arg(long, env = "HERALD_REQUEST_TIMEOUT")]
+    pub(crate) request_timeout: Option<String>,
+    /// CIDR ranges deliveries may reach although private (repeatable or comma-separated).
+    #[arg(
+        long = "ssrf-allow",
+        env = "HERALD_SSRF_ALLOWLIST",
+        value_delimiter = ','
+    )]
+    pub(crate) ssrf_allowlist: Option<Vec<String>>,
+    /// Largest message payload in bytes [default: 1048576].
+    #[arg(long, env = "HERALD_MAX_PAYLOAD_BYTES")]
+    pub(crate) max_payload_bytes: Option<usize>,
+    /// How long a rotated-out secret keeps signing [default: 24h].
+    #[arg(long, env = "HERALD_ROTATION_GRACE")]
+    pub(crate) rotation_grace: Option<String>,
+    /// How long in-flight attempts may take on shutdown [default: 10s].
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE")]
+    pub(crate) shutdown_grace: Option<String>,
+    /// "text" or "json" [default: text].
+    #[arg(long, env = "HERALD_LOG_FORMAT")]
+    pub(crate) log_format: Option<String>,
+}
+
+impl Layer {
+    /// Fields set in `self` win over those of `below`.
+    fn over(self, below: Layer) -> Layer {
+        Layer {
+            listen: self.listen.or(below.listen),
+            database: self.database.or(below.database),
+            workers: self.workers.or(below.workers),
+            per_endpoint_concurrency: self
+                .per_endpoint_concurrency
+                .or(below.per_endpoint_concurrency),
+            retry_schedule: self.retry_schedule.or(below.retry_schedule),
+            retry_jitter: self.retry_jitter.or(below.retry_jitter),
+            request_timeout: self.request_timeout.or(below.request_timeout),
+            ssrf_allowlist: self.ssrf_allowlist.or(below.ssrf_allowlist),
+            max_payload_bytes: self.max_payload_bytes.or(below.max_payload_bytes),
+            rotation_grace: self.rotation_grace.or(below.rotation_grace),
+            shutdown_grace: self.shutdown_grace.or(below.shutdown_grace),
+            log_format: self.log_format.or(below.log_format),
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) listen: SocketAddr,
+    pub(crate) database: PathBuf,
+    pub(crate) workers: usize,
+    pub(crate) per_endpoint_concurrency: usize,
+    pub(crate) retry_schedule: RetrySchedule,
+    pub(crate) request_timeout: Duration,
+    pub(crate) ssrf_allowlist: Vec<IpNet>,
+    pub(crate) max_payload_bytes: usize,
+    pub(crate) rotation_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) log_format: LogFormat,
+}
+
+fn parse_layer(text: &str, origin: &str) -> anyhow::Result<Layer> {
+    toml::from_str(text).with_context(|| format!("invalid configuration in {origin}"))
+}
+
+fn duration(name: &str, text: Option<String>) -> anyhow::Result<Duration> {
+    let text = text.with_context(|| format!("{name} is not set"))?;
+    parse_duration(&text).map_err(|error| anyhow::anyhow!("{name}: {}", error.message))
+}
+
+impl Config {
+    /// Layers `flags` (already merged with the environment by clap) over the
+    /// optional TOML `file` over the built-in defaults, and validates.
+    pub(crate) fn load(flags: Layer, file: Option<&Path>) -> anyhow::Result<Config> {
+        let defaults = parse_layer(DEFAULTS, "the built-in defaults")?;
+        let from_file = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                parse_layer(&text, &path.display().to_string())?
+            }
+            None => Layer::default(),
+        };
+        Self::validate(flags.over(from_file).over(defaults))
+    }
+
+    fn validate(layer: Layer) -> anyhow::Result<Config> {
+        let listen_text = layer.listen.context("listen is not set")?;
+        let listen = listen_text.parse().with_context(|| {
+            format!("listen: '{listen_text}' is not an address like 127.0.0.1:8071")
+        })?;
+        let database = layer.database.context("database is not set")?;
+        if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+            bail!(
+                "database: PostgreSQL is not supported by this build yet; give a SQLite file path"
+            );
+        }
+        let jitter = layer.retry_jitter.unwrap_or(0.2);
+        if !(0.0..=1.0).contains(&jitter) {
+            bail!("retry_jitter must be between 0 and 1");
+        }
+        let retry_schedule =
+            RetrySchedule::parse(layer.retry_schedule.as_deref().unwrap_or_default(), jitter)
+                .map_err(|error| anyhow::anyhow!("retry_schedule: {}", error.message))?;
+        let ssrf_allowlist = layer
+            .ssrf_allowlist
+            .unwrap_or_default()
+            .iter()
+            .map(|cidr| {
+                let cidr = cidr.trim();
+                cidr.parse::<IpNet>()
+                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .with_context(|| format!("ssrf_allowlist: '{cidr}' is not a CIDR range"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let workers = layer.workers.context("workers is not set")?;
+        let per_endpoint_concurrency = layer
+            .per_endpoint_concurrency
+            .context("per_endpoint_concurrency is not set")?;
+        if workers == 0 || per_endpoint_concurrency == 0 {
+            bail!("workers and per_endpoint_concurrency must be at least 1");
+        }
+        let log_format = match layer.log_format.as_deref() {
+            Some("json") => LogFormat::Json,
+            Some("text") | None => LogFormat::Text,
+            Some(other) => bail!("log_format: '{other}' is neither 'text' nor 'json'"),
+        };
+        Ok(Config {
+            listen,
+            database: PathBuf::from(database),
+            workers,
+            per_endpoint_concurrency,
+            retry_schedule,
+            request_timeout: duration("request_timeout", layer.request_timeout)?,
+            ssrf_allowlist,
+            max_payload_bytes: layer
+                .max_payload_bytes
+                .context("max_payload_bytes is not set")?,
+            rotation_grace: duration("rotation_grace", layer.rotation_grace)?,
+            shutdown_grace: duration("shutdown_grace", layer.shutdown_grace)?,
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_alone_are_valid() {
+        let config = Config::load(Layer::default(), None).expect("defaults load");
+        assert_eq!(config.listen, "127.0.0.1:8071".parse().expect("address"));
+        assert_eq!(config.database, PathBuf::from("./herald.db"));
+        assert_eq!(config.retry_schedule.max_attempts(), 8);
+        assert_eq!(config.request_timeout, Duration::from_secs(15));
+        assert!(config.ssrf_allowlist.is_empty());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("herald.toml");
+        std::fs::write(
+            &file,
+            "workers = 7\nrequest_timeout = \"3s\"\nssrf_allowlist = [\"127.0.0.0/8\"]\n",
+        )
+        .expect("write config");
+        let flags = Layer {
+            workers: Some(9),
+            ..Layer::default()
+        };
+        let config = Config::load(flags, Some(&file)).expect("config loads");
+        assert_eq!(config.workers, 9);
+        assert_eq!(config.request_timeout, Duration::from_secs(3));
+        assert_eq!(
+            config.ssrf_allowlist,
+            vec!["127.0.0.0/8".parse::<IpNet>().expect("cidr")]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named_in_the_error() {
+        let flags = Layer {
+            retry_schedule: Some("5s, soon".into()),
+            ..Layer::default()
+        };
+        let error = Config::load(flags, None).expect_err("bad schedule");
+        assert!(error.to_string().contains("retry_schedule"), "{error}");
+
+        let flags = Layer {
+            ssrf_allowlist: Some(vec!["not-a-range".into()]),
+            ..Layer::default()
+        };
+        let error = Config::load(flags, None).expect_err("bad cidr");
+        assert!(error.to_string().contains("ssrf_allowlist"), "{error}");
+    }
+
+    #[test]
+    fn unknown_file_settings_are_rejected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("herald.toml");
+        std::fs::write(&file, "wokers = 7\n").expect("write config");
+        let error = Config::load(Layer::default(), Some(&file)).expect_err("typo rejected");
+        assert!(format!("{error:#}").contains("wokers"), "{error:#}");
+    }
+}

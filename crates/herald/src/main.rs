@@ -1,0 +1,188 @@
+//! The `herald` binary: parses the command line, layers configuration,
+//! chooses the storage backend and wires the library crates together.
+
+mod config;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use herald_core::{Clock, SystemClock};
+use herald_delivery::DeliveryConfig;
+use herald_server::auth::{ensure_admin_token, generate_token, hash_token};
+use herald_server::ServerConfig;
+use herald_store::Store;
+use herald_store_sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Layer, LogFormat};
+
+/// Webhook infrastructure in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API and the delivery engine.
+    Serve {
+        /// A TOML configuration file (see config.default.toml).
+        #[arg(long, env = "HERALD_CONFIG")]
+        config: Option<PathBuf>,
+        /// An API token to accept besides the stored ones.
+        #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+        #[command(flatten)]
+        settings: Layer,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a new API token and print it (it is shown only this once).
+    Create {
+        /// A TOML configuration file (for the database location).
+        #[arg(long, env = "HERALD_CONFIG")]
+        config: Option<PathBuf>,
+        /// SQLite file path [default: ./herald.db].
+        #[arg(long, env = "HERALD_DATABASE")]
+        database: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve {
+            config,
+            admin_token,
+            settings,
+        } => {
+            let config = Config::load(settings, config.as_deref())?;
+            init_tracing(config.log_format);
+            runtime.block_on(serve(config, admin_token))
+        }
+        Command::Token {
+            command: TokenCommand::Create { config, database },
+        } => {
+            let flags = Layer {
+                database,
+                ..Layer::default()
+            };
+            let config = Config::load(flags, config.as_deref())?;
+            runtime.block_on(create_token(config))
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store = SqliteStore::open(&config.database)
+        .with_context(|| format!("cannot open the database at {}", config.database.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn serve(config: Config, admin_token: Option<String>) -> anyhow::Result<()> {
+    let store = open_store(&config)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    if let Some(token) = ensure_admin_token(&*store, admin_token.as_deref(), clock.now()).await? {
+        // Printed once, on first start; only its hash is stored.
+        println!("Created an admin API token (it will not be shown again):\n\n    {token}\n");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr().context("listener has no address")?;
+    println!("herald listening on http://{address}");
+    tracing::info!(%address, database = %config.database.display(), "herald started");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let server = ServerConfig {
+        max_payload_bytes: config.max_payload_bytes,
+        rotation_grace: config.rotation_grace,
+        admin_token,
+    };
+    let delivery = DeliveryConfig {
+        workers: config.workers,
+        per_endpoint_concurrency: config.per_endpoint_concurrency,
+        retry_schedule: config.retry_schedule,
+        request_timeout: config.request_timeout,
+        ssrf_allowlist: config.ssrf_allowlist,
+        exclusive_store: true,
+        ..DeliveryConfig::default()
+    };
+    herald_server::serve(
+        store,
+        clock,
+        server,
+        delivery,
+        listener,
+        shutdown,
+        config.shutdown_grace,
+    )
+    .await?;
+    tracing::info!("herald stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+async fn create_token(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config)?;
+    let token = generate_token();
+    store
+        .add_api_token(&hash_token(&token), SystemClock.now())
+        .await
+        .context("cannot store the token")?;
+    println!("{token}");
+    Ok(())
+}
