@@ -1,0 +1,239 @@
+//! Herald itself, started in-process on `127.0.0.1:0` with a fresh SQLite
+//! file in a temporary directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::{RetrySchedule, SystemClock};
+use herald_delivery::DeliveryConfig;
+use herald_server::ServerConfig;
+use herald_store_sqlite::SqliteStore;
+use reqwest::Method;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The admin token every test server accepts.
+pub const TEST_TOKEN: &str = "test-admin-token";
+
+/// Knobs a test may turn.
+#[derive(Debug, Clone)]
+pub struct TestServerOptions {
+    /// Fast by default so retries happen within a test.
+    pub retry_schedule: RetrySchedule,
+    pub request_timeout: Duration,
+    pub max_payload_bytes: usize,
+    pub per_endpoint_concurrency: usize,
+    pub workers: usize,
+}
+
+impl Default for TestServerOptions {
+    fn default() -> Self {
+        Self {
+            retry_schedule: RetrySchedule::new(
+                vec![
+                    Duration::from_millis(10),
+                    Duration::from_millis(20),
+                    Duration::from_millis(40),
+                ],
+                0.0,
+            ),
+            request_timeout: Duration::from_secs(5),
+            max_payload_bytes: 1024 * 1024,
+            per_endpoint_concurrency: 16,
+            workers: 64,
+        }
+    }
+}
+
+/// A running Herald; stops when dropped.
+pub struct TestServer {
+    pub api: Api,
+    pub address: SocketAddr,
+    pub database: PathBuf,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+impl TestServer {
+    /// Starts Herald with default test options.
+    pub async fn start() -> TestServer {
+        Self::start_with(TestServerOptions::default()).await
+    }
+
+    /// Starts Herald with `options`.
+    pub async fn start_with(options: TestServerOptions) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = dir.path().join("herald.db");
+        let store = Arc::new(SqliteStore::open(&database).expect("store opens"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let shutdown = CancellationToken::new();
+        let server = ServerConfig {
+            max_payload_bytes: options.max_payload_bytes,
+            admin_token: Some(TEST_TOKEN.into()),
+            ..ServerConfig::default()
+        };
+        let delivery = DeliveryConfig {
+            workers: options.workers,
+            per_endpoint_concurrency: options.per_endpoint_concurrency,
+            retry_schedule: options.retry_schedule,
+            request_timeout: options.request_timeout,
+            ssrf_allowlist: vec!["127.0.0.0/8".parse().expect("cidr")],
+            sweep_interval: Duration::from_millis(200),
+            ..DeliveryConfig::default()
+        };
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            herald_server::serve(
+                store,
+                Arc::new(SystemClock),
+                server,
+                delivery,
+                listener,
+                stop,
+                Duration::from_secs(2),
+            )
+            .await
+            .expect("herald serves");
+        });
+        TestServer {
+            api: Api::new(format!("http://{address}"), TEST_TOKEN),
+            address,
+            database,
+            shutdown,
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task ends cleanly");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A minimal API client: one generic request, answers as (status, JSON).
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    /// A client for the server at `base`.
+    pub fn new(base: String, token: &str) -> Api {
+        Api {
+            base,
+            token: token.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends `method path` with an optional JSON body and extra headers;
+    /// answers the status and the body as JSON (`Null` when empty).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request reaches herald");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("response body");
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("herald answers JSON")
+        };
+        (status, json)
+    }
+
+    /// GET, expecting 200.
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.request(Method::GET, path, None, &[]).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// POST, expecting `expected`.
+    pub async fn post(&self, path: &str, body: Value, expected: u16) -> Value {
+        let (status, answer) = self.request(Method::POST, path, Some(body), &[]).await;
+        assert_eq!(status, expected, "POST {path}: {answer}");
+        answer
+    }
+
+    /// Creates an app named `name`; answers its id.
+    pub async fn create_app(&self, name: &str) -> String {
+        let app = self
+            .post("/api/v1/app", serde_json::json!({ "name": name }), 201)
+            .await;
+        app["id"].as_str().expect("app id").to_owned()
+    }
+
+    /// Creates an endpoint; answers (id, secret).
+    pub async fn create_endpoint(&self, app: &str, body: Value) -> (String, String) {
+        let endpoint = self
+            .post(&format!("/api/v1/app/{app}/endpoint"), body, 201)
+            .await;
+        let id = endpoint["id"].as_str().expect("endpoint id").to_owned();
+        let secret = self
+            .get(&format!("/api/v1/app/{app}/endpoint/{id}/secret"))
+            .await;
+        (id, secret["key"].as_str().expect("secret key").to_owned())
+    }
+
+    /// Sends a message; answers its id.
+    pub async fn send(&self, app: &str, event_type: &str, payload: Value) -> String {
+        let message = self
+            .post(
+                &format!("/api/v1/app/{app}/msg"),
+                serde_json::json!({ "eventType": event_type, "payload": payload }),
+                202,
+            )
+            .await;
+        message["id"].as_str().expect("message id").to_owned()
+    }
+
+    /// The attempts of a message, newest first.
+    pub async fn attempts_of(&self, app: &str, msg: &str) -> Vec<Value> {
+        let list = self
+            .get(&format!("/api/v1/app/{app}/attempt/msg/{msg}?limit=250"))
+            .await;
+        list["data"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The delivery statuses of a message, one per endpoint.
+    pub async fn destinations_of(&self, app: &str, msg: &str) -> Vec<Value> {
+        let list = self
+            .get(&format!("/api/v1/app/{app}/msg/{msg}/endpoint"))
+            .await;
+        list["data"].as_array().cloned().unwrap_or_default()
+    }
+}
