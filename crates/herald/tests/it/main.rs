@@ -7,6 +7,7 @@ mod api;
 mod bad_input;
 mod delivery;
 mod durability;
+mod python_sdk;
 mod signing;
 
 use std::time::Duration;
