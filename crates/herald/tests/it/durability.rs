@@ -2,49 +2,23 @@
 //! while deliveries are pending, restarted on the same database, and every
 //! acknowledged message still arrives.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 use herald_test_support::{eventually, Api, Behaviour, Receiver};
 use serde_json::json;
 
+use crate::binary::Herald;
 use crate::DEADLINE;
 
 const TOKEN: &str = "durability-token";
 
-/// Starts `herald serve` on port 0 and answers the process with its base URL.
-fn start_herald(database: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--ssrf-allow",
-            "127.0.0.0/8",
-        ])
-        .arg("--database")
-        .arg(database)
-        // Long enough that nothing fails for good while the receiver is down.
-        .args(["--retry-schedule", &["1s"; 30].join(",")])
-        .env("HERALD_ADMIN_TOKEN", TOKEN)
-        .env("HERALD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("herald starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("herald prints its address before exiting")
-            .expect("stdout is readable");
-        if let Some(url) = line.strip_prefix("herald listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    (child, base)
+fn start(database: &std::path::Path) -> Herald {
+    // Retries every second for long enough that nothing fails for good
+    // while the receiver is down.
+    let schedule = ["1s"; 30].join(",");
+    Herald::start(
+        database,
+        &["--retry-schedule", &schedule],
+        &[("HERALD_ADMIN_TOKEN", TOKEN)],
+    )
 }
 
 #[tokio::test]
@@ -53,8 +27,8 @@ async fn acknowledged_messages_survive_kill_9_and_are_delivered_after_restart() 
     let database = dir.path().join("herald.db");
     let receiver_address = Receiver::unused_address().await;
 
-    let (mut first, base) = start_herald(&database);
-    let api = Api::new(base, TOKEN);
+    let first = start(&database);
+    let api = Api::new(first.base.clone(), TOKEN);
     let app = api.create_app("durable").await;
     let (endpoint, _) = api
         .create_endpoint(
@@ -77,11 +51,11 @@ async fn acknowledged_messages_survive_kill_9_and_are_delivered_after_restart() 
     })
     .await;
     // ... then kill it without any chance to clean up.
-    first.kill().expect("SIGKILL herald");
-    first.wait().expect("herald is reaped");
+    first.kill();
+
     let receiver = Receiver::start_at(receiver_address, Behaviour::Accept).await;
-    let (mut second, base) = start_herald(&database);
-    let api = Api::new(base, TOKEN);
+    let second = start(&database);
+    let api = Api::new(second.base.clone(), TOKEN);
     eventually("every acknowledged message arrives", DEADLINE, || async {
         let counts = receiver.count_by_message();
         acknowledged
@@ -101,6 +75,5 @@ async fn acknowledged_messages_survive_kill_9_and_are_delivered_after_restart() 
             "{msg}: failed attempts of the first run are still in the log"
         );
     }
-    second.kill().expect("kill herald");
-    second.wait().expect("herald is reaped");
+    second.kill();
 }

@@ -5,6 +5,8 @@
 
 mod api;
 mod bad_input;
+mod binary;
+mod cli;
 mod delivery;
 mod durability;
 mod python_sdk;

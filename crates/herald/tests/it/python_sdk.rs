@@ -13,7 +13,9 @@ use crate::DEADLINE;
 const SVIX_VERSION: &str = "svix==2.9.1";
 
 fn run(command: &mut Command) {
-    let status = command.status().unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    let status = command
+        .status()
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
     assert!(status.success(), "{command:?} failed with {status}");
 }
 
@@ -25,12 +27,22 @@ fn python_with_svix() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("svix-venv");
     let python = venv.join("bin").join("python");
     let ready = Command::new(&python)
-        .args(["-c", "import svix, importlib.metadata as m; assert m.version('svix') == '2.9.1'"])
+        .args([
+            "-c",
+            "import svix, importlib.metadata as m; assert m.version('svix') == '2.9.1'",
+        ])
         .status()
         .is_ok_and(|status| status.success());
     if !ready {
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-        run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", SVIX_VERSION]));
+        run(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            SVIX_VERSION,
+        ]));
     }
     python
 }
@@ -61,8 +73,10 @@ async fn the_official_python_sdk_drives_herald() {
         .expect("the script names the message it sent")
         .trim()
         .to_owned();
-    eventually("the SDK's message reaches the receiver", DEADLINE, || async {
-        receiver.count_by_message().contains_key(&msg).then_some(())
-    })
+    eventually(
+        "the SDK's message reaches the receiver",
+        DEADLINE,
+        || async { receiver.count_by_message().contains_key(&msg).then_some(()) },
+    )
     .await;
 }
