@@ -1,2 +1,1899 @@
 //! The backend conformance suite: every `Store` implementation runs it
 //! against a fresh database from its own tests.
+//!
+//! Each invariant is one `async fn(&dyn Store)` whose name says what must
+//! hold; [`suite`] runs them one after another, each against a store its
+//! caller has just opened on an empty database. A fresh store per case, not
+//! only fresh app ids, because the delivery queue (`claim_due`,
+//! `next_due_at`, `release_leases`), the app list and the event types are
+//! global: cases sharing a database would claim and count each other's work.
+//!
+//! Times are fixed instants chosen by the cases, never the wall clock, so due
+//! times and leases are exact. Every assertion message says which promise of
+//! [`Store`] broke.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use herald_core::model::{
+    App, Attempt, AttemptError, Delivery, DeliveryStatus, Endpoint, EventType, Message, Metadata,
+    RetiredKey, TriggerType,
+};
+use herald_core::{
+    AppId, AttemptId, Channel, EndpointId, EndpointUrl, EventTypeName, MessageId, SigningKey,
+    Timestamp, Uid,
+};
+
+use crate::{
+    AttemptFilter, Claim, Cursor, DeliveryOutcome, DeliveryStats, MessageFilter, Page, PageRequest,
+    Store, StoreError,
+};
+
+/// Runs every case, each against a store returned by `fresh_store`, which
+/// must open a new, empty database on every call.
+pub async fn suite<S, F, Fut>(fresh_store: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    macro_rules! run {
+        ($($case:ident),* $(,)?) => {$(
+            // Shown with the panic when a case fails, so the failing case is named.
+            eprintln!("conformance case: {}", stringify!($case));
+            let store = fresh_store().await;
+            $case(&store).await;
+        )*};
+    }
+    run!(
+        apps_are_found_by_id_or_uid_and_uids_are_unique,
+        event_types_round_trip_and_archived_ones_are_listed_only_when_asked,
+        endpoints_are_found_by_id_or_uid_within_their_own_app,
+        apps_page_oldest_first_in_both_directions,
+        messages_page_newest_first_in_both_directions,
+        message_lists_filter_by_type_channel_tag_and_time,
+        fan_out_queues_one_due_delivery_per_matching_enabled_endpoint,
+        a_test_message_goes_to_its_endpoint_whatever_the_filters,
+        an_idempotency_key_answers_the_first_message_and_queues_nothing,
+        messages_are_found_by_id_or_event_id_within_their_app,
+        claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit,
+        claim_due_skips_saturated_endpoints,
+        record_attempt_logs_the_attempt_and_moves_the_delivery,
+        released_leases_can_be_claimed_again,
+        resend_queues_a_manual_attempt,
+        recover_requeues_failed_deliveries_created_in_the_window,
+        endpoint_stats_count_deliveries_by_status,
+        deleting_an_endpoint_fails_its_unfinished_deliveries,
+        deleting_an_app_removes_everything_it_owns,
+        next_due_at_is_the_earliest_pending_due_time,
+        api_tokens_are_remembered_by_hash,
+    );
+}
+
+// Fixtures.
+
+/// The instant every case measures from.
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+/// `T0` moved by `offset` milliseconds.
+fn at(offset: i64) -> Timestamp {
+    Timestamp(T0.0 + offset)
+}
+
+fn uid(text: &str) -> Uid {
+    Uid::parse(text).expect("fixture uids are valid")
+}
+
+fn type_name(text: &str) -> EventTypeName {
+    EventTypeName::parse(text).expect("fixture event type names are valid")
+}
+
+fn channel(text: &str) -> Channel {
+    Channel::parse(text).expect("fixture channels are valid")
+}
+
+fn new_app(uid_text: Option<&str>) -> App {
+    App {
+        id: AppId::generate(),
+        uid: uid_text.map(uid),
+        name: "Acme".to_owned(),
+        rate_limit: None,
+        metadata: Metadata::new(),
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+fn new_event_type(name: &str) -> EventType {
+    EventType {
+        name: type_name(name),
+        description: format!("{name} happened"),
+        archived: false,
+        deprecated: false,
+        schemas: None,
+        feature_flag: None,
+        group_name: None,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// An enabled endpoint of `app` with no filters.
+fn new_endpoint(app: &AppId) -> Endpoint {
+    Endpoint {
+        id: EndpointId::generate(),
+        app_id: app.clone(),
+        uid: None,
+        url: EndpointUrl::parse("https://receiver.example/hook")
+            .expect("the fixture url is valid"),
+        description: String::new(),
+        version: 1,
+        disabled: false,
+        filter_types: None,
+        channels: None,
+        rate_limit: None,
+        metadata: Metadata::new(),
+        headers: BTreeMap::new(),
+        key: SigningKey::generate(),
+        retired_keys: Vec::new(),
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+fn new_message(app: &AppId, event_type: &str, created_at: Timestamp) -> Message {
+    Message {
+        id: MessageId::generate(),
+        app_id: app.clone(),
+        event_type: type_name(event_type),
+        event_id: None,
+        payload: r#"{"invoice":42}"#.to_owned(),
+        channels: Vec::new(),
+        tags: Vec::new(),
+        created_at,
+    }
+}
+
+/// Every item of a list on one page.
+fn everything(newest_first: bool) -> PageRequest {
+    PageRequest {
+        limit: 1000,
+        cursor: Cursor::Start,
+        newest_first,
+    }
+}
+
+/// Far enough ahead that no case sees a lease expire unless it means to.
+const LEASE: i64 = 3_600_000;
+
+// Steps every case uses, each failing with the name of the call that failed.
+
+async fn add_app(store: &dyn Store) -> App {
+    store
+        .create_app(new_app(None))
+        .await
+        .expect("create_app failed")
+}
+
+async fn add_endpoint(store: &dyn Store, endpoint: Endpoint) -> Endpoint {
+    store
+        .create_endpoint(endpoint)
+        .await
+        .expect("create_endpoint failed")
+}
+
+async fn publish(store: &dyn Store, message: Message) -> Message {
+    store
+        .create_message(message, None)
+        .await
+        .expect("create_message failed")
+        .message
+}
+
+async fn claim(store: &dyn Store, now: Timestamp, limit: usize) -> Vec<Claim> {
+    store
+        .claim_due(now, limit, &[], Timestamp(now.0 + LEASE))
+        .await
+        .expect("claim_due failed")
+}
+
+async fn deliveries(store: &dyn Store, app: &AppId, msg: &MessageId) -> Vec<Delivery> {
+    store
+        .deliveries_of_message(app, msg)
+        .await
+        .expect("deliveries_of_message failed")
+}
+
+async fn delivery(
+    store: &dyn Store,
+    app: &AppId,
+    msg: &MessageId,
+    endpoint: &EndpointId,
+) -> Delivery {
+    deliveries(store, app, msg)
+        .await
+        .into_iter()
+        .find(|delivery| &delivery.endpoint_id == endpoint)
+        .unwrap_or_else(|| panic!("message {msg} has no delivery to endpoint {endpoint}"))
+}
+
+async fn attempts(store: &dyn Store, app: &AppId, filter: AttemptFilter) -> Vec<Attempt> {
+    store
+        .list_attempts(app, filter, everything(true))
+        .await
+        .expect("list_attempts failed")
+        .items
+}
+
+/// Logs one attempt of `claim` and moves its delivery to `status`; the
+/// attempt itself failed unless the delivery succeeded.
+async fn settle(
+    store: &dyn Store,
+    claim: &Claim,
+    status: DeliveryStatus,
+    next_attempt_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Attempt {
+    let succeeded = status == DeliveryStatus::Success;
+    let attempt = Attempt {
+        id: AttemptId::generate(),
+        app_id: claim.app_id.clone(),
+        msg_id: claim.msg_id.clone(),
+        endpoint_id: claim.endpoint_id.clone(),
+        url: "https://receiver.example/hook".to_owned(),
+        timestamp: now,
+        status: if succeeded {
+            DeliveryStatus::Success
+        } else {
+            DeliveryStatus::Fail
+        },
+        response_status_code: if succeeded { 200 } else { 503 },
+        response: if succeeded { "ok" } else { "busy" }.to_owned(),
+        response_duration_ms: 12,
+        trigger: claim.trigger,
+        error: None,
+    };
+    let outcome = DeliveryOutcome {
+        msg_id: claim.msg_id.clone(),
+        endpoint_id: claim.endpoint_id.clone(),
+        status,
+        attempt_count: claim.attempt_count + 1,
+        next_attempt_at,
+        updated_at: now,
+    };
+    store
+        .record_attempt(Some(attempt.clone()), outcome)
+        .await
+        .expect("record_attempt failed");
+    attempt
+}
+
+/// The claim for one (message, endpoint) pair.
+fn claim_of<'a>(claims: &'a [Claim], msg: &MessageId, endpoint: &EndpointId) -> &'a Claim {
+    claims
+        .iter()
+        .find(|claim| &claim.msg_id == msg && &claim.endpoint_id == endpoint)
+        .unwrap_or_else(|| panic!("no claim for message {msg} to endpoint {endpoint}"))
+}
+
+/// What a claim list leased, in the order it came back.
+fn leased(claims: &[Claim]) -> Vec<(MessageId, EndpointId)> {
+    claims
+        .iter()
+        .map(|claim| (claim.msg_id.clone(), claim.endpoint_id.clone()))
+        .collect()
+}
+
+/// What a claim list leased, order aside.
+fn leased_set(claims: &[Claim]) -> Vec<(MessageId, EndpointId)> {
+    let mut pairs = leased(claims);
+    pairs.sort();
+    pairs
+}
+
+fn pairs(list: &[(&Message, &Endpoint)]) -> Vec<(MessageId, EndpointId)> {
+    let mut pairs: Vec<_> = list
+        .iter()
+        .map(|(message, endpoint)| (message.id.clone(), endpoint.id.clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn app_ids(page: Page<App>) -> (Vec<AppId>, bool) {
+    (page.items.into_iter().map(|app| app.id).collect(), page.has_more)
+}
+
+fn message_ids(page: Page<Message>) -> (Vec<MessageId>, bool) {
+    (
+        page.items.into_iter().map(|message| message.id).collect(),
+        page.has_more,
+    )
+}
+
+fn ids_of(messages: &[Message]) -> Vec<MessageId> {
+    messages.iter().map(|message| message.id.clone()).collect()
+}
+
+// The cases.
+
+async fn apps_are_found_by_id_or_uid_and_uids_are_unique(store: &dyn Store) {
+    let app = new_app(Some("acme"));
+    let created = store
+        .create_app(app.clone())
+        .await
+        .expect("create_app failed");
+    assert_eq!(created, app, "create_app must answer the app it stored");
+    let by_id = store
+        .app_by_ref(app.id.as_str())
+        .await
+        .expect("app_by_ref failed");
+    assert_eq!(by_id, Some(app.clone()), "an app must read back by id as stored");
+    let by_uid = store.app_by_ref("acme").await.expect("app_by_ref failed");
+    assert_eq!(by_uid, Some(app.clone()), "an app must be found by its uid");
+    let unknown = store.app_by_ref("nobody").await.expect("app_by_ref failed");
+    assert_eq!(unknown, None, "an unknown reference must find no app");
+
+    for _ in 0..2 {
+        store
+            .create_app(new_app(None))
+            .await
+            .expect("apps without a uid must never conflict with each other");
+    }
+    let clash = store.create_app(new_app(Some("acme"))).await;
+    assert!(
+        matches!(clash, Err(StoreError::Conflict { .. })),
+        "a second app with a taken uid must be a Conflict, got {clash:?}"
+    );
+
+    let mut renamed = app.clone();
+    renamed.uid = Some(uid("acme-corp"));
+    renamed.name = "Acme Corp".to_owned();
+    renamed.rate_limit = Some(50);
+    renamed.metadata.insert("plan".to_owned(), "pro".to_owned());
+    renamed.updated_at = at(1000);
+    let updated = store
+        .update_app(renamed.clone())
+        .await
+        .expect("update_app failed");
+    assert_eq!(updated, renamed, "update_app must answer the app it stored");
+    let reread = store
+        .app_by_ref(app.id.as_str())
+        .await
+        .expect("app_by_ref failed");
+    assert_eq!(reread, Some(renamed.clone()), "update_app must replace every field");
+    let by_new_uid = store
+        .app_by_ref("acme-corp")
+        .await
+        .expect("app_by_ref failed");
+    assert_eq!(by_new_uid, Some(renamed.clone()), "the new uid must find the app");
+    let by_old_uid = store.app_by_ref("acme").await.expect("app_by_ref failed");
+    assert_eq!(by_old_uid, None, "the old uid must no longer find the app");
+
+    store
+        .create_app(new_app(Some("acme")))
+        .await
+        .expect("a uid given up by an update must be free again");
+    let mut taking = renamed.clone();
+    taking.uid = Some(uid("acme"));
+    let clash = store.update_app(taking).await;
+    assert!(
+        matches!(clash, Err(StoreError::Conflict { .. })),
+        "updating an app to a taken uid must be a Conflict, got {clash:?}"
+    );
+
+    let missing = store.update_app(new_app(None)).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "updating an app that does not exist must be NotFound, got {missing:?}"
+    );
+
+    store.delete_app(&app.id).await.expect("delete_app failed");
+    let gone = store
+        .app_by_ref(app.id.as_str())
+        .await
+        .expect("app_by_ref failed");
+    assert_eq!(gone, None, "a deleted app must not be found by id");
+    let gone = store
+        .app_by_ref("acme-corp")
+        .await
+        .expect("app_by_ref failed");
+    assert_eq!(gone, None, "a deleted app must not be found by uid");
+    let again = store.delete_app(&app.id).await;
+    assert!(
+        matches!(again, Err(StoreError::NotFound(_))),
+        "deleting an app that does not exist must be NotFound, got {again:?}"
+    );
+}
+
+async fn event_types_round_trip_and_archived_ones_are_listed_only_when_asked(store: &dyn Store) {
+    let mut paid = new_event_type("invoice.paid");
+    paid.schemas = Some(serde_json::json!({"1": {"type": "object"}}));
+    paid.feature_flag = Some("beta".to_owned());
+    paid.group_name = Some("invoice".to_owned());
+    paid.deprecated = true;
+    let mut sent = new_event_type("invoice.sent");
+    sent.archived = true;
+    let user = new_event_type("user.created");
+    for event_type in [&user, &paid, &sent] {
+        let created = store
+            .create_event_type(event_type.clone())
+            .await
+            .expect("create_event_type failed");
+        assert_eq!(&created, event_type, "create_event_type must answer what it stored");
+    }
+    let clash = store.create_event_type(new_event_type("invoice.paid")).await;
+    assert!(
+        matches!(clash, Err(StoreError::Conflict { .. })),
+        "a second event type with a taken name must be a Conflict, got {clash:?}"
+    );
+
+    let found = store
+        .event_type("invoice.paid")
+        .await
+        .expect("event_type failed");
+    assert_eq!(found, Some(paid.clone()), "an event type must read back as stored");
+    let unknown = store
+        .event_type("invoice.lost")
+        .await
+        .expect("event_type failed");
+    assert_eq!(unknown, None, "an unknown event type name must find nothing");
+
+    let names = |page: Page<EventType>| -> Vec<String> {
+        page.items
+            .into_iter()
+            .map(|event_type| event_type.name.as_str().to_owned())
+            .collect()
+    };
+    let live = store
+        .list_event_types(everything(false), false)
+        .await
+        .expect("list_event_types failed");
+    assert_eq!(
+        names(live),
+        ["invoice.paid", "user.created"],
+        "archived event types must be left out unless asked for, the rest listed by name"
+    );
+    let all = store
+        .list_event_types(everything(false), true)
+        .await
+        .expect("list_event_types failed");
+    assert_eq!(
+        names(all),
+        ["invoice.paid", "invoice.sent", "user.created"],
+        "with include_archived every event type must be listed, by name"
+    );
+    let second = store
+        .list_event_types(
+            PageRequest {
+                limit: 1,
+                cursor: Cursor::After("invoice.paid".to_owned()),
+                newest_first: false,
+            },
+            true,
+        )
+        .await
+        .expect("list_event_types failed");
+    assert_eq!(
+        (names(second.clone()), second.has_more),
+        (vec!["invoice.sent".to_owned()], true),
+        "event types must page by name"
+    );
+
+    let mut retired_user = user.clone();
+    retired_user.archived = true;
+    retired_user.description = "no longer sent".to_owned();
+    retired_user.updated_at = at(1000);
+    let updated = store
+        .update_event_type(retired_user.clone())
+        .await
+        .expect("update_event_type failed");
+    assert_eq!(updated, retired_user, "update_event_type must answer what it stored");
+    let reread = store
+        .event_type("user.created")
+        .await
+        .expect("event_type failed");
+    assert_eq!(reread, Some(retired_user), "update_event_type must replace the fields");
+    let live = store
+        .list_event_types(everything(false), false)
+        .await
+        .expect("list_event_types failed");
+    assert_eq!(
+        names(live),
+        ["invoice.paid"],
+        "an event type archived by an update must leave the default list"
+    );
+    let missing = store
+        .update_event_type(new_event_type("invoice.lost"))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "updating a missing event type must be NotFound, got {missing:?}"
+    );
+
+    store
+        .delete_event_type("invoice.sent")
+        .await
+        .expect("delete_event_type failed");
+    let gone = store
+        .event_type("invoice.sent")
+        .await
+        .expect("event_type failed");
+    assert_eq!(gone, None, "a deleted event type must not be found");
+    let all = store
+        .list_event_types(everything(false), true)
+        .await
+        .expect("list_event_types failed");
+    assert_eq!(
+        names(all),
+        ["invoice.paid", "user.created"],
+        "a deleted event type must not be listed, even with archived ones"
+    );
+    let again = store.delete_event_type("invoice.sent").await;
+    assert!(
+        matches!(again, Err(StoreError::NotFound(_))),
+        "deleting a missing event type must be NotFound, got {again:?}"
+    );
+}
+
+async fn endpoints_are_found_by_id_or_uid_within_their_own_app(store: &dyn Store) {
+    let app = add_app(store).await;
+    let other_app = add_app(store).await;
+
+    let mut hook = new_endpoint(&app.id);
+    hook.uid = Some(uid("hook"));
+    hook.description = "billing".to_owned();
+    hook.version = 2;
+    hook.filter_types = Some(vec![type_name("invoice.paid"), type_name("invoice.sent")]);
+    hook.channels = Some(vec![channel("eu")]);
+    hook.rate_limit = Some(10);
+    hook.metadata.insert("team".to_owned(), "billing".to_owned());
+    hook.headers.insert("x-tenant".to_owned(), "acme".to_owned());
+    hook.retired_keys.push(RetiredKey {
+        key: SigningKey::generate(),
+        expires_at: at(60_000),
+    });
+    let created = store
+        .create_endpoint(hook.clone())
+        .await
+        .expect("create_endpoint failed");
+    assert_eq!(created, hook, "create_endpoint must answer what it stored");
+    let by_id = store
+        .endpoint_by_ref(&app.id, hook.id.as_str())
+        .await
+        .expect("endpoint_by_ref failed");
+    assert_eq!(by_id, Some(hook.clone()), "an endpoint must read back by id with every field");
+    let by_uid = store
+        .endpoint_by_ref(&app.id, "hook")
+        .await
+        .expect("endpoint_by_ref failed");
+    assert_eq!(by_uid, Some(hook.clone()), "an endpoint must be found by uid in its app");
+
+    let mut other_hook = new_endpoint(&other_app.id);
+    other_hook.uid = Some(uid("hook"));
+    let other_hook = store
+        .create_endpoint(other_hook)
+        .await
+        .expect("the same endpoint uid in another app must be allowed");
+    let by_uid = store
+        .endpoint_by_ref(&other_app.id, "hook")
+        .await
+        .expect("endpoint_by_ref failed");
+    assert_eq!(by_uid, Some(other_hook.clone()), "a uid must resolve within the app asked");
+    let across = store
+        .endpoint_by_ref(&other_app.id, hook.id.as_str())
+        .await
+        .expect("endpoint_by_ref failed");
+    assert_eq!(across, None, "an endpoint must not be found through another app");
+
+    let mut clash = new_endpoint(&app.id);
+    clash.uid = Some(uid("hook"));
+    let clash = store.create_endpoint(clash).await;
+    assert!(
+        matches!(clash, Err(StoreError::Conflict { .. })),
+        "a second endpoint with a taken uid in one app must be a Conflict, got {clash:?}"
+    );
+
+    let plain = add_endpoint(store, new_endpoint(&app.id)).await;
+    let listed = store
+        .list_endpoints(&app.id, everything(false))
+        .await
+        .expect("list_endpoints failed");
+    assert_eq!(
+        listed.items,
+        [hook.clone(), plain.clone()],
+        "list_endpoints must list the app's own endpoints, oldest first"
+    );
+    assert!(!listed.has_more, "a list that fits one page must not claim more");
+
+    let mut edited = hook.clone();
+    edited.uid = Some(uid("hook-2"));
+    edited.url = EndpointUrl::parse("https://other.example/in").expect("the fixture url is valid");
+    edited.disabled = true;
+    edited.filter_types = None;
+    edited.channels = None;
+    edited.rate_limit = None;
+    edited.headers.clear();
+    edited.retired_keys = vec![RetiredKey {
+        key: hook.key.clone(),
+        expires_at: at(90_000),
+    }];
+    edited.key = SigningKey::generate();
+    edited.updated_at = at(5000);
+    let updated = store
+        .update_endpoint(edited.clone())
+        .await
+        .expect("update_endpoint failed");
+    assert_eq!(updated, edited, "update_endpoint must answer what it stored");
+    let reread = store
+        .endpoint_by_ref(&app.id, "hook-2")
+        .await
+        .expect("endpoint_by_ref failed");
+    assert_eq!(reread, Some(edited.clone()), "update_endpoint must replace every field");
+    let by_old_uid = store
+        .endpoint_by_ref(&app.id, "hook")
+        .await
+        .expect("endpoint_by_ref failed");
+    assert_eq!(by_old_uid, None, "the old uid must no longer find the endpoint");
+
+    let mut taking = plain.clone();
+    taking.uid = Some(uid("hook-2"));
+    let clash = store.update_endpoint(taking).await;
+    assert!(
+        matches!(clash, Err(StoreError::Conflict { .. })),
+        "updating an endpoint to a uid taken in its app must be a Conflict, got {clash:?}"
+    );
+    let missing = store.update_endpoint(new_endpoint(&app.id)).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "updating a missing endpoint must be NotFound, got {missing:?}"
+    );
+
+    let across = store.delete_endpoint(&other_app.id, &hook.id, at(6000)).await;
+    assert!(
+        matches!(across, Err(StoreError::NotFound(_))),
+        "deleting an endpoint through another app must be NotFound, got {across:?}"
+    );
+    let still_there = store
+        .endpoint_by_ref(&app.id, hook.id.as_str())
+        .await
+        .expect("endpoint_by_ref failed");
+    assert!(still_there.is_some(), "a refused delete must leave the endpoint in place");
+    store
+        .delete_endpoint(&app.id, &hook.id, at(6000))
+        .await
+        .expect("delete_endpoint failed");
+    let gone = store
+        .endpoint_by_ref(&app.id, hook.id.as_str())
+        .await
+        .expect("endpoint_by_ref failed");
+    assert_eq!(gone, None, "a deleted endpoint must not be found");
+    let again = store.delete_endpoint(&app.id, &hook.id, at(7000)).await;
+    assert!(
+        matches!(again, Err(StoreError::NotFound(_))),
+        "deleting a missing endpoint must be NotFound, got {again:?}"
+    );
+    let listed = store
+        .list_endpoints(&app.id, everything(false))
+        .await
+        .expect("list_endpoints failed");
+    assert_eq!(listed.items, [plain], "a deleted endpoint must not be listed");
+}
+
+async fn apps_page_oldest_first_in_both_directions(store: &dyn Store) {
+    let mut apps = Vec::new();
+    for _ in 0..7 {
+        apps.push(add_app(store).await.id);
+    }
+    let page = |cursor: Cursor| PageRequest {
+        limit: 3,
+        cursor,
+        newest_first: false,
+    };
+    let after = |index: usize| Cursor::After(apps[index].as_str().to_owned());
+    let before = |index: usize| Cursor::Before(apps[index].as_str().to_owned());
+    let cases = [
+        (Cursor::Start, 0..3, true, "the first page"),
+        (after(2), 3..6, true, "the page after the first"),
+        (after(5), 6..7, false, "the last, partial page"),
+        (after(3), 4..7, false, "a page ending exactly at the last app"),
+        (after(6), 7..7, false, "the page after the last app"),
+        (before(6), 3..6, true, "going back from the last app"),
+        (before(3), 0..3, false, "going back to the first page"),
+        (before(0), 0..0, false, "the page before the first app"),
+    ];
+    for (cursor, range, has_more, what) in cases {
+        let listed = store
+            .list_apps(page(cursor.clone()))
+            .await
+            .expect("list_apps failed");
+        assert_eq!(
+            app_ids(listed),
+            (apps[range].to_vec(), has_more),
+            "apps, oldest first, limit 3, {what} ({cursor:?}): wrong items or has_more"
+        );
+    }
+}
+
+async fn messages_page_newest_first_in_both_directions(store: &dyn Store) {
+    let app = add_app(store).await;
+    let other_app = add_app(store).await;
+    let mut messages = Vec::new();
+    for index in 0..7 {
+        messages.push(publish(store, new_message(&app.id, "invoice.paid", at(index * 1000))).await);
+        // Another app's messages, interleaved, must never show up.
+        publish(store, new_message(&other_app.id, "invoice.paid", at(index * 1000))).await;
+    }
+    // List order: newest first.
+    let newest_first: Vec<MessageId> = ids_of(&messages).into_iter().rev().collect();
+    let page = |cursor: Cursor| PageRequest {
+        limit: 3,
+        cursor,
+        newest_first: true,
+    };
+    let after = |index: usize| Cursor::After(newest_first[index].as_str().to_owned());
+    let before = |index: usize| Cursor::Before(newest_first[index].as_str().to_owned());
+    let cases = [
+        (Cursor::Start, 0..3, true, "the first page"),
+        (after(2), 3..6, true, "the page after the first"),
+        (after(5), 6..7, false, "the last, partial page"),
+        (after(3), 4..7, false, "a page ending exactly at the oldest message"),
+        (before(6), 3..6, true, "going back from the oldest message"),
+        (before(3), 0..3, false, "going back to the first page"),
+        (before(0), 0..0, false, "the page before the newest message"),
+    ];
+    for (cursor, range, has_more, what) in cases {
+        let listed = store
+            .list_messages(&app.id, MessageFilter::default(), page(cursor.clone()))
+            .await
+            .expect("list_messages failed");
+        assert_eq!(
+            message_ids(listed),
+            (newest_first[range].to_vec(), has_more),
+            "messages, newest first, limit 3, {what} ({cursor:?}): wrong items or has_more"
+        );
+    }
+}
+
+async fn message_lists_filter_by_type_channel_tag_and_time(store: &dyn Store) {
+    let app = add_app(store).await;
+    let paid = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let user = publish(store, new_message(&app.id, "user.created", at(1000))).await;
+    let mut on_eu = new_message(&app.id, "invoice.paid", at(2000));
+    on_eu.channels = vec![channel("us"), channel("eu")];
+    let on_eu = publish(store, on_eu).await;
+    let mut tagged = new_message(&app.id, "invoice.sent", at(3000));
+    tagged.tags = vec!["vip".to_owned()];
+    let tagged = publish(store, tagged).await;
+
+    let all = store
+        .list_messages(&app.id, MessageFilter::default(), everything(true))
+        .await
+        .expect("list_messages failed");
+    assert_eq!(
+        all.items,
+        [tagged.clone(), on_eu.clone(), user.clone(), paid.clone()],
+        "messages must read back as stored, newest first"
+    );
+
+    let cases = [
+        (
+            MessageFilter {
+                event_types: vec!["invoice.paid".to_owned(), "invoice.sent".to_owned()],
+                ..MessageFilter::default()
+            },
+            vec![&tagged, &on_eu, &paid],
+            "event_types",
+        ),
+        (
+            MessageFilter {
+                channel: Some("eu".to_owned()),
+                ..MessageFilter::default()
+            },
+            vec![&on_eu],
+            "channel",
+        ),
+        (
+            MessageFilter {
+                tag: Some("vip".to_owned()),
+                ..MessageFilter::default()
+            },
+            vec![&tagged],
+            "tag",
+        ),
+        (
+            MessageFilter {
+                after: Some(at(1500)),
+                ..MessageFilter::default()
+            },
+            vec![&tagged, &on_eu],
+            "after",
+        ),
+        (
+            MessageFilter {
+                before: Some(at(1500)),
+                ..MessageFilter::default()
+            },
+            vec![&user, &paid],
+            "before",
+        ),
+    ];
+    for (filter, expected, what) in cases {
+        let listed = store
+            .list_messages(&app.id, filter, everything(true))
+            .await
+            .expect("list_messages failed");
+        let expected: Vec<MessageId> = expected.iter().map(|message| message.id.clone()).collect();
+        assert_eq!(
+            ids_of(&listed.items),
+            expected,
+            "list_messages filtered by {what} listed the wrong messages"
+        );
+    }
+}
+
+async fn fan_out_queues_one_due_delivery_per_matching_enabled_endpoint(store: &dyn Store) {
+    let app = add_app(store).await;
+    let other_app = add_app(store).await;
+    let every = add_endpoint(store, new_endpoint(&app.id)).await;
+    let mut paid_only = new_endpoint(&app.id);
+    paid_only.filter_types = Some(vec![type_name("invoice.paid")]);
+    let paid_only = add_endpoint(store, paid_only).await;
+    let mut sent_only = new_endpoint(&app.id);
+    sent_only.filter_types = Some(vec![type_name("invoice.sent")]);
+    add_endpoint(store, sent_only).await;
+    let mut eu = new_endpoint(&app.id);
+    eu.channels = Some(vec![channel("eu")]);
+    let eu = add_endpoint(store, eu).await;
+    let mut us = new_endpoint(&app.id);
+    us.channels = Some(vec![channel("us")]);
+    add_endpoint(store, us).await;
+    let mut paid_in_us = new_endpoint(&app.id);
+    paid_in_us.filter_types = Some(vec![type_name("invoice.paid")]);
+    paid_in_us.channels = Some(vec![channel("us")]);
+    add_endpoint(store, paid_in_us).await;
+    let mut disabled = new_endpoint(&app.id);
+    disabled.disabled = true;
+    add_endpoint(store, disabled).await;
+    add_endpoint(store, new_endpoint(&other_app.id)).await;
+
+    let mut message = new_message(&app.id, "invoice.paid", at(0));
+    message.channels = vec![channel("eu")];
+    let created = store
+        .create_message(message.clone(), None)
+        .await
+        .expect("create_message failed");
+    assert!(created.is_new, "a message without an idempotency key is always new");
+    assert_eq!(created.message, message, "create_message must answer the stored message");
+    let found = store
+        .message_by_ref(&app.id, message.id.as_str())
+        .await
+        .expect("message_by_ref failed");
+    assert_eq!(found, Some(message.clone()), "a message must read back as stored");
+
+    let queued = deliveries(store, &app.id, &message.id).await;
+    let mut targets: Vec<EndpointId> = queued
+        .iter()
+        .map(|delivery| delivery.endpoint_id.clone())
+        .collect();
+    targets.sort();
+    let mut expected = vec![every.id.clone(), paid_only.id.clone(), eu.id.clone()];
+    expected.sort();
+    assert_eq!(
+        targets, expected,
+        "fan-out must reach exactly the enabled endpoints of the app whose type and channel \
+         filters both match"
+    );
+    assert_eq!(created.deliveries, 3, "CreatedMessage.deliveries must count the fan-out");
+    for delivery in &queued {
+        assert_eq!(
+            (
+                delivery.status,
+                delivery.attempt_count,
+                delivery.next_attempt_at,
+                delivery.trigger
+            ),
+            (
+                DeliveryStatus::Pending,
+                0,
+                Some(message.created_at),
+                TriggerType::Scheduled
+            ),
+            "a fanned-out delivery must be pending, unattempted, scheduled and due at the \
+             message's creation"
+        );
+    }
+
+    let mut no_channel = new_message(&app.id, "invoice.paid", at(10));
+    no_channel.channels = Vec::new();
+    let no_channel = store
+        .create_message(no_channel, None)
+        .await
+        .expect("create_message failed");
+    let mut targets: Vec<EndpointId> = deliveries(store, &app.id, &no_channel.message.id)
+        .await
+        .into_iter()
+        .map(|delivery| delivery.endpoint_id)
+        .collect();
+    targets.sort();
+    let mut expected = vec![every.id.clone(), paid_only.id.clone()];
+    expected.sort();
+    assert_eq!(
+        targets, expected,
+        "a message on no channel must not reach endpoints that filter on channels"
+    );
+
+    let early = claim(store, at(-1), 100).await;
+    assert!(early.is_empty(), "nothing may be claimed before it is due, got {early:?}");
+    let due = claim(store, at(0), 100).await;
+    assert_eq!(
+        leased_set(&due),
+        pairs(&[(&message, &every), (&message, &paid_only), (&message, &eu)]),
+        "fanned-out deliveries must be due at once, at the message's creation time"
+    );
+}
+
+async fn a_test_message_goes_to_its_endpoint_whatever_the_filters(store: &dyn Store) {
+    let app = add_app(store).await;
+    let mut sent_only = new_endpoint(&app.id);
+    sent_only.filter_types = Some(vec![type_name("invoice.sent")]);
+    let sent_only = add_endpoint(store, sent_only).await;
+    // An endpoint without filters, which the test message must still skip.
+    add_endpoint(store, new_endpoint(&app.id)).await;
+
+    let message = new_message(&app.id, "webhook.test", at(0));
+    let created = store
+        .create_message_for_endpoint(message.clone(), &sent_only.id)
+        .await
+        .expect("create_message_for_endpoint failed");
+    assert_eq!(created.deliveries, 1, "a test message must queue exactly one delivery");
+    let queued = deliveries(store, &app.id, &message.id).await;
+    assert_eq!(queued.len(), 1, "a test message must not fan out, got {queued:?}");
+    assert_eq!(
+        queued[0].endpoint_id, sent_only.id,
+        "a test message must go to its endpoint even though its filters exclude the type"
+    );
+    assert_eq!(
+        (queued[0].status, queued[0].next_attempt_at),
+        (DeliveryStatus::Pending, Some(message.created_at)),
+        "a test message's delivery must be pending and due at once"
+    );
+}
+
+async fn an_idempotency_key_answers_the_first_message_and_queues_nothing(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+
+    let first = new_message(&app.id, "invoice.paid", at(0));
+    let created = store
+        .create_message(first.clone(), Some("order-1".to_owned()))
+        .await
+        .expect("create_message failed");
+    assert!(created.is_new, "the first use of an idempotency key must create the message");
+    assert_eq!(created.deliveries, 1);
+
+    let mut repeat = new_message(&app.id, "invoice.paid", at(5000));
+    repeat.payload = r#"{"invoice":43}"#.to_owned();
+    let answered = store
+        .create_message(repeat.clone(), Some("order-1".to_owned()))
+        .await
+        .expect("create_message failed");
+    assert!(!answered.is_new, "a repeated idempotency key must answer is_new = false");
+    assert_eq!(
+        answered.message, first,
+        "a repeated idempotency key must answer the first message"
+    );
+    assert_eq!(answered.deliveries, 0, "a repeat must report no deliveries queued");
+    let stored = store
+        .message_by_ref(&app.id, repeat.id.as_str())
+        .await
+        .expect("message_by_ref failed");
+    assert_eq!(stored, None, "a repeat must not store the new message");
+    assert!(
+        deliveries(store, &app.id, &repeat.id).await.is_empty(),
+        "a repeat must not queue deliveries"
+    );
+    assert_eq!(
+        deliveries(store, &app.id, &first.id).await.len(),
+        1,
+        "a repeat must not queue another delivery of the first message"
+    );
+    let claims = claim(store, at(10_000), 100).await;
+    assert_eq!(
+        leased(&claims),
+        [(first.id.clone(), endpoint.id.clone())],
+        "only the first message's delivery may be in the queue"
+    );
+
+    let other_app = add_app(store).await;
+    let elsewhere = store
+        .create_message(
+            new_message(&other_app.id, "invoice.paid", at(0)),
+            Some("order-1".to_owned()),
+        )
+        .await
+        .expect("create_message failed");
+    assert!(elsewhere.is_new, "idempotency keys must be scoped to their app");
+
+    // Two creates racing with one key: exactly one wins, the other answers it.
+    let (left, right) = (
+        new_message(&app.id, "invoice.paid", at(100)),
+        new_message(&app.id, "invoice.paid", at(100)),
+    );
+    let (left, right) = tokio::join!(
+        store.create_message(left, Some("order-2".to_owned())),
+        store.create_message(right, Some("order-2".to_owned())),
+    );
+    let (left, right) = (
+        left.expect("create_message failed"),
+        right.expect("create_message failed"),
+    );
+    assert!(
+        left.is_new != right.is_new,
+        "of two concurrent creates with one key exactly one must be new \
+         (left new: {}, right new: {})",
+        left.is_new,
+        right.is_new
+    );
+    let (winner, loser) = if left.is_new { (left, right) } else { (right, left) };
+    assert_eq!(
+        loser.message, winner.message,
+        "the losing concurrent create must answer the winner's message"
+    );
+    let listed = store
+        .list_messages(&app.id, MessageFilter::default(), everything(true))
+        .await
+        .expect("list_messages failed");
+    assert_eq!(
+        ids_of(&listed.items),
+        [winner.message.id.clone(), first.id.clone()],
+        "idempotent creates must store each message once"
+    );
+}
+
+async fn messages_are_found_by_id_or_event_id_within_their_app(store: &dyn Store) {
+    let app = add_app(store).await;
+    let other_app = add_app(store).await;
+    let mut message = new_message(&app.id, "invoice.paid", at(0));
+    message.event_id = Some("evt-42".to_owned());
+    let message = publish(store, message).await;
+    publish(store, new_message(&app.id, "invoice.paid", at(1))).await;
+
+    let by_id = store
+        .message_by_ref(&app.id, message.id.as_str())
+        .await
+        .expect("message_by_ref failed");
+    assert_eq!(by_id, Some(message.clone()), "a message must be found by its id");
+    let by_event_id = store
+        .message_by_ref(&app.id, "evt-42")
+        .await
+        .expect("message_by_ref failed");
+    assert_eq!(by_event_id, Some(message.clone()), "a message must be found by its event id");
+    for (reference, what) in [(message.id.as_str(), "id"), ("evt-42", "event id")] {
+        let across = store
+            .message_by_ref(&other_app.id, reference)
+            .await
+            .expect("message_by_ref failed");
+        assert_eq!(across, None, "a message must not be found by {what} through another app");
+    }
+    let unknown = store
+        .message_by_ref(&app.id, "evt-43")
+        .await
+        .expect("message_by_ref failed");
+    assert_eq!(unknown, None, "an unknown reference must find no message");
+}
+
+async fn claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+    // Created in id order but due in the opposite order, so "oldest due" and
+    // "oldest id" pick different deliveries.
+    let mut messages = Vec::new();
+    for due in [30_000, 20_000, 10_000, 0] {
+        messages.push(publish(store, new_message(&app.id, "invoice.paid", at(due))).await);
+    }
+    let (due_30, due_20, due_10, due_0) = (&messages[0], &messages[1], &messages[2], &messages[3]);
+
+    let early = claim(store, at(-1), 100).await;
+    assert!(early.is_empty(), "nothing may be claimed before it is due, got {early:?}");
+
+    let first = claim(store, at(15_000), 100).await;
+    assert_eq!(
+        leased_set(&first),
+        pairs(&[(due_0, &endpoint), (due_10, &endpoint)]),
+        "claim_due must lease every delivery due by `now` and none due later"
+    );
+    assert_eq!(
+        leased(&first),
+        pairs(&[(due_0, &endpoint)])
+            .into_iter()
+            .chain(pairs(&[(due_10, &endpoint)]))
+            .collect::<Vec<_>>(),
+        "claims must come back oldest due first"
+    );
+    let lease = claim_of(&first, &due_0.id, &endpoint.id);
+    assert_eq!(
+        (&lease.app_id, lease.attempt_count, lease.trigger),
+        (&app.id, 0, TriggerType::Scheduled),
+        "a claim must carry its app, attempts so far and trigger"
+    );
+    let leased_delivery = delivery(store, &app.id, &due_0.id, &endpoint.id).await;
+    assert_eq!(
+        leased_delivery.status,
+        DeliveryStatus::Sending,
+        "a leased delivery must show as sending"
+    );
+    let waiting = delivery(store, &app.id, &due_20.id, &endpoint.id).await;
+    assert_eq!(
+        waiting.status,
+        DeliveryStatus::Pending,
+        "a delivery not yet due must stay pending"
+    );
+
+    let one = claim(store, at(100_000), 1).await;
+    assert_eq!(
+        leased(&one),
+        pairs(&[(due_20, &endpoint)]),
+        "with limit 1 claim_due must lease only the oldest due delivery"
+    );
+    let rest = claim(store, at(100_000), 100).await;
+    assert_eq!(
+        leased(&rest),
+        pairs(&[(due_30, &endpoint)]),
+        "claim_due must lease what is left and nothing leased before"
+    );
+    let none = claim(store, at(200_000), 100).await;
+    assert!(none.is_empty(), "leased deliveries must not be claimed again, got {none:?}");
+}
+
+async fn claim_due_skips_saturated_endpoints(store: &dyn Store) {
+    let app = add_app(store).await;
+    let busy = add_endpoint(store, new_endpoint(&app.id)).await;
+    let idle = add_endpoint(store, new_endpoint(&app.id)).await;
+    let first = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let second = publish(store, new_message(&app.id, "invoice.paid", at(10))).await;
+
+    let lease_until = at(LEASE);
+    let claims = store
+        .claim_due(at(100), 100, std::slice::from_ref(&busy.id), lease_until)
+        .await
+        .expect("claim_due failed");
+    assert_eq!(
+        leased_set(&claims),
+        pairs(&[(&first, &idle), (&second, &idle)]),
+        "claim_due must skip the saturated endpoint and lease the others"
+    );
+    let claims = store
+        .claim_due(at(100), 100, &[busy.id.clone(), idle.id.clone()], lease_until)
+        .await
+        .expect("claim_due failed");
+    assert!(claims.is_empty(), "with every endpoint saturated nothing may be leased");
+    let still = delivery(store, &app.id, &first.id, &busy.id).await;
+    assert_eq!(
+        still.status,
+        DeliveryStatus::Pending,
+        "a skipped delivery must stay pending"
+    );
+    let claims = claim(store, at(100), 100).await;
+    assert_eq!(
+        leased_set(&claims),
+        pairs(&[(&first, &busy), (&second, &busy)]),
+        "once no longer saturated, the skipped endpoint's deliveries must be leased"
+    );
+}
+
+async fn record_attempt_logs_the_attempt_and_moves_the_delivery(store: &dyn Store) {
+    let app = add_app(store).await;
+    let flaky = add_endpoint(store, new_endpoint(&app.id)).await;
+    let healthy = add_endpoint(store, new_endpoint(&app.id)).await;
+    let message = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let other_message = publish(store, new_message(&app.id, "invoice.paid", at(1))).await;
+    let claims = claim(store, at(0), 100).await;
+    assert_eq!(claims.len(), 2, "both deliveries of the message must be claimed");
+
+    let failed = Attempt {
+        id: AttemptId::generate(),
+        app_id: app.id.clone(),
+        msg_id: message.id.clone(),
+        endpoint_id: flaky.id.clone(),
+        url: flaky.url.as_str().to_owned(),
+        timestamp: at(100),
+        status: DeliveryStatus::Fail,
+        response_status_code: 0,
+        response: String::new(),
+        response_duration_ms: 15_000,
+        trigger: TriggerType::Scheduled,
+        error: Some(AttemptError::Timeout),
+    };
+    store
+        .record_attempt(
+            Some(failed.clone()),
+            DeliveryOutcome {
+                msg_id: message.id.clone(),
+                endpoint_id: flaky.id.clone(),
+                status: DeliveryStatus::Pending,
+                attempt_count: 1,
+                next_attempt_at: Some(at(60_000)),
+                updated_at: at(100),
+            },
+        )
+        .await
+        .expect("record_attempt failed");
+    let succeeded = settle(
+        store,
+        claim_of(&claims, &message.id, &healthy.id),
+        DeliveryStatus::Success,
+        None,
+        at(200),
+    )
+    .await;
+
+    let retrying = delivery(store, &app.id, &message.id, &flaky.id).await;
+    assert_eq!(
+        (
+            retrying.status,
+            retrying.attempt_count,
+            retrying.next_attempt_at,
+            retrying.updated_at
+        ),
+        (DeliveryStatus::Pending, 1, Some(at(60_000)), at(100)),
+        "record_attempt must move the delivery to the outcome given"
+    );
+    let done = delivery(store, &app.id, &message.id, &healthy.id).await;
+    assert_eq!(
+        (done.status, done.attempt_count, done.next_attempt_at),
+        (DeliveryStatus::Success, 1, None),
+        "a successful delivery must be done, with no next attempt"
+    );
+
+    let logged = attempts(
+        store,
+        &app.id,
+        AttemptFilter {
+            msg_id: Some(message.id.clone()),
+            ..AttemptFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        logged,
+        [succeeded.clone(), failed.clone()],
+        "both attempts must be logged as given, newest first"
+    );
+    let cases = [
+        (
+            AttemptFilter {
+                endpoint_id: Some(flaky.id.clone()),
+                ..AttemptFilter::default()
+            },
+            vec![&failed],
+            "endpoint",
+        ),
+        (
+            AttemptFilter {
+                msg_id: Some(message.id.clone()),
+                status: Some(DeliveryStatus::Success),
+                ..AttemptFilter::default()
+            },
+            vec![&succeeded],
+            "message and status success",
+        ),
+        (
+            AttemptFilter {
+                status: Some(DeliveryStatus::Fail),
+                ..AttemptFilter::default()
+            },
+            vec![&failed],
+            "status fail",
+        ),
+        (
+            AttemptFilter {
+                msg_id: Some(other_message.id.clone()),
+                ..AttemptFilter::default()
+            },
+            vec![],
+            "a message with no attempts",
+        ),
+    ];
+    for (filter, expected, what) in cases {
+        let listed = attempts(store, &app.id, filter).await;
+        let expected: Vec<Attempt> = expected.into_iter().cloned().collect();
+        assert_eq!(listed, expected, "list_attempts filtered by {what} listed the wrong attempts");
+    }
+    let newest = store
+        .list_attempts(
+            &app.id,
+            AttemptFilter::default(),
+            PageRequest {
+                limit: 1,
+                cursor: Cursor::Start,
+                newest_first: true,
+            },
+        )
+        .await
+        .expect("list_attempts failed");
+    assert_eq!(
+        (newest.items, newest.has_more),
+        (vec![succeeded], true),
+        "attempts must page newest first"
+    );
+
+    assert_eq!(
+        store.next_due_at().await.expect("next_due_at failed"),
+        Some(at(1)),
+        "the other message's delivery, still pending, is due first"
+    );
+    let other_claims = claim(store, at(1), 100).await;
+    assert_eq!(other_claims.len(), 2);
+    assert_eq!(
+        store.next_due_at().await.expect("next_due_at failed"),
+        Some(at(60_000)),
+        "the retry must be due when the outcome said"
+    );
+    let early = claim(store, at(59_999), 100).await;
+    assert!(early.is_empty(), "a retry must not be claimed before it is due, got {early:?}");
+    let retry = claim(store, at(60_000), 100).await;
+    assert_eq!(
+        leased(&retry),
+        pairs(&[(&message, &flaky)]),
+        "the retry must be claimable once due"
+    );
+    assert_eq!(retry[0].attempt_count, 1, "a retry's claim must count the earlier attempt");
+
+    // Giving up without an attempt: the delivery moves, the log does not grow.
+    store
+        .record_attempt(
+            None,
+            DeliveryOutcome {
+                msg_id: message.id.clone(),
+                endpoint_id: flaky.id.clone(),
+                status: DeliveryStatus::Fail,
+                attempt_count: 1,
+                next_attempt_at: None,
+                updated_at: at(60_001),
+            },
+        )
+        .await
+        .expect("record_attempt failed");
+    let given_up = delivery(store, &app.id, &message.id, &flaky.id).await;
+    assert_eq!(
+        (given_up.status, given_up.next_attempt_at),
+        (DeliveryStatus::Fail, None),
+        "an outcome without an attempt must still move the delivery"
+    );
+    let logged = attempts(store, &app.id, AttemptFilter::default()).await;
+    assert_eq!(logged.len(), 2, "an outcome without an attempt must log no attempt");
+}
+
+async fn released_leases_can_be_claimed_again(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+    let message = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let expected = pairs(&[(&message, &endpoint)]);
+
+    let claims = store
+        .claim_due(at(0), 100, &[], at(30_000))
+        .await
+        .expect("claim_due failed");
+    assert_eq!(leased(&claims), expected);
+    let released = store
+        .release_leases(at(29_999), false)
+        .await
+        .expect("release_leases failed");
+    assert_eq!(released, 0, "a lease that has not ended must not be released");
+    assert!(
+        claim(store, at(29_999), 100).await.is_empty(),
+        "a live lease must keep its delivery from being claimed"
+    );
+    let released = store
+        .release_leases(at(30_001), false)
+        .await
+        .expect("release_leases failed");
+    assert_eq!(released, 1, "an ended lease must be released and counted");
+    let back = delivery(store, &app.id, &message.id, &endpoint.id).await;
+    assert_eq!(
+        back.status,
+        DeliveryStatus::Pending,
+        "a released delivery must be pending again"
+    );
+    let again = store
+        .claim_due(at(30_001), 100, &[], at(90_000))
+        .await
+        .expect("claim_due failed");
+    assert_eq!(leased(&again), expected, "a released delivery must be claimable at once");
+
+    let released = store
+        .release_leases(at(30_002), true)
+        .await
+        .expect("release_leases failed");
+    assert_eq!(released, 1, "release_leases(all) must release live leases too");
+    let again = claim(store, at(30_002), 100).await;
+    assert_eq!(
+        leased(&again),
+        expected,
+        "a delivery released by release_leases(all) must be claimable again"
+    );
+    assert_eq!(again[0].attempt_count, 0, "a release must not count as an attempt");
+}
+
+async fn resend_queues_a_manual_attempt(store: &dyn Store) {
+    let app = add_app(store).await;
+    let mut paid_only = new_endpoint(&app.id);
+    paid_only.filter_types = Some(vec![type_name("invoice.paid")]);
+    let paid_only = add_endpoint(store, paid_only).await;
+    let mut sent_only = new_endpoint(&app.id);
+    sent_only.filter_types = Some(vec![type_name("invoice.sent")]);
+    let sent_only = add_endpoint(store, sent_only).await;
+    let message = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let claims = claim(store, at(0), 100).await;
+    settle(store, &claims[0], DeliveryStatus::Success, None, at(10)).await;
+
+    store
+        .resend(&app.id, &message.id, &paid_only.id, at(5000))
+        .await
+        .expect("resend failed");
+    let queued = delivery(store, &app.id, &message.id, &paid_only.id).await;
+    assert_eq!(
+        (queued.status, queued.next_attempt_at, queued.trigger),
+        (DeliveryStatus::Pending, Some(at(5000)), TriggerType::Manual),
+        "resend must queue the delivery again, due now, as a manual attempt"
+    );
+    assert!(
+        claim(store, at(4999), 100).await.is_empty(),
+        "a resend must not be due before the time it was asked"
+    );
+    let resent = claim(store, at(5000), 100).await;
+    assert_eq!(leased(&resent), pairs(&[(&message, &paid_only)]));
+    assert_eq!(
+        resent[0].trigger,
+        TriggerType::Manual,
+        "a resent delivery must be claimed as a manual attempt"
+    );
+
+    store
+        .resend(&app.id, &message.id, &sent_only.id, at(6000))
+        .await
+        .expect("resend to an endpoint the message never went to failed");
+    let created = delivery(store, &app.id, &message.id, &sent_only.id).await;
+    assert_eq!(
+        (created.status, created.next_attempt_at, created.trigger),
+        (DeliveryStatus::Pending, Some(at(6000)), TriggerType::Manual),
+        "resend to a new endpoint must create a manual delivery due now"
+    );
+
+    let missing = store
+        .resend(&app.id, &MessageId::generate(), &paid_only.id, at(7000))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "resending a missing message must be NotFound, got {missing:?}"
+    );
+    let other_app = add_app(store).await;
+    let across = store
+        .resend(&other_app.id, &message.id, &paid_only.id, at(7000))
+        .await;
+    assert!(
+        matches!(across, Err(StoreError::NotFound(_))),
+        "resending through another app must be NotFound, got {across:?}"
+    );
+}
+
+async fn recover_requeues_failed_deliveries_created_in_the_window(store: &dyn Store) {
+    let app = add_app(store).await;
+    let mut endpoint = new_endpoint(&app.id);
+    endpoint.filter_types = Some(vec![type_name("invoice.paid")]);
+    let endpoint = add_endpoint(store, endpoint).await;
+    let mut neighbour = new_endpoint(&app.id);
+    neighbour.filter_types = Some(vec![type_name("invoice.sent")]);
+    let neighbour = add_endpoint(store, neighbour).await;
+
+    let mut failed = Vec::new();
+    for created in [0, 1000, 2000, 3000] {
+        failed.push(publish(store, new_message(&app.id, "invoice.paid", at(created))).await);
+    }
+    let delivered = publish(store, new_message(&app.id, "invoice.paid", at(1500))).await;
+    let neighbours = publish(store, new_message(&app.id, "invoice.sent", at(1500))).await;
+    let claims = claim(store, at(3000), 100).await;
+    assert_eq!(claims.len(), 6, "every delivery must have been claimed");
+    for claim in &claims {
+        let status = if claim.msg_id == delivered.id {
+            DeliveryStatus::Success
+        } else {
+            DeliveryStatus::Fail
+        };
+        settle(store, claim, status, None, at(4000)).await;
+    }
+
+    let recovered = store
+        .recover(&endpoint.id, at(1000), Some(at(3000)), at(10_000))
+        .await
+        .expect("recover failed");
+    assert_eq!(
+        recovered, 2,
+        "recover must count the failed deliveries created in [since, until)"
+    );
+    for (message, requeued) in [
+        (&failed[0], false),
+        (&failed[1], true),
+        (&failed[2], true),
+        (&failed[3], false),
+    ] {
+        let state = delivery(store, &app.id, &message.id, &endpoint.id).await;
+        if requeued {
+            assert_eq!(
+                (state.status, state.next_attempt_at, state.trigger),
+                (DeliveryStatus::Pending, Some(at(10_000)), TriggerType::Manual),
+                "a recovered delivery must be pending, due now, as a manual attempt"
+            );
+        } else {
+            assert_eq!(
+                state.status,
+                DeliveryStatus::Fail,
+                "a failed delivery created outside [since, until) must stay failed"
+            );
+        }
+    }
+    let success = delivery(store, &app.id, &delivered.id, &endpoint.id).await;
+    assert_eq!(
+        success.status,
+        DeliveryStatus::Success,
+        "recover must leave successful deliveries alone"
+    );
+    let other = delivery(store, &app.id, &neighbours.id, &neighbour.id).await;
+    assert_eq!(
+        other.status,
+        DeliveryStatus::Fail,
+        "recover must leave other endpoints' deliveries alone"
+    );
+
+    let open_ended = store
+        .recover(&endpoint.id, at(3000), None, at(11_000))
+        .await
+        .expect("recover failed");
+    assert_eq!(open_ended, 1, "recover without `until` must run to the present");
+    let requeued = claim(store, at(11_000), 100).await;
+    assert_eq!(
+        leased_set(&requeued),
+        pairs(&[
+            (&failed[1], &endpoint),
+            (&failed[2], &endpoint),
+            (&failed[3], &endpoint)
+        ]),
+        "recovered deliveries must be claimable"
+    );
+    assert!(
+        requeued
+            .iter()
+            .all(|claim| claim.trigger == TriggerType::Manual),
+        "recovered deliveries must be claimed as manual attempts, got {requeued:?}"
+    );
+}
+
+async fn endpoint_stats_count_deliveries_by_status(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+    let neighbour = add_endpoint(store, new_endpoint(&app.id)).await;
+    let succeeded = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let failed = publish(store, new_message(&app.id, "invoice.paid", at(1000))).await;
+    let sending = publish(store, new_message(&app.id, "invoice.paid", at(2000))).await;
+    publish(store, new_message(&app.id, "invoice.paid", at(3000))).await;
+
+    let claims = claim(store, at(2000), 100).await;
+    assert_eq!(claims.len(), 6, "three messages to two endpoints must be due");
+    settle(
+        store,
+        claim_of(&claims, &succeeded.id, &endpoint.id),
+        DeliveryStatus::Success,
+        None,
+        at(2500),
+    )
+    .await;
+    settle(
+        store,
+        claim_of(&claims, &failed.id, &endpoint.id),
+        DeliveryStatus::Fail,
+        None,
+        at(2500),
+    )
+    .await;
+    for message in [&succeeded, &failed, &sending] {
+        settle(
+            store,
+            claim_of(&claims, &message.id, &neighbour.id),
+            DeliveryStatus::Success,
+            None,
+            at(2500),
+        )
+        .await;
+    }
+
+    let stats = store
+        .endpoint_stats(&endpoint.id, None, None)
+        .await
+        .expect("endpoint_stats failed");
+    assert_eq!(
+        stats,
+        DeliveryStats {
+            success: 1,
+            pending: 1,
+            sending: 1,
+            fail: 1
+        },
+        "endpoint_stats must count the endpoint's deliveries by status"
+    );
+    let window = store
+        .endpoint_stats(&endpoint.id, Some(at(1000)), Some(at(3000)))
+        .await
+        .expect("endpoint_stats failed");
+    assert_eq!(
+        window,
+        DeliveryStats {
+            success: 0,
+            pending: 0,
+            sending: 1,
+            fail: 1
+        },
+        "endpoint_stats must count only messages created in [since, until)"
+    );
+    let other = store
+        .endpoint_stats(&neighbour.id, None, None)
+        .await
+        .expect("endpoint_stats failed");
+    assert_eq!(
+        other,
+        DeliveryStats {
+            success: 3,
+            pending: 1,
+            sending: 0,
+            fail: 0
+        },
+        "endpoint_stats must count only the endpoint asked about"
+    );
+    let unknown = store
+        .endpoint_stats(&EndpointId::generate(), None, None)
+        .await
+        .expect("endpoint_stats failed");
+    assert_eq!(unknown, DeliveryStats::default(), "an endpoint without deliveries counts zero");
+}
+
+async fn deleting_an_endpoint_fails_its_unfinished_deliveries(store: &dyn Store) {
+    let app = add_app(store).await;
+    let doomed = add_endpoint(store, new_endpoint(&app.id)).await;
+    let survivor = add_endpoint(store, new_endpoint(&app.id)).await;
+    let delivered = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let in_flight = publish(store, new_message(&app.id, "invoice.paid", at(1000))).await;
+    let waiting = publish(store, new_message(&app.id, "invoice.paid", at(5000))).await;
+    let claims = claim(store, at(1000), 100).await;
+    assert_eq!(claims.len(), 4, "two messages to two endpoints must be due");
+    settle(
+        store,
+        claim_of(&claims, &delivered.id, &doomed.id),
+        DeliveryStatus::Success,
+        None,
+        at(1500),
+    )
+    .await;
+
+    store
+        .delete_endpoint(&app.id, &doomed.id, at(2000))
+        .await
+        .expect("delete_endpoint failed");
+    let kept = delivery(store, &app.id, &delivered.id, &doomed.id).await;
+    assert_eq!(
+        kept.status,
+        DeliveryStatus::Success,
+        "deleting an endpoint must not rewrite its finished deliveries"
+    );
+    for (message, was) in [(&in_flight, "leased"), (&waiting, "pending")] {
+        let ended = delivery(store, &app.id, &message.id, &doomed.id).await;
+        assert_eq!(
+            (ended.status, ended.next_attempt_at),
+            (DeliveryStatus::Fail, None),
+            "deleting an endpoint must fail its {was} deliveries with no next attempt"
+        );
+    }
+    let untouched = delivery(store, &app.id, &waiting.id, &survivor.id).await;
+    assert_eq!(
+        untouched.status,
+        DeliveryStatus::Pending,
+        "deleting an endpoint must leave other endpoints' deliveries alone"
+    );
+    let released = store
+        .release_leases(at(3000), true)
+        .await
+        .expect("release_leases failed");
+    assert_eq!(
+        released, 2,
+        "only the surviving endpoint's leases may remain after the delete"
+    );
+    let claims = claim(store, at(100_000), 100).await;
+    assert_eq!(
+        leased_set(&claims),
+        pairs(&[
+            (&delivered, &survivor),
+            (&in_flight, &survivor),
+            (&waiting, &survivor)
+        ]),
+        "nothing may be claimed for a deleted endpoint"
+    );
+}
+
+async fn deleting_an_app_removes_everything_it_owns(store: &dyn Store) {
+    let doomed = store
+        .create_app(new_app(Some("tenant")))
+        .await
+        .expect("create_app failed");
+    let survivor = add_app(store).await;
+    let mut owned = Vec::new();
+    for app in [&doomed, &survivor] {
+        let mut endpoint = new_endpoint(&app.id);
+        endpoint.uid = Some(uid("hook"));
+        let endpoint = add_endpoint(store, endpoint).await;
+        let mut message = new_message(&app.id, "invoice.paid", at(0));
+        message.event_id = Some("evt-1".to_owned());
+        let message = publish(store, message).await;
+        let retry = publish(store, new_message(&app.id, "invoice.paid", at(50_000))).await;
+        owned.push((endpoint, message, retry));
+    }
+    let claims = claim(store, at(0), 100).await;
+    assert_eq!(claims.len(), 2);
+    for claim in &claims {
+        settle(store, claim, DeliveryStatus::Pending, Some(at(60_000)), at(100)).await;
+    }
+
+    store.delete_app(&doomed.id).await.expect("delete_app failed");
+    let (endpoint, message, retry) = &owned[0];
+    assert_eq!(
+        store
+            .app_by_ref(doomed.id.as_str())
+            .await
+            .expect("app_by_ref failed"),
+        None,
+        "a deleted app must be gone"
+    );
+    assert_eq!(
+        store
+            .endpoint_by_ref(&doomed.id, endpoint.id.as_str())
+            .await
+            .expect("endpoint_by_ref failed"),
+        None,
+        "a deleted app's endpoints must be gone"
+    );
+    let endpoints = store
+        .list_endpoints(&doomed.id, everything(false))
+        .await
+        .expect("list_endpoints failed");
+    assert!(endpoints.items.is_empty(), "a deleted app must list no endpoints");
+    for reference in [message.id.as_str(), "evt-1"] {
+        assert_eq!(
+            store
+                .message_by_ref(&doomed.id, reference)
+                .await
+                .expect("message_by_ref failed"),
+            None,
+            "a deleted app's messages must be gone"
+        );
+    }
+    let messages = store
+        .list_messages(&doomed.id, MessageFilter::default(), everything(true))
+        .await
+        .expect("list_messages failed");
+    assert!(messages.items.is_empty(), "a deleted app must list no messages");
+    for msg in [&message.id, &retry.id] {
+        assert!(
+            deliveries(store, &doomed.id, msg).await.is_empty(),
+            "a deleted app's deliveries must be gone"
+        );
+    }
+    assert!(
+        attempts(store, &doomed.id, AttemptFilter::default())
+            .await
+            .is_empty(),
+        "a deleted app's attempts must be gone"
+    );
+    assert_eq!(
+        store
+            .endpoint_stats(&endpoint.id, None, None)
+            .await
+            .expect("endpoint_stats failed"),
+        DeliveryStats::default(),
+        "a deleted app's endpoints must have no deliveries left"
+    );
+
+    let (endpoint, message, retry) = &owned[1];
+    let claims = claim(store, at(100_000), 100).await;
+    assert_eq!(
+        leased_set(&claims),
+        pairs(&[(message, endpoint), (retry, endpoint)]),
+        "only the surviving app's deliveries may be left in the queue"
+    );
+    assert_eq!(
+        store
+            .message_by_ref(&survivor.id, "evt-1")
+            .await
+            .expect("message_by_ref failed"),
+        Some(message.clone()),
+        "deleting one app must leave another's messages alone"
+    );
+    assert_eq!(
+        attempts(store, &survivor.id, AttemptFilter::default())
+            .await
+            .len(),
+        1,
+        "deleting one app must leave another's attempts alone"
+    );
+    store
+        .create_app(new_app(Some("tenant")))
+        .await
+        .expect("a deleted app's uid must be free again");
+}
+
+async fn next_due_at_is_the_earliest_pending_due_time(store: &dyn Store) {
+    assert_eq!(
+        store.next_due_at().await.expect("next_due_at failed"),
+        None,
+        "an empty queue has nothing due"
+    );
+    let app = add_app(store).await;
+    add_endpoint(store, new_endpoint(&app.id)).await;
+    publish(store, new_message(&app.id, "invoice.paid", at(50_000))).await;
+    publish(store, new_message(&app.id, "invoice.paid", at(20_000))).await;
+    assert_eq!(
+        store.next_due_at().await.expect("next_due_at failed"),
+        Some(at(20_000)),
+        "next_due_at must be the earliest due time, not the newest message's"
+    );
+    let claims = claim(store, at(100_000), 100).await;
+    assert_eq!(claims.len(), 2);
+    assert_eq!(
+        store.next_due_at().await.expect("next_due_at failed"),
+        None,
+        "leased deliveries are not pending and must not count as due"
+    );
+    settle(
+        store,
+        &claims[0],
+        DeliveryStatus::Pending,
+        Some(at(500_000)),
+        at(100_001),
+    )
+    .await;
+    settle(store, &claims[1], DeliveryStatus::Success, None, at(100_001)).await;
+    assert_eq!(
+        store.next_due_at().await.expect("next_due_at failed"),
+        Some(at(500_000)),
+        "a scheduled retry must be what is due next"
+    );
+}
+
+async fn api_tokens_are_remembered_by_hash(store: &dyn Store) {
+    assert_eq!(
+        store.api_token_count().await.expect("api_token_count failed"),
+        0,
+        "a fresh database has no API tokens"
+    );
+    let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    assert!(
+        !store
+            .api_token_exists(hash)
+            .await
+            .expect("api_token_exists failed"),
+        "an unknown token hash must not exist"
+    );
+    store
+        .add_api_token(hash, at(0))
+        .await
+        .expect("add_api_token failed");
+    assert!(
+        store
+            .api_token_exists(hash)
+            .await
+            .expect("api_token_exists failed"),
+        "a recorded token hash must exist"
+    );
+    assert_eq!(
+        store.api_token_count().await.expect("api_token_count failed"),
+        1,
+        "api_token_count must count recorded tokens"
+    );
+}

@@ -37,7 +37,7 @@ enum Command {
         #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
         #[command(flatten)]
-        settings: Layer,
+        settings: Box<Layer>,
     },
     /// Manage API tokens.
     Token {
@@ -71,7 +71,7 @@ fn main() -> anyhow::Result<()> {
             admin_token,
             settings,
         } => {
-            let config = Config::load(settings, config.as_deref())?;
+            let config = Config::load(*settings, config.as_deref())?;
             init_tracing(config.log_format);
             runtime.block_on(serve(config, admin_token))
         }
