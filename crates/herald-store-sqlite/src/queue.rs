@@ -33,7 +33,7 @@ pub(crate) fn claim_due(
              SELECT msg_id, endpoint_id FROM deliveries
              WHERE status = 1 AND next_attempt_at <= ?{skip}
              ORDER BY next_attempt_at LIMIT ?)
-         RETURNING app_id, msg_id, endpoint_id, attempt_count, trigger_type"
+         RETURNING app_id, msg_id, endpoint_id, attempt_count, trigger_type, next_attempt_at"
     );
     let mut values = vec![
         Value::Integer(lease_until.0),
@@ -50,15 +50,20 @@ pub(crate) fn claim_due(
     let mut rows = statement.query(params_from_iter(values)).map_err(backend)?;
     let mut claims = Vec::new();
     while let Some(row) = rows.next().map_err(backend)? {
-        claims.push(Claim {
+        let due: i64 = row.get(5).map_err(backend)?;
+        let claim = Claim {
             app_id: AppId::from_stored(row.get(0).map_err(backend)?),
             msg_id: MessageId::from_stored(row.get(1).map_err(backend)?),
             endpoint_id: EndpointId::from_stored(row.get(2).map_err(backend)?),
             attempt_count: row.get(3).map_err(backend)?,
             trigger: TriggerType::from_code(row.get(4).map_err(backend)?),
-        });
+        };
+        claims.push((due, claim));
     }
-    Ok(claims)
+    // RETURNING yields rows in no promised order (in practice key order), so
+    // the due order the subquery picked by is restored here.
+    claims.sort_by_key(|(due, _)| *due);
+    Ok(claims.into_iter().map(|(_, claim)| claim).collect())
 }
 
 pub(crate) fn next_due_at(connection: &Connection) -> Result<Option<Timestamp>, StoreError> {

@@ -124,8 +124,7 @@ fn new_endpoint(app: &AppId) -> Endpoint {
         id: EndpointId::generate(),
         app_id: app.clone(),
         uid: None,
-        url: EndpointUrl::parse("https://receiver.example/hook")
-            .expect("the fixture url is valid"),
+        url: EndpointUrl::parse("https://receiver.example/hook").expect("the fixture url is valid"),
         description: String::new(),
         version: 1,
         disabled: false,
@@ -301,7 +300,10 @@ fn pairs(list: &[(&Message, &Endpoint)]) -> Vec<(MessageId, EndpointId)> {
 }
 
 fn app_ids(page: Page<App>) -> (Vec<AppId>, bool) {
-    (page.items.into_iter().map(|app| app.id).collect(), page.has_more)
+    (
+        page.items.into_iter().map(|app| app.id).collect(),
+        page.has_more,
+    )
 }
 
 fn message_ids(page: Page<Message>) -> (Vec<MessageId>, bool) {
@@ -328,7 +330,11 @@ async fn apps_are_found_by_id_or_uid_and_uids_are_unique(store: &dyn Store) {
         .app_by_ref(app.id.as_str())
         .await
         .expect("app_by_ref failed");
-    assert_eq!(by_id, Some(app.clone()), "an app must read back by id as stored");
+    assert_eq!(
+        by_id,
+        Some(app.clone()),
+        "an app must read back by id as stored"
+    );
     let by_uid = store.app_by_ref("acme").await.expect("app_by_ref failed");
     assert_eq!(by_uid, Some(app.clone()), "an app must be found by its uid");
     let unknown = store.app_by_ref("nobody").await.expect("app_by_ref failed");
@@ -361,12 +367,20 @@ async fn apps_are_found_by_id_or_uid_and_uids_are_unique(store: &dyn Store) {
         .app_by_ref(app.id.as_str())
         .await
         .expect("app_by_ref failed");
-    assert_eq!(reread, Some(renamed.clone()), "update_app must replace every field");
+    assert_eq!(
+        reread,
+        Some(renamed.clone()),
+        "update_app must replace every field"
+    );
     let by_new_uid = store
         .app_by_ref("acme-corp")
         .await
         .expect("app_by_ref failed");
-    assert_eq!(by_new_uid, Some(renamed.clone()), "the new uid must find the app");
+    assert_eq!(
+        by_new_uid,
+        Some(renamed.clone()),
+        "the new uid must find the app"
+    );
     let by_old_uid = store.app_by_ref("acme").await.expect("app_by_ref failed");
     assert_eq!(by_old_uid, None, "the old uid must no longer find the app");
 
@@ -420,9 +434,14 @@ async fn event_types_round_trip_and_archived_ones_are_listed_only_when_asked(sto
             .create_event_type(event_type.clone())
             .await
             .expect("create_event_type failed");
-        assert_eq!(&created, event_type, "create_event_type must answer what it stored");
+        assert_eq!(
+            &created, event_type,
+            "create_event_type must answer what it stored"
+        );
     }
-    let clash = store.create_event_type(new_event_type("invoice.paid")).await;
+    let clash = store
+        .create_event_type(new_event_type("invoice.paid"))
+        .await;
     assert!(
         matches!(clash, Err(StoreError::Conflict { .. })),
         "a second event type with a taken name must be a Conflict, got {clash:?}"
@@ -432,12 +451,19 @@ async fn event_types_round_trip_and_archived_ones_are_listed_only_when_asked(sto
         .event_type("invoice.paid")
         .await
         .expect("event_type failed");
-    assert_eq!(found, Some(paid.clone()), "an event type must read back as stored");
+    assert_eq!(
+        found,
+        Some(paid.clone()),
+        "an event type must read back as stored"
+    );
     let unknown = store
         .event_type("invoice.lost")
         .await
         .expect("event_type failed");
-    assert_eq!(unknown, None, "an unknown event type name must find nothing");
+    assert_eq!(
+        unknown, None,
+        "an unknown event type name must find nothing"
+    );
 
     let names = |page: Page<EventType>| -> Vec<String> {
         page.items
@@ -488,12 +514,19 @@ async fn event_types_round_trip_and_archived_ones_are_listed_only_when_asked(sto
         .update_event_type(retired_user.clone())
         .await
         .expect("update_event_type failed");
-    assert_eq!(updated, retired_user, "update_event_type must answer what it stored");
+    assert_eq!(
+        updated, retired_user,
+        "update_event_type must answer what it stored"
+    );
     let reread = store
         .event_type("user.created")
         .await
         .expect("event_type failed");
-    assert_eq!(reread, Some(retired_user), "update_event_type must replace the fields");
+    assert_eq!(
+        reread,
+        Some(retired_user),
+        "update_event_type must replace the fields"
+    );
     let live = store
         .list_event_types(everything(false), false)
         .await
@@ -547,8 +580,10 @@ async fn endpoints_are_found_by_id_or_uid_within_their_own_app(store: &dyn Store
     hook.filter_types = Some(vec![type_name("invoice.paid"), type_name("invoice.sent")]);
     hook.channels = Some(vec![channel("eu")]);
     hook.rate_limit = Some(10);
-    hook.metadata.insert("team".to_owned(), "billing".to_owned());
-    hook.headers.insert("x-tenant".to_owned(), "acme".to_owned());
+    hook.metadata
+        .insert("team".to_owned(), "billing".to_owned());
+    hook.headers
+        .insert("x-tenant".to_owned(), "acme".to_owned());
     hook.retired_keys.push(RetiredKey {
         key: SigningKey::generate(),
         expires_at: at(60_000),
@@ -562,12 +597,20 @@ async fn endpoints_are_found_by_id_or_uid_within_their_own_app(store: &dyn Store
         .endpoint_by_ref(&app.id, hook.id.as_str())
         .await
         .expect("endpoint_by_ref failed");
-    assert_eq!(by_id, Some(hook.clone()), "an endpoint must read back by id with every field");
+    assert_eq!(
+        by_id,
+        Some(hook.clone()),
+        "an endpoint must read back by id with every field"
+    );
     let by_uid = store
         .endpoint_by_ref(&app.id, "hook")
         .await
         .expect("endpoint_by_ref failed");
-    assert_eq!(by_uid, Some(hook.clone()), "an endpoint must be found by uid in its app");
+    assert_eq!(
+        by_uid,
+        Some(hook.clone()),
+        "an endpoint must be found by uid in its app"
+    );
 
     let mut other_hook = new_endpoint(&other_app.id);
     other_hook.uid = Some(uid("hook"));
@@ -579,12 +622,19 @@ async fn endpoints_are_found_by_id_or_uid_within_their_own_app(store: &dyn Store
         .endpoint_by_ref(&other_app.id, "hook")
         .await
         .expect("endpoint_by_ref failed");
-    assert_eq!(by_uid, Some(other_hook.clone()), "a uid must resolve within the app asked");
+    assert_eq!(
+        by_uid,
+        Some(other_hook.clone()),
+        "a uid must resolve within the app asked"
+    );
     let across = store
         .endpoint_by_ref(&other_app.id, hook.id.as_str())
         .await
         .expect("endpoint_by_ref failed");
-    assert_eq!(across, None, "an endpoint must not be found through another app");
+    assert_eq!(
+        across, None,
+        "an endpoint must not be found through another app"
+    );
 
     let mut clash = new_endpoint(&app.id);
     clash.uid = Some(uid("hook"));
@@ -604,7 +654,10 @@ async fn endpoints_are_found_by_id_or_uid_within_their_own_app(store: &dyn Store
         [hook.clone(), plain.clone()],
         "list_endpoints must list the app's own endpoints, oldest first"
     );
-    assert!(!listed.has_more, "a list that fits one page must not claim more");
+    assert!(
+        !listed.has_more,
+        "a list that fits one page must not claim more"
+    );
 
     let mut edited = hook.clone();
     edited.uid = Some(uid("hook-2"));
@@ -624,17 +677,27 @@ async fn endpoints_are_found_by_id_or_uid_within_their_own_app(store: &dyn Store
         .update_endpoint(edited.clone())
         .await
         .expect("update_endpoint failed");
-    assert_eq!(updated, edited, "update_endpoint must answer what it stored");
+    assert_eq!(
+        updated, edited,
+        "update_endpoint must answer what it stored"
+    );
     let reread = store
         .endpoint_by_ref(&app.id, "hook-2")
         .await
         .expect("endpoint_by_ref failed");
-    assert_eq!(reread, Some(edited.clone()), "update_endpoint must replace every field");
+    assert_eq!(
+        reread,
+        Some(edited.clone()),
+        "update_endpoint must replace every field"
+    );
     let by_old_uid = store
         .endpoint_by_ref(&app.id, "hook")
         .await
         .expect("endpoint_by_ref failed");
-    assert_eq!(by_old_uid, None, "the old uid must no longer find the endpoint");
+    assert_eq!(
+        by_old_uid, None,
+        "the old uid must no longer find the endpoint"
+    );
 
     let mut taking = plain.clone();
     taking.uid = Some(uid("hook-2"));
@@ -649,7 +712,9 @@ async fn endpoints_are_found_by_id_or_uid_within_their_own_app(store: &dyn Store
         "updating a missing endpoint must be NotFound, got {missing:?}"
     );
 
-    let across = store.delete_endpoint(&other_app.id, &hook.id, at(6000)).await;
+    let across = store
+        .delete_endpoint(&other_app.id, &hook.id, at(6000))
+        .await;
     assert!(
         matches!(across, Err(StoreError::NotFound(_))),
         "deleting an endpoint through another app must be NotFound, got {across:?}"
@@ -658,7 +723,10 @@ async fn endpoints_are_found_by_id_or_uid_within_their_own_app(store: &dyn Store
         .endpoint_by_ref(&app.id, hook.id.as_str())
         .await
         .expect("endpoint_by_ref failed");
-    assert!(still_there.is_some(), "a refused delete must leave the endpoint in place");
+    assert!(
+        still_there.is_some(),
+        "a refused delete must leave the endpoint in place"
+    );
     store
         .delete_endpoint(&app.id, &hook.id, at(6000))
         .await
@@ -677,7 +745,11 @@ async fn endpoints_are_found_by_id_or_uid_within_their_own_app(store: &dyn Store
         .list_endpoints(&app.id, everything(false))
         .await
         .expect("list_endpoints failed");
-    assert_eq!(listed.items, [plain], "a deleted endpoint must not be listed");
+    assert_eq!(
+        listed.items,
+        [plain],
+        "a deleted endpoint must not be listed"
+    );
 }
 
 async fn apps_page_oldest_first_in_both_directions(store: &dyn Store) {
@@ -696,7 +768,12 @@ async fn apps_page_oldest_first_in_both_directions(store: &dyn Store) {
         (Cursor::Start, 0..3, true, "the first page"),
         (after(2), 3..6, true, "the page after the first"),
         (after(5), 6..7, false, "the last, partial page"),
-        (after(3), 4..7, false, "a page ending exactly at the last app"),
+        (
+            after(3),
+            4..7,
+            false,
+            "a page ending exactly at the last app",
+        ),
         (after(6), 7..7, false, "the page after the last app"),
         (before(6), 3..6, true, "going back from the last app"),
         (before(3), 0..3, false, "going back to the first page"),
@@ -720,9 +797,19 @@ async fn messages_page_newest_first_in_both_directions(store: &dyn Store) {
     let other_app = add_app(store).await;
     let mut messages = Vec::new();
     for index in 0..7 {
-        messages.push(publish(store, new_message(&app.id, "invoice.paid", at(index * 1000))).await);
+        messages.push(
+            publish(
+                store,
+                new_message(&app.id, "invoice.paid", at(index * 1000)),
+            )
+            .await,
+        );
         // Another app's messages, interleaved, must never show up.
-        publish(store, new_message(&other_app.id, "invoice.paid", at(index * 1000))).await;
+        publish(
+            store,
+            new_message(&other_app.id, "invoice.paid", at(index * 1000)),
+        )
+        .await;
     }
     // List order: newest first.
     let newest_first: Vec<MessageId> = ids_of(&messages).into_iter().rev().collect();
@@ -737,7 +824,12 @@ async fn messages_page_newest_first_in_both_directions(store: &dyn Store) {
         (Cursor::Start, 0..3, true, "the first page"),
         (after(2), 3..6, true, "the page after the first"),
         (after(5), 6..7, false, "the last, partial page"),
-        (after(3), 4..7, false, "a page ending exactly at the oldest message"),
+        (
+            after(3),
+            4..7,
+            false,
+            "a page ending exactly at the oldest message",
+        ),
         (before(6), 3..6, true, "going back from the oldest message"),
         (before(3), 0..3, false, "going back to the first page"),
         (before(0), 0..0, false, "the page before the newest message"),
@@ -863,13 +955,23 @@ async fn fan_out_queues_one_due_delivery_per_matching_enabled_endpoint(store: &d
         .create_message(message.clone(), None)
         .await
         .expect("create_message failed");
-    assert!(created.is_new, "a message without an idempotency key is always new");
-    assert_eq!(created.message, message, "create_message must answer the stored message");
+    assert!(
+        created.is_new,
+        "a message without an idempotency key is always new"
+    );
+    assert_eq!(
+        created.message, message,
+        "create_message must answer the stored message"
+    );
     let found = store
         .message_by_ref(&app.id, message.id.as_str())
         .await
         .expect("message_by_ref failed");
-    assert_eq!(found, Some(message.clone()), "a message must read back as stored");
+    assert_eq!(
+        found,
+        Some(message.clone()),
+        "a message must read back as stored"
+    );
 
     let queued = deliveries(store, &app.id, &message.id).await;
     let mut targets: Vec<EndpointId> = queued
@@ -884,7 +986,10 @@ async fn fan_out_queues_one_due_delivery_per_matching_enabled_endpoint(store: &d
         "fan-out must reach exactly the enabled endpoints of the app whose type and channel \
          filters both match"
     );
-    assert_eq!(created.deliveries, 3, "CreatedMessage.deliveries must count the fan-out");
+    assert_eq!(
+        created.deliveries, 3,
+        "CreatedMessage.deliveries must count the fan-out"
+    );
     for delivery in &queued {
         assert_eq!(
             (
@@ -924,7 +1029,10 @@ async fn fan_out_queues_one_due_delivery_per_matching_enabled_endpoint(store: &d
     );
 
     let early = claim(store, at(-1), 100).await;
-    assert!(early.is_empty(), "nothing may be claimed before it is due, got {early:?}");
+    assert!(
+        early.is_empty(),
+        "nothing may be claimed before it is due, got {early:?}"
+    );
     let due = claim(store, at(0), 100).await;
     assert_eq!(
         leased_set(&due),
@@ -946,9 +1054,16 @@ async fn a_test_message_goes_to_its_endpoint_whatever_the_filters(store: &dyn St
         .create_message_for_endpoint(message.clone(), &sent_only.id)
         .await
         .expect("create_message_for_endpoint failed");
-    assert_eq!(created.deliveries, 1, "a test message must queue exactly one delivery");
+    assert_eq!(
+        created.deliveries, 1,
+        "a test message must queue exactly one delivery"
+    );
     let queued = deliveries(store, &app.id, &message.id).await;
-    assert_eq!(queued.len(), 1, "a test message must not fan out, got {queued:?}");
+    assert_eq!(
+        queued.len(),
+        1,
+        "a test message must not fan out, got {queued:?}"
+    );
     assert_eq!(
         queued[0].endpoint_id, sent_only.id,
         "a test message must go to its endpoint even though its filters exclude the type"
@@ -969,7 +1084,10 @@ async fn an_idempotency_key_answers_the_first_message_and_queues_nothing(store: 
         .create_message(first.clone(), Some("order-1".to_owned()))
         .await
         .expect("create_message failed");
-    assert!(created.is_new, "the first use of an idempotency key must create the message");
+    assert!(
+        created.is_new,
+        "the first use of an idempotency key must create the message"
+    );
     assert_eq!(created.deliveries, 1);
 
     let mut repeat = new_message(&app.id, "invoice.paid", at(5000));
@@ -978,12 +1096,18 @@ async fn an_idempotency_key_answers_the_first_message_and_queues_nothing(store: 
         .create_message(repeat.clone(), Some("order-1".to_owned()))
         .await
         .expect("create_message failed");
-    assert!(!answered.is_new, "a repeated idempotency key must answer is_new = false");
+    assert!(
+        !answered.is_new,
+        "a repeated idempotency key must answer is_new = false"
+    );
     assert_eq!(
         answered.message, first,
         "a repeated idempotency key must answer the first message"
     );
-    assert_eq!(answered.deliveries, 0, "a repeat must report no deliveries queued");
+    assert_eq!(
+        answered.deliveries, 0,
+        "a repeat must report no deliveries queued"
+    );
     let stored = store
         .message_by_ref(&app.id, repeat.id.as_str())
         .await
@@ -1013,7 +1137,10 @@ async fn an_idempotency_key_answers_the_first_message_and_queues_nothing(store: 
         )
         .await
         .expect("create_message failed");
-    assert!(elsewhere.is_new, "idempotency keys must be scoped to their app");
+    assert!(
+        elsewhere.is_new,
+        "idempotency keys must be scoped to their app"
+    );
 
     // Two creates racing with one key: exactly one wins, the other answers it.
     let (left, right) = (
@@ -1035,7 +1162,11 @@ async fn an_idempotency_key_answers_the_first_message_and_queues_nothing(store: 
         left.is_new,
         right.is_new
     );
-    let (winner, loser) = if left.is_new { (left, right) } else { (right, left) };
+    let (winner, loser) = if left.is_new {
+        (left, right)
+    } else {
+        (right, left)
+    };
     assert_eq!(
         loser.message, winner.message,
         "the losing concurrent create must answer the winner's message"
@@ -1063,18 +1194,29 @@ async fn messages_are_found_by_id_or_event_id_within_their_app(store: &dyn Store
         .message_by_ref(&app.id, message.id.as_str())
         .await
         .expect("message_by_ref failed");
-    assert_eq!(by_id, Some(message.clone()), "a message must be found by its id");
+    assert_eq!(
+        by_id,
+        Some(message.clone()),
+        "a message must be found by its id"
+    );
     let by_event_id = store
         .message_by_ref(&app.id, "evt-42")
         .await
         .expect("message_by_ref failed");
-    assert_eq!(by_event_id, Some(message.clone()), "a message must be found by its event id");
+    assert_eq!(
+        by_event_id,
+        Some(message.clone()),
+        "a message must be found by its event id"
+    );
     for (reference, what) in [(message.id.as_str(), "id"), ("evt-42", "event id")] {
         let across = store
             .message_by_ref(&other_app.id, reference)
             .await
             .expect("message_by_ref failed");
-        assert_eq!(across, None, "a message must not be found by {what} through another app");
+        assert_eq!(
+            across, None,
+            "a message must not be found by {what} through another app"
+        );
     }
     let unknown = store
         .message_by_ref(&app.id, "evt-43")
@@ -1095,7 +1237,10 @@ async fn claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit(store:
     let (due_30, due_20, due_10, due_0) = (&messages[0], &messages[1], &messages[2], &messages[3]);
 
     let early = claim(store, at(-1), 100).await;
-    assert!(early.is_empty(), "nothing may be claimed before it is due, got {early:?}");
+    assert!(
+        early.is_empty(),
+        "nothing may be claimed before it is due, got {early:?}"
+    );
 
     let first = claim(store, at(15_000), 100).await;
     assert_eq!(
@@ -1143,7 +1288,10 @@ async fn claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit(store:
         "claim_due must lease what is left and nothing leased before"
     );
     let none = claim(store, at(200_000), 100).await;
-    assert!(none.is_empty(), "leased deliveries must not be claimed again, got {none:?}");
+    assert!(
+        none.is_empty(),
+        "leased deliveries must not be claimed again, got {none:?}"
+    );
 }
 
 async fn claim_due_skips_saturated_endpoints(store: &dyn Store) {
@@ -1164,10 +1312,18 @@ async fn claim_due_skips_saturated_endpoints(store: &dyn Store) {
         "claim_due must skip the saturated endpoint and lease the others"
     );
     let claims = store
-        .claim_due(at(100), 100, &[busy.id.clone(), idle.id.clone()], lease_until)
+        .claim_due(
+            at(100),
+            100,
+            &[busy.id.clone(), idle.id.clone()],
+            lease_until,
+        )
         .await
         .expect("claim_due failed");
-    assert!(claims.is_empty(), "with every endpoint saturated nothing may be leased");
+    assert!(
+        claims.is_empty(),
+        "with every endpoint saturated nothing may be leased"
+    );
     let still = delivery(store, &app.id, &first.id, &busy.id).await;
     assert_eq!(
         still.status,
@@ -1189,7 +1345,11 @@ async fn record_attempt_logs_the_attempt_and_moves_the_delivery(store: &dyn Stor
     let message = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
     let other_message = publish(store, new_message(&app.id, "invoice.paid", at(1))).await;
     let claims = claim(store, at(0), 100).await;
-    assert_eq!(claims.len(), 2, "both deliveries of the message must be claimed");
+    assert_eq!(
+        claims.len(),
+        2,
+        "both deliveries of the message must be claimed"
+    );
 
     let failed = Attempt {
         id: AttemptId::generate(),
@@ -1298,7 +1458,10 @@ async fn record_attempt_logs_the_attempt_and_moves_the_delivery(store: &dyn Stor
     for (filter, expected, what) in cases {
         let listed = attempts(store, &app.id, filter).await;
         let expected: Vec<Attempt> = expected.into_iter().cloned().collect();
-        assert_eq!(listed, expected, "list_attempts filtered by {what} listed the wrong attempts");
+        assert_eq!(
+            listed, expected,
+            "list_attempts filtered by {what} listed the wrong attempts"
+        );
     }
     let newest = store
         .list_attempts(
@@ -1331,14 +1494,20 @@ async fn record_attempt_logs_the_attempt_and_moves_the_delivery(store: &dyn Stor
         "the retry must be due when the outcome said"
     );
     let early = claim(store, at(59_999), 100).await;
-    assert!(early.is_empty(), "a retry must not be claimed before it is due, got {early:?}");
+    assert!(
+        early.is_empty(),
+        "a retry must not be claimed before it is due, got {early:?}"
+    );
     let retry = claim(store, at(60_000), 100).await;
     assert_eq!(
         leased(&retry),
         pairs(&[(&message, &flaky)]),
         "the retry must be claimable once due"
     );
-    assert_eq!(retry[0].attempt_count, 1, "a retry's claim must count the earlier attempt");
+    assert_eq!(
+        retry[0].attempt_count, 1,
+        "a retry's claim must count the earlier attempt"
+    );
 
     // Giving up without an attempt: the delivery moves, the log does not grow.
     store
@@ -1362,7 +1531,11 @@ async fn record_attempt_logs_the_attempt_and_moves_the_delivery(store: &dyn Stor
         "an outcome without an attempt must still move the delivery"
     );
     let logged = attempts(store, &app.id, AttemptFilter::default()).await;
-    assert_eq!(logged.len(), 2, "an outcome without an attempt must log no attempt");
+    assert_eq!(
+        logged.len(),
+        2,
+        "an outcome without an attempt must log no attempt"
+    );
 }
 
 async fn released_leases_can_be_claimed_again(store: &dyn Store) {
@@ -1380,7 +1553,10 @@ async fn released_leases_can_be_claimed_again(store: &dyn Store) {
         .release_leases(at(29_999), false)
         .await
         .expect("release_leases failed");
-    assert_eq!(released, 0, "a lease that has not ended must not be released");
+    assert_eq!(
+        released, 0,
+        "a lease that has not ended must not be released"
+    );
     assert!(
         claim(store, at(29_999), 100).await.is_empty(),
         "a live lease must keep its delivery from being claimed"
@@ -1400,20 +1576,30 @@ async fn released_leases_can_be_claimed_again(store: &dyn Store) {
         .claim_due(at(30_001), 100, &[], at(90_000))
         .await
         .expect("claim_due failed");
-    assert_eq!(leased(&again), expected, "a released delivery must be claimable at once");
+    assert_eq!(
+        leased(&again),
+        expected,
+        "a released delivery must be claimable at once"
+    );
 
     let released = store
         .release_leases(at(30_002), true)
         .await
         .expect("release_leases failed");
-    assert_eq!(released, 1, "release_leases(all) must release live leases too");
+    assert_eq!(
+        released, 1,
+        "release_leases(all) must release live leases too"
+    );
     let again = claim(store, at(30_002), 100).await;
     assert_eq!(
         leased(&again),
         expected,
         "a delivery released by release_leases(all) must be claimable again"
     );
-    assert_eq!(again[0].attempt_count, 0, "a release must not count as an attempt");
+    assert_eq!(
+        again[0].attempt_count, 0,
+        "a release must not count as an attempt"
+    );
 }
 
 async fn resend_queues_a_manual_attempt(store: &dyn Store) {
@@ -1522,7 +1708,11 @@ async fn recover_requeues_failed_deliveries_created_in_the_window(store: &dyn St
         if requeued {
             assert_eq!(
                 (state.status, state.next_attempt_at, state.trigger),
-                (DeliveryStatus::Pending, Some(at(10_000)), TriggerType::Manual),
+                (
+                    DeliveryStatus::Pending,
+                    Some(at(10_000)),
+                    TriggerType::Manual
+                ),
                 "a recovered delivery must be pending, due now, as a manual attempt"
             );
         } else {
@@ -1550,7 +1740,10 @@ async fn recover_requeues_failed_deliveries_created_in_the_window(store: &dyn St
         .recover(&endpoint.id, at(3000), None, at(11_000))
         .await
         .expect("recover failed");
-    assert_eq!(open_ended, 1, "recover without `until` must run to the present");
+    assert_eq!(
+        open_ended, 1,
+        "recover without `until` must run to the present"
+    );
     let requeued = claim(store, at(11_000), 100).await;
     assert_eq!(
         leased_set(&requeued),
@@ -1579,7 +1772,11 @@ async fn endpoint_stats_count_deliveries_by_status(store: &dyn Store) {
     publish(store, new_message(&app.id, "invoice.paid", at(3000))).await;
 
     let claims = claim(store, at(2000), 100).await;
-    assert_eq!(claims.len(), 6, "three messages to two endpoints must be due");
+    assert_eq!(
+        claims.len(),
+        6,
+        "three messages to two endpoints must be due"
+    );
     settle(
         store,
         claim_of(&claims, &succeeded.id, &endpoint.id),
@@ -1653,7 +1850,11 @@ async fn endpoint_stats_count_deliveries_by_status(store: &dyn Store) {
         .endpoint_stats(&EndpointId::generate(), None, None)
         .await
         .expect("endpoint_stats failed");
-    assert_eq!(unknown, DeliveryStats::default(), "an endpoint without deliveries counts zero");
+    assert_eq!(
+        unknown,
+        DeliveryStats::default(),
+        "an endpoint without deliveries counts zero"
+    );
 }
 
 async fn deleting_an_endpoint_fails_its_unfinished_deliveries(store: &dyn Store) {
@@ -1738,10 +1939,20 @@ async fn deleting_an_app_removes_everything_it_owns(store: &dyn Store) {
     let claims = claim(store, at(0), 100).await;
     assert_eq!(claims.len(), 2);
     for claim in &claims {
-        settle(store, claim, DeliveryStatus::Pending, Some(at(60_000)), at(100)).await;
+        settle(
+            store,
+            claim,
+            DeliveryStatus::Pending,
+            Some(at(60_000)),
+            at(100),
+        )
+        .await;
     }
 
-    store.delete_app(&doomed.id).await.expect("delete_app failed");
+    store
+        .delete_app(&doomed.id)
+        .await
+        .expect("delete_app failed");
     let (endpoint, message, retry) = &owned[0];
     assert_eq!(
         store
@@ -1763,7 +1974,10 @@ async fn deleting_an_app_removes_everything_it_owns(store: &dyn Store) {
         .list_endpoints(&doomed.id, everything(false))
         .await
         .expect("list_endpoints failed");
-    assert!(endpoints.items.is_empty(), "a deleted app must list no endpoints");
+    assert!(
+        endpoints.items.is_empty(),
+        "a deleted app must list no endpoints"
+    );
     for reference in [message.id.as_str(), "evt-1"] {
         assert_eq!(
             store
@@ -1778,7 +1992,10 @@ async fn deleting_an_app_removes_everything_it_owns(store: &dyn Store) {
         .list_messages(&doomed.id, MessageFilter::default(), everything(true))
         .await
         .expect("list_messages failed");
-    assert!(messages.items.is_empty(), "a deleted app must list no messages");
+    assert!(
+        messages.items.is_empty(),
+        "a deleted app must list no messages"
+    );
     for msg in [&message.id, &retry.id] {
         assert!(
             deliveries(store, &doomed.id, msg).await.is_empty(),
@@ -1858,7 +2075,14 @@ async fn next_due_at_is_the_earliest_pending_due_time(store: &dyn Store) {
         at(100_001),
     )
     .await;
-    settle(store, &claims[1], DeliveryStatus::Success, None, at(100_001)).await;
+    settle(
+        store,
+        &claims[1],
+        DeliveryStatus::Success,
+        None,
+        at(100_001),
+    )
+    .await;
     assert_eq!(
         store.next_due_at().await.expect("next_due_at failed"),
         Some(at(500_000)),
@@ -1868,7 +2092,10 @@ async fn next_due_at_is_the_earliest_pending_due_time(store: &dyn Store) {
 
 async fn api_tokens_are_remembered_by_hash(store: &dyn Store) {
     assert_eq!(
-        store.api_token_count().await.expect("api_token_count failed"),
+        store
+            .api_token_count()
+            .await
+            .expect("api_token_count failed"),
         0,
         "a fresh database has no API tokens"
     );
@@ -1892,7 +2119,10 @@ async fn api_tokens_are_remembered_by_hash(store: &dyn Store) {
         "a recorded token hash must exist"
     );
     assert_eq!(
-        store.api_token_count().await.expect("api_token_count failed"),
+        store
+            .api_token_count()
+            .await
+            .expect("api_token_count failed"),
         1,
         "api_token_count must count recorded tokens"
     );

@@ -1,0 +1,153 @@
+//! Integration tests of the SQLite backend: the shared conformance suite, run
+//! on a fresh database file per case, and what only a file on disk can show.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use herald_core::model::{App, DeliveryStatus, Endpoint, Message, Metadata};
+use herald_core::{
+    AppId, EndpointId, EndpointUrl, EventTypeName, MessageId, SigningKey, Timestamp, Uid,
+};
+use herald_store::{conformance, Store};
+use herald_store_sqlite::SqliteStore;
+use tempfile::TempDir;
+
+#[tokio::test]
+async fn sqlite_backend_passes_the_conformance_suite() {
+    let dir = TempDir::new().expect("cannot create a temporary directory");
+    let opened = AtomicUsize::new(0);
+    conformance::suite(|| {
+        let case = opened.fetch_add(1, Ordering::Relaxed);
+        let path = dir.path().join(format!("case-{case}.db"));
+        async move { SqliteStore::open(path).expect("cannot open a fresh sqlite database") }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_dropping_the_store_and_reopening_the_file() {
+    let dir = TempDir::new().expect("cannot create a temporary directory");
+    let path = dir.path().join("herald.db");
+    let created_at = Timestamp(1_700_000_000_000);
+
+    let store = SqliteStore::open(&path).expect("cannot open the database");
+    let app = App {
+        id: AppId::generate(),
+        uid: Some(Uid::parse("acme").expect("valid uid")),
+        name: "Acme".to_owned(),
+        rate_limit: None,
+        metadata: Metadata::new(),
+        created_at,
+        updated_at: created_at,
+    };
+    let endpoint = Endpoint {
+        id: EndpointId::generate(),
+        app_id: app.id.clone(),
+        uid: None,
+        url: EndpointUrl::parse("https://receiver.example/hook").expect("valid url"),
+        description: String::new(),
+        version: 1,
+        disabled: false,
+        filter_types: None,
+        channels: None,
+        rate_limit: None,
+        metadata: Metadata::new(),
+        headers: BTreeMap::new(),
+        key: SigningKey::generate(),
+        retired_keys: Vec::new(),
+        created_at,
+        updated_at: created_at,
+    };
+    let message = Message {
+        id: MessageId::generate(),
+        app_id: app.id.clone(),
+        event_type: EventTypeName::parse("invoice.paid").expect("valid event type"),
+        event_id: Some("evt-1".to_owned()),
+        payload: r#"{"invoice":42}"#.to_owned(),
+        channels: Vec::new(),
+        tags: Vec::new(),
+        created_at,
+    };
+    store
+        .create_app(app.clone())
+        .await
+        .expect("create_app failed");
+    store
+        .create_endpoint(endpoint.clone())
+        .await
+        .expect("create_endpoint failed");
+    let created = store
+        .create_message(message.clone(), Some("order-1".to_owned()))
+        .await
+        .expect("create_message failed");
+    assert_eq!(created.deliveries, 1);
+    store
+        .add_api_token("token-hash", created_at)
+        .await
+        .expect("add_api_token failed");
+    // Every write above was acknowledged; nothing is flushed or closed by hand.
+    drop(store);
+
+    let reopened = SqliteStore::open(&path).expect("cannot reopen the database");
+    assert_eq!(
+        reopened
+            .app_by_ref("acme")
+            .await
+            .expect("app_by_ref failed"),
+        Some(app.clone()),
+        "an acknowledged app must survive a reopen"
+    );
+    assert_eq!(
+        reopened
+            .endpoint_by_ref(&app.id, endpoint.id.as_str())
+            .await
+            .expect("endpoint_by_ref failed"),
+        Some(endpoint.clone()),
+        "an acknowledged endpoint must survive a reopen"
+    );
+    assert_eq!(
+        reopened
+            .message_by_ref(&app.id, "evt-1")
+            .await
+            .expect("message_by_ref failed"),
+        Some(message.clone()),
+        "an acknowledged message must survive a reopen"
+    );
+    let deliveries = reopened
+        .deliveries_of_message(&app.id, &message.id)
+        .await
+        .expect("deliveries_of_message failed");
+    assert_eq!(
+        deliveries.len(),
+        1,
+        "a message's fan-out must survive with it"
+    );
+    assert_eq!(deliveries[0].endpoint_id, endpoint.id);
+    assert_eq!(deliveries[0].status, DeliveryStatus::Pending);
+    assert_eq!(
+        reopened.next_due_at().await.expect("next_due_at failed"),
+        Some(created_at),
+        "the reopened queue must still hold the pending delivery"
+    );
+    let repeat = reopened
+        .create_message(
+            Message {
+                id: MessageId::generate(),
+                ..message.clone()
+            },
+            Some("order-1".to_owned()),
+        )
+        .await
+        .expect("create_message failed");
+    assert!(
+        !repeat.is_new && repeat.message == message,
+        "an idempotency key must still answer its first message after a reopen"
+    );
+    assert!(
+        reopened
+            .api_token_exists("token-hash")
+            .await
+            .expect("api_token_exists failed"),
+        "an acknowledged API token must survive a reopen"
+    );
+}
