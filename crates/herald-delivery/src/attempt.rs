@@ -83,13 +83,8 @@ pub(crate) async fn perform(
     endpoint: Option<&Endpoint>,
 ) -> Finished {
     let now = clock.now();
-    let end = |status: DeliveryStatus, attempts: u32, next: Option<Timestamp>| DeliveryOutcome {
-        msg_id: claim.msg_id.clone(),
-        endpoint_id: claim.endpoint_id.clone(),
-        status,
-        attempt_count: attempts,
-        next_attempt_at: next,
-        updated_at: clock.now(),
+    let end = |status: DeliveryStatus, attempts: u32, next: Option<Timestamp>| {
+        claim.outcome(status, attempts, next, clock.now())
     };
     let Some(endpoint) = endpoint else {
         return Finished {

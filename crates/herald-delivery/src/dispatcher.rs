@@ -153,7 +153,13 @@ impl Engine {
         let lease_until = now.plus(self.config.lease_duration());
         let claims = self
             .store
-            .claim_due(now, limit, &saturated, lease_until)
+            .claim_due(
+                now,
+                limit,
+                self.config.per_endpoint_concurrency.max(1),
+                &saturated,
+                lease_until,
+            )
             .await?;
         let full = claims.len() == limit;
         for claim in claims {

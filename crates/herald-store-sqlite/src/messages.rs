@@ -245,15 +245,19 @@ pub(crate) fn resend(
     let Some(created_at) = created_at else {
         return Err(StoreError::NotFound("message"));
     };
-    // A delivery already being sent keeps its lease; the resend waits for it.
+    // A delivery being sent keeps its lease; the resend is remembered and
+    // queued when that attempt is recorded.
     connection
         .prepare_cached(
             "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempt_count,
                  next_attempt_at, lease_until, trigger_type, msg_created_at, updated_at)
              VALUES (?1, ?2, ?3, 1, 0, ?4, NULL, 1, ?5, ?4)
              ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET
-                 status = 1, next_attempt_at = ?4, trigger_type = 1, updated_at = ?4
-             WHERE status <> 3",
+                 resend_requested = (status = 3),
+                 next_attempt_at = CASE WHEN status = 3 THEN next_attempt_at ELSE ?4 END,
+                 trigger_type = CASE WHEN status = 3 THEN trigger_type ELSE 1 END,
+                 status = CASE WHEN status = 3 THEN 3 ELSE 1 END,
+                 updated_at = ?4",
         )
         .map_err(backend)?
         .execute(params![

@@ -10,10 +10,14 @@ use crate::catalog::endpoint_by_id;
 use crate::error::backend;
 use crate::rows;
 
+/// How many due deliveries a claim looks at per delivery it may lease.
+const CLAIM_WINDOW: usize = 4;
+
 pub(crate) fn claim_due(
     connection: &Connection,
     now: Timestamp,
     limit: usize,
+    per_endpoint: usize,
     saturated: &[EndpointId],
     lease_until: Timestamp,
 ) -> Result<Vec<Claim>, StoreError> {
@@ -25,16 +29,25 @@ pub(crate) fn claim_due(
             vec!["?"; saturated.len()].join(", ")
         )
     };
-    // The inner query walks the partial index on due pending deliveries in
-    // due order, so the oldest work goes first and the scan stops at `limit`.
+    // The innermost query walks the partial index on due pending deliveries
+    // in due order and stops after a bounded window, so a large backlog
+    // costs no more than the window; the ranking keeps at most
+    // `per_endpoint` of that window per endpoint.
     let sql = format!(
         "UPDATE deliveries SET status = 3, lease_until = ?, updated_at = ?
          WHERE (msg_id, endpoint_id) IN (
-             SELECT msg_id, endpoint_id FROM deliveries
-             WHERE status = 1 AND next_attempt_at <= ?{skip}
+             SELECT msg_id, endpoint_id FROM (
+                 SELECT msg_id, endpoint_id, next_attempt_at, ROW_NUMBER() OVER (
+                     PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank
+                 FROM (
+                     SELECT msg_id, endpoint_id, next_attempt_at FROM deliveries
+                     WHERE status = 1 AND next_attempt_at <= ?{skip}
+                     ORDER BY next_attempt_at LIMIT ?))
+             WHERE rank <= ?
              ORDER BY next_attempt_at LIMIT ?)
          RETURNING app_id, msg_id, endpoint_id, attempt_count, trigger_type, next_attempt_at"
     );
+    let as_sql = |count: usize| Value::Integer(i64::try_from(count).unwrap_or(i64::MAX));
     let mut values = vec![
         Value::Integer(lease_until.0),
         Value::Integer(now.0),
@@ -45,7 +58,9 @@ pub(crate) fn claim_due(
             .iter()
             .map(|id| Value::Text(id.as_str().to_owned())),
     );
-    values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    values.push(as_sql(limit.saturating_mul(CLAIM_WINDOW)));
+    values.push(as_sql(per_endpoint));
+    values.push(as_sql(limit));
     let mut statement = connection.prepare_cached(&sql).map_err(backend)?;
     let mut rows = statement.query(params_from_iter(values)).map_err(backend)?;
     let mut claims = Vec::new();
@@ -57,6 +72,7 @@ pub(crate) fn claim_due(
             endpoint_id: EndpointId::from_stored(row.get(2).map_err(backend)?),
             attempt_count: row.get(3).map_err(backend)?,
             trigger: TriggerType::from_code(row.get(4).map_err(backend)?),
+            lease_until,
         };
         claims.push((due, claim));
     }
@@ -126,11 +142,17 @@ pub(crate) fn record_attempt(
             ])
             .map_err(backend)?;
     }
-    connection
+    // Fenced by the lease: if it no longer matches, someone else owns the
+    // delivery now (or it was ended), and this outcome is stale.
+    let moved = connection
         .prepare_cached(
-            "UPDATE deliveries SET status = ?3, attempt_count = ?4, next_attempt_at = ?5,
-                 lease_until = NULL, trigger_type = 0, updated_at = ?6
-             WHERE msg_id = ?1 AND endpoint_id = ?2",
+            "UPDATE deliveries SET
+                 status = CASE WHEN resend_requested = 1 THEN 1 ELSE ?3 END,
+                 next_attempt_at = CASE WHEN resend_requested = 1 THEN ?6 ELSE ?5 END,
+                 trigger_type = resend_requested,
+                 resend_requested = 0,
+                 attempt_count = ?4, lease_until = NULL, updated_at = ?6
+             WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 3 AND lease_until = ?7",
         )
         .map_err(backend)?
         .execute(params![
@@ -140,8 +162,16 @@ pub(crate) fn record_attempt(
             outcome.attempt_count,
             outcome.next_attempt_at.map(|at| at.0),
             outcome.updated_at.0,
+            outcome.lease_until.0,
         ])
         .map_err(backend)?;
+    if moved == 0 {
+        tracing::warn!(
+            msg = %outcome.msg_id,
+            endpoint = %outcome.endpoint_id,
+            "delivery changed hands during its attempt; outcome not applied"
+        );
+    }
     Ok(())
 }
 
@@ -152,7 +182,7 @@ pub(crate) fn release_leases(
 ) -> Result<u64, StoreError> {
     let released = connection
         .prepare_cached(
-            "UPDATE deliveries SET status = 1, lease_until = NULL
+            "UPDATE deliveries SET status = 1, lease_until = NULL, updated_at = ?1
              WHERE status = 3 AND (?2 OR lease_until < ?1)",
         )
         .map_err(backend)?

@@ -73,6 +73,8 @@ CREATE TABLE deliveries (
     next_attempt_at INTEGER,
     lease_until INTEGER,
     trigger_type INTEGER NOT NULL,
+    -- 1 when a resend was asked for while an attempt was in flight.
+    resend_requested INTEGER NOT NULL DEFAULT 0,
     msg_created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (msg_id, endpoint_id)

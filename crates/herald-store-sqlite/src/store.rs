@@ -240,13 +240,21 @@ impl Store for SqliteStore {
         &self,
         now: Timestamp,
         limit: usize,
+        per_endpoint: usize,
         saturated: &[EndpointId],
         lease_until: Timestamp,
     ) -> Result<Vec<Claim>> {
         let saturated = saturated.to_vec();
         self.writer
             .write(move |connection| {
-                queue::claim_due(connection, now, limit, &saturated, lease_until)
+                queue::claim_due(
+                    connection,
+                    now,
+                    limit,
+                    per_endpoint,
+                    &saturated,
+                    lease_until,
+                )
             })
             .await
     }

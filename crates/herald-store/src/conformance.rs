@@ -25,8 +25,8 @@ use herald_core::{
 };
 
 use crate::{
-    AttemptFilter, Claim, Cursor, DeliveryOutcome, DeliveryStats, MessageFilter, Page, PageRequest,
-    Store, StoreError,
+    AttemptFilter, Claim, Cursor, DeliveryStats, MessageFilter, Page, PageRequest, Store,
+    StoreError,
 };
 
 /// Runs every case, each against a store returned by `fresh_store`, which
@@ -58,6 +58,9 @@ where
         messages_are_found_by_id_or_event_id_within_their_app,
         claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit,
         claim_due_skips_saturated_endpoints,
+        claim_due_caps_each_endpoint,
+        a_stale_outcome_does_not_overwrite_the_delivery,
+        a_resend_during_an_attempt_follows_it,
         record_attempt_logs_the_attempt_and_moves_the_delivery,
         released_leases_can_be_claimed_again,
         resend_queues_a_manual_attempt,
@@ -191,7 +194,7 @@ async fn publish(store: &dyn Store, message: Message) -> Message {
 
 async fn claim(store: &dyn Store, now: Timestamp, limit: usize) -> Vec<Claim> {
     store
-        .claim_due(now, limit, &[], Timestamp(now.0 + LEASE))
+        .claim_due(now, limit, limit, &[], Timestamp(now.0 + LEASE))
         .await
         .expect("claim_due failed")
 }
@@ -252,14 +255,7 @@ async fn settle(
         trigger: claim.trigger,
         error: None,
     };
-    let outcome = DeliveryOutcome {
-        msg_id: claim.msg_id.clone(),
-        endpoint_id: claim.endpoint_id.clone(),
-        status,
-        attempt_count: claim.attempt_count + 1,
-        next_attempt_at,
-        updated_at: now,
-    };
+    let outcome = claim.outcome(status, claim.attempt_count + 1, next_attempt_at, now);
     store
         .record_attempt(Some(attempt.clone()), outcome)
         .await
@@ -1303,7 +1299,13 @@ async fn claim_due_skips_saturated_endpoints(store: &dyn Store) {
 
     let lease_until = at(LEASE);
     let claims = store
-        .claim_due(at(100), 100, std::slice::from_ref(&busy.id), lease_until)
+        .claim_due(
+            at(100),
+            100,
+            100,
+            std::slice::from_ref(&busy.id),
+            lease_until,
+        )
         .await
         .expect("claim_due failed");
     assert_eq!(
@@ -1314,6 +1316,7 @@ async fn claim_due_skips_saturated_endpoints(store: &dyn Store) {
     let claims = store
         .claim_due(
             at(100),
+            100,
             100,
             &[busy.id.clone(), idle.id.clone()],
             lease_until,
@@ -1368,14 +1371,12 @@ async fn record_attempt_logs_the_attempt_and_moves_the_delivery(store: &dyn Stor
     store
         .record_attempt(
             Some(failed.clone()),
-            DeliveryOutcome {
-                msg_id: message.id.clone(),
-                endpoint_id: flaky.id.clone(),
-                status: DeliveryStatus::Pending,
-                attempt_count: 1,
-                next_attempt_at: Some(at(60_000)),
-                updated_at: at(100),
-            },
+            claim_of(&claims, &message.id, &flaky.id).outcome(
+                DeliveryStatus::Pending,
+                1,
+                Some(at(60_000)),
+                at(100),
+            ),
         )
         .await
         .expect("record_attempt failed");
@@ -1513,14 +1514,7 @@ async fn record_attempt_logs_the_attempt_and_moves_the_delivery(store: &dyn Stor
     store
         .record_attempt(
             None,
-            DeliveryOutcome {
-                msg_id: message.id.clone(),
-                endpoint_id: flaky.id.clone(),
-                status: DeliveryStatus::Fail,
-                attempt_count: 1,
-                next_attempt_at: None,
-                updated_at: at(60_001),
-            },
+            retry[0].outcome(DeliveryStatus::Fail, 1, None, at(60_001)),
         )
         .await
         .expect("record_attempt failed");
@@ -1545,7 +1539,7 @@ async fn released_leases_can_be_claimed_again(store: &dyn Store) {
     let expected = pairs(&[(&message, &endpoint)]);
 
     let claims = store
-        .claim_due(at(0), 100, &[], at(30_000))
+        .claim_due(at(0), 100, 100, &[], at(30_000))
         .await
         .expect("claim_due failed");
     assert_eq!(leased(&claims), expected);
@@ -1573,7 +1567,7 @@ async fn released_leases_can_be_claimed_again(store: &dyn Store) {
         "a released delivery must be pending again"
     );
     let again = store
-        .claim_due(at(30_001), 100, &[], at(90_000))
+        .claim_due(at(30_001), 100, 100, &[], at(90_000))
         .await
         .expect("claim_due failed");
     assert_eq!(
@@ -2126,4 +2120,133 @@ async fn api_tokens_are_remembered_by_hash(store: &dyn Store) {
         1,
         "api_token_count must count recorded tokens"
     );
+}
+
+async fn claim_due_caps_each_endpoint(store: &dyn Store) {
+    let app = add_app(store).await;
+    let busy = add_endpoint(store, new_endpoint(&app.id)).await;
+    let mut messages = Vec::new();
+    for index in 0..5 {
+        messages.push(publish(store, new_message(&app.id, "invoice.paid", at(index))).await);
+    }
+    let claims = store
+        .claim_due(at(100), 100, 2, &[], at(LEASE))
+        .await
+        .expect("claim_due failed");
+    assert_eq!(
+        leased(&claims),
+        pairs(&[(&messages[0], &busy), (&messages[1], &busy)]),
+        "claim_due must lease at most `per_endpoint` deliveries of one endpoint, oldest first"
+    );
+    let idle = add_endpoint(store, new_endpoint(&app.id)).await;
+    let late = publish(store, new_message(&app.id, "invoice.paid", at(50))).await;
+    let claims = store
+        .claim_due(at(100), 100, 2, &[], at(LEASE))
+        .await
+        .expect("claim_due failed");
+    assert_eq!(
+        leased_set(&claims),
+        pairs(&[(&messages[2], &busy), (&messages[3], &busy), (&late, &idle)]),
+        "the cap applies per endpoint, so other endpoints still get their share"
+    );
+}
+
+async fn a_stale_outcome_does_not_overwrite_the_delivery(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+    let message = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let first = claim(store, at(0), 10).await;
+    // The lease runs out and another worker claims the delivery.
+    store
+        .release_leases(at(LEASE + 1), false)
+        .await
+        .expect("release_leases failed");
+    let second = claim(store, at(LEASE + 1), 10).await;
+    assert_eq!(second.len(), 1);
+
+    // The first worker finally reports: its attempt is logged, but the
+    // delivery stays with the second worker.
+    settle(
+        store,
+        &first[0],
+        DeliveryStatus::Success,
+        None,
+        at(LEASE + 2),
+    )
+    .await;
+    let current = delivery(store, &app.id, &message.id, &endpoint.id).await;
+    assert_eq!(
+        current.status,
+        DeliveryStatus::Sending,
+        "an outcome from an expired lease must not move the delivery"
+    );
+    assert_eq!(
+        attempts(store, &app.id, AttemptFilter::default())
+            .await
+            .len(),
+        1
+    );
+    settle(store, &second[0], DeliveryStatus::Fail, None, at(LEASE + 3)).await;
+    let current = delivery(store, &app.id, &message.id, &endpoint.id).await;
+    assert_eq!(
+        current.status,
+        DeliveryStatus::Fail,
+        "the lease holder's outcome applies"
+    );
+
+    // An endpoint deleted during an attempt keeps its delivery failed.
+    let doomed = add_endpoint(store, new_endpoint(&app.id)).await;
+    let other = publish(store, new_message(&app.id, "invoice.paid", at(LEASE + 4))).await;
+    let claims = claim(store, at(LEASE + 4), 10).await;
+    store
+        .delete_endpoint(&app.id, &doomed.id, at(LEASE + 5))
+        .await
+        .expect("delete_endpoint failed");
+    let doomed_claim = claim_of(&claims, &other.id, &doomed.id);
+    settle(
+        store,
+        doomed_claim,
+        DeliveryStatus::Pending,
+        Some(at(LEASE + 100)),
+        at(LEASE + 6),
+    )
+    .await;
+    let ended = delivery(store, &app.id, &other.id, &doomed.id).await;
+    assert_eq!(
+        (ended.status, ended.next_attempt_at),
+        (DeliveryStatus::Fail, None),
+        "a late outcome must not revive a delivery whose endpoint was deleted"
+    );
+}
+
+async fn a_resend_during_an_attempt_follows_it(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+    let message = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let claims = claim(store, at(0), 10).await;
+    store
+        .resend(&app.id, &message.id, &endpoint.id, at(5))
+        .await
+        .expect("resend failed");
+    let during = delivery(store, &app.id, &message.id, &endpoint.id).await;
+    assert_eq!(
+        during.status,
+        DeliveryStatus::Sending,
+        "the attempt in flight keeps its lease"
+    );
+    assert!(
+        claim(store, at(5), 10).await.is_empty(),
+        "no second attempt runs beside it"
+    );
+
+    settle(store, &claims[0], DeliveryStatus::Fail, None, at(10)).await;
+    let after = delivery(store, &app.id, &message.id, &endpoint.id).await;
+    assert_eq!(
+        (after.status, after.trigger, after.next_attempt_at),
+        (DeliveryStatus::Pending, TriggerType::Manual, Some(at(10))),
+        "the resend asked for during the attempt must be queued when it ends"
+    );
+    let manual = claim(store, at(10), 10).await;
+    assert_eq!(manual.len(), 1);
+    assert_eq!(manual[0].trigger, TriggerType::Manual);
 }

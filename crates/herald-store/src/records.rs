@@ -52,6 +52,30 @@ pub struct Claim {
     /// Attempts made before this one.
     pub attempt_count: u32,
     pub trigger: TriggerType,
+    /// The lease this claim holds; its outcome is only written while the
+    /// delivery still carries this lease (fencing a late or duplicate worker).
+    pub lease_until: Timestamp,
+}
+
+impl Claim {
+    /// The delivery's new state after working this claim.
+    pub fn outcome(
+        &self,
+        status: DeliveryStatus,
+        attempt_count: u32,
+        next_attempt_at: Option<Timestamp>,
+        updated_at: Timestamp,
+    ) -> DeliveryOutcome {
+        DeliveryOutcome {
+            msg_id: self.msg_id.clone(),
+            endpoint_id: self.endpoint_id.clone(),
+            status,
+            attempt_count,
+            next_attempt_at,
+            updated_at,
+            lease_until: self.lease_until,
+        }
+    }
 }
 
 /// The new state of a delivery after an attempt (or after giving up on one).
@@ -64,4 +88,6 @@ pub struct DeliveryOutcome {
     /// `None` once no retry is left.
     pub next_attempt_at: Option<Timestamp>,
     pub updated_at: Timestamp,
+    /// The lease of the claim this outcome ends (see [`Claim::lease_until`]).
+    pub lease_until: Timestamp,
 }

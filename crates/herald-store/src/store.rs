@@ -98,7 +98,8 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> Result<Page<Attempt>>;
     /// Queues one manual attempt of `msg` to `endpoint`, creating the
-    /// delivery if the message was never fanned out to it.
+    /// delivery if the message was never fanned out to it. If an attempt is
+    /// in flight, the manual one follows it.
     async fn resend(
         &self,
         app: &AppId,
@@ -127,12 +128,15 @@ pub trait Store: Send + Sync + 'static {
     // The delivery queue.
 
     /// Leases up to `limit` pending deliveries due at `now` (oldest due
-    /// first) until `lease_until`, skipping `saturated` endpoints; leased
-    /// deliveries show as sending.
+    /// first), at most `per_endpoint` of them to one endpoint, until
+    /// `lease_until`, skipping `saturated` endpoints; leased deliveries show
+    /// as sending. The per-endpoint cap keeps one busy endpoint from filling
+    /// a batch whose leases would run out while its attempts queue.
     async fn claim_due(
         &self,
         now: Timestamp,
         limit: usize,
+        per_endpoint: usize,
         saturated: &[EndpointId],
         lease_until: Timestamp,
     ) -> Result<Vec<Claim>>;
@@ -142,7 +146,11 @@ pub trait Store: Send + Sync + 'static {
     /// send time so endpoint edits apply to queued deliveries.
     async fn claim_target(&self, claim: &Claim) -> Result<Option<(Message, Option<Endpoint>)>>;
     /// Logs `attempt` (if one was made) and moves its delivery to `outcome`
-    /// in one transaction.
+    /// in one transaction. The delivery moves only if it still holds the
+    /// outcome's lease: a worker whose lease expired (and whose delivery was
+    /// claimed again) or whose endpoint was deleted meanwhile logs its
+    /// attempt but changes nothing else. A resend asked for while the
+    /// attempt ran is queued now instead of the outcome.
     async fn record_attempt(
         &self,
         attempt: Option<Attempt>,
