@@ -8,6 +8,23 @@ use crate::{
     Timestamp, Uid,
 };
 
+/// Headers Herald sets on every delivery itself; an endpoint's custom
+/// headers may not replace them (a tenant must not forge signatures).
+pub const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+];
+
 /// Free-form string labels a caller attaches to an object.
 pub type Metadata = BTreeMap<String, String>;
 

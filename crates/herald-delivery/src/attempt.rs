@@ -1,26 +1,15 @@
 //! One attempt of one delivery: sign, send, classify, decide what comes next.
 
 use bytes::Bytes;
-use herald_core::model::{Attempt, AttemptError, DeliveryStatus, Endpoint, Message, TriggerType};
+use herald_core::model::{
+    Attempt, AttemptError, DeliveryStatus, Endpoint, Message, TriggerType, RESERVED_HEADERS,
+};
 use herald_core::{AttemptId, Clock, RetrySchedule, Timestamp};
 use herald_signing::{signature_header, SignedContent};
 use herald_store::{Claim, DeliveryOutcome};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
 use crate::client::{Client, Response};
-
-/// Headers an endpoint's custom headers may not replace.
-const RESERVED_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "host",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "svix-id",
-    "svix-timestamp",
-    "svix-signature",
-];
 
 /// The Standard Webhooks headers plus their `svix-` copies.
 fn headers(endpoint: &Endpoint, message: &Message, now: Timestamp) -> HeaderMap {

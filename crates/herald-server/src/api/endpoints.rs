@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
-use herald_core::model::{Endpoint, Metadata, RetiredKey};
+use herald_core::model::{Endpoint, Metadata, RetiredKey, RESERVED_HEADERS};
 use herald_core::{Channel, EndpointId, EndpointUrl, EventTypeName, SigningKey, TaskId, Uid};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -189,22 +189,6 @@ fn parse_rate(rate: Option<u32>) -> Result<Option<u32>, ApiError> {
         other => Ok(other),
     }
 }
-
-/// Header names Herald sets itself; a custom header may not replace them.
-const RESERVED_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "host",
-    "transfer-encoding",
-    "connection",
-    "user-agent",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "svix-id",
-    "svix-timestamp",
-    "svix-signature",
-];
 
 /// Header names whose values are not echoed back by `GET …/headers`.
 const SENSITIVE_HEADERS: &[&str] = &[
