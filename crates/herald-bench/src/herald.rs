@@ -1,0 +1,165 @@
+//! The Herald under test: a `herald serve` process on a fresh database, and
+//! the few API calls the scenarios need.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const TOKEN: &str = "bench-token";
+
+/// A running herald process; killed when dropped.
+pub(crate) struct Herald {
+    child: Child,
+    pub(crate) api: Api,
+    dir: TempDir,
+}
+
+impl Herald {
+    /// Starts `binary serve` on a fresh SQLite file with `extra` flags.
+    pub(crate) async fn start(binary: &Path, extra: &[String]) -> anyhow::Result<Herald> {
+        let dir = tempfile::tempdir()?;
+        let mut child = Command::new(binary)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--ssrf-allow",
+                "127.0.0.0/8",
+            ])
+            .arg("--database")
+            .arg(dir.path().join("herald.db"))
+            .args(extra)
+            .env("HERALD_ADMIN_TOKEN", TOKEN)
+            .env("HERALD_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let Some(line) = lines.next_line().await? else {
+                bail!("herald exited before listening");
+            };
+            if let Some(url) = line.strip_prefix("herald listening on ") {
+                break url.trim().to_owned();
+            }
+        };
+        Ok(Herald {
+            child,
+            api: Api::new(base),
+            dir,
+        })
+    }
+
+    /// Peak resident memory of the process so far (VmHWM), in bytes.
+    pub(crate) fn peak_rss(&self) -> Option<u64> {
+        let pid = self.child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Bytes the database takes on disk (main file and WAL).
+    pub(crate) fn database_size(&self) -> u64 {
+        ["herald.db", "herald.db-wal"]
+            .iter()
+            .filter_map(|name| std::fs::metadata(self.dir.path().join(name)).ok())
+            .map(|metadata| metadata.len())
+            .sum()
+    }
+}
+
+/// The `herald` binary next to this one (both are built together).
+pub(crate) fn sibling_binary() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let binary = me.with_file_name("herald");
+    if !binary.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release) or pass --herald",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// A thin API client over one pooled connection set.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Api {
+    fn new(base: String) -> Api {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("a default client builds");
+        Api { base, http }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("POST {path} answered {status}: {answer}");
+        }
+        Ok(answer)
+    }
+
+    /// Creates an app; answers its id.
+    pub(crate) async fn create_app(&self, name: &str) -> anyhow::Result<String> {
+        let app = self.post("/api/v1/app", json!({ "name": name })).await?;
+        app["id"].as_str().map(str::to_owned).context("app id")
+    }
+
+    /// Creates an endpoint delivering to `url`.
+    pub(crate) async fn create_endpoint(&self, app: &str, url: &str) -> anyhow::Result<()> {
+        self.post(
+            &format!("/api/v1/app/{app}/endpoint"),
+            json!({ "url": url }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sends one message carrying `seq`; answers whether Herald accepted it.
+    pub(crate) async fn send(&self, app: &str, seq: usize) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/app/{app}/msg", self.base))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(message_body(seq))
+            .send()
+            .await?;
+        if response.status() != reqwest::StatusCode::ACCEPTED {
+            bail!("message {seq} answered {}", response.status());
+        }
+        Ok(())
+    }
+}
+
+/// A message of about 300 bytes, like a typical small webhook.
+pub(crate) fn message_body(seq: usize) -> String {
+    format!(
+        r#"{{"eventType":"invoice.paid","payload":{{"seq":{seq},"invoice":"in_{seq:012}","customer":"cus_0000000042","amount":4200,"currency":"eur","lines":[{{"sku":"plan-pro","quantity":1}}],"note":"benchmark payload padding to a realistic size ............."}}}}"#
+    )
+}
