@@ -24,6 +24,14 @@ use crate::{DeliveryConfig, DeliveryError};
 /// Most deliveries leased in one store call.
 const CLAIM_BATCH: usize = 256;
 
+/// Claims that may wait for their result to be committed, per worker.
+const UNRECORDED_PER_WORKER: usize = 4;
+
+/// An endpoint may have this many times its concurrency leased at once:
+/// enough that its next attempts are ready when one finishes, few enough
+/// that they are all sent long before their leases end.
+const QUEUED_PER_SLOT: usize = 2;
+
 /// Tells the engine that new work may be due.
 #[derive(Clone, Debug)]
 pub struct EngineHandle {
@@ -50,7 +58,11 @@ pub struct Engine {
     config: DeliveryConfig,
     client: Arc<Client>,
     wake: Arc<Notify>,
+    /// One permit per HTTP attempt in flight (`workers`).
     pool: Arc<Semaphore>,
+    /// One permit per claim not yet recorded: bounds the attempts whose
+    /// results wait for a commit, so a slow disk slows claiming down.
+    unrecorded: Arc<Semaphore>,
     endpoints: Arc<Mutex<EndpointSlots>>,
 }
 
@@ -70,6 +82,9 @@ impl Engine {
             store,
             clock,
             pool: Arc::new(Semaphore::new(config.workers.max(1))),
+            unrecorded: Arc::new(Semaphore::new(
+                config.workers.max(1) * UNRECORDED_PER_WORKER,
+            )),
             config,
             client: Arc::new(client),
             wake: Arc::new(Notify::new()),
@@ -143,7 +158,10 @@ impl Engine {
         &self,
         tasks: &mut JoinSet<()>,
     ) -> Result<bool, herald_store::StoreError> {
-        let free = self.pool.available_permits();
+        let free = self
+            .pool
+            .available_permits()
+            .min(self.unrecorded.available_permits());
         if free == 0 {
             return Ok(false);
         }
@@ -163,20 +181,23 @@ impl Engine {
             .await?;
         let full = claims.len() == limit;
         for claim in claims {
-            let Ok(permit) = self.pool.clone().try_acquire_owned() else {
+            let (Ok(permit), Ok(record_permit)) = (
+                self.pool.clone().try_acquire_owned(),
+                self.unrecorded.clone().try_acquire_owned(),
+            ) else {
                 // Cannot happen: we claimed no more than the free permits
                 // and only this loop takes them. The lease will expire.
                 tracing::error!("worker pool unexpectedly full");
                 break;
             };
             let endpoint_permit = self.reserve_endpoint(&claim.endpoint_id);
-            tasks.spawn(self.attempt_task(claim, permit, endpoint_permit));
+            tasks.spawn(self.attempt_task(claim, permit, record_permit, endpoint_permit));
         }
         Ok(full)
     }
 
     fn saturated_endpoints(&self) -> Vec<EndpointId> {
-        let limit = self.config.per_endpoint_concurrency.max(1);
+        let limit = self.config.per_endpoint_concurrency.max(1) * QUEUED_PER_SLOT;
         lock(&self.endpoints)
             .slots
             .iter()
@@ -215,6 +236,7 @@ impl Engine {
         &self,
         claim: Claim,
         pool_permit: OwnedSemaphorePermit,
+        record_permit: OwnedSemaphorePermit,
         endpoint_slot: Arc<Semaphore>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let store = self.store.clone();
@@ -224,45 +246,56 @@ impl Engine {
         let endpoints = self.endpoints.clone();
         let wake = self.wake.clone();
         async move {
-            if let Ok(_endpoint_permit) = endpoint_slot.acquire().await {
-                work_claim(&*store, &*clock, &client, &schedule, &claim).await;
-            }
+            let finished = match endpoint_slot.acquire().await {
+                Ok(_endpoint_permit) => send(&*store, &*clock, &client, &schedule, &claim).await,
+                Err(_) => None,
+            };
+            // The HTTP part is over: free the worker and the endpoint's slot
+            // now, so the next attempt need not wait for this one's commit.
             drop(pool_permit);
-            {
-                let mut slots = lock(&endpoints);
-                if let Some(entry) = slots.slots.get_mut(&claim.endpoint_id) {
-                    entry.0 = entry.0.saturating_sub(1);
-                    if entry.0 == 0 {
-                        slots.slots.remove(&claim.endpoint_id);
-                    }
+            release_endpoint(&endpoints, &claim.endpoint_id);
+            wake.notify_one();
+            if let Some(Finished { attempt, outcome }) = finished {
+                if let Err(error) = store.record_attempt(attempt, outcome).await {
+                    tracing::error!(%error, msg = %claim.msg_id, "cannot record an attempt; it will be retried");
                 }
             }
+            drop(record_permit);
             wake.notify_one();
         }
     }
 }
 
-/// Loads, attempts and records one claim. On a store failure the lease is
-/// left to expire, which retries the delivery: at-least-once, never lost.
-async fn work_claim(
+fn release_endpoint(endpoints: &Mutex<EndpointSlots>, endpoint: &EndpointId) {
+    let mut slots = lock(endpoints);
+    if let Some(entry) = slots.slots.get_mut(endpoint) {
+        entry.0 = entry.0.saturating_sub(1);
+        if entry.0 == 0 {
+            slots.slots.remove(endpoint);
+        }
+    }
+}
+
+/// Loads and attempts one claim; answers what to record. On a store
+/// failure nothing is recorded and the lease is left to expire, which
+/// retries the delivery: at-least-once, never lost.
+async fn send(
     store: &dyn Store,
     clock: &dyn Clock,
     client: &Client,
     schedule: &herald_core::RetrySchedule,
     claim: &Claim,
-) {
-    let target = match store.claim_target(claim).await {
+) -> Option<Finished> {
+    let (message, endpoint) = match store.claim_target(claim).await {
         Ok(Some(target)) => target,
-        Ok(None) => return, // the message (and its app) were deleted
+        Ok(None) => return None, // the message (and its app) were deleted
         Err(error) => {
             tracing::error!(%error, msg = %claim.msg_id, "cannot load a claimed delivery");
-            return;
+            return None;
         }
     };
-    let (message, endpoint) = target;
-    let Finished { attempt, outcome } =
-        perform(client, clock, schedule, claim, &message, endpoint.as_ref()).await;
-    if let Some(attempt) = &attempt {
+    let finished = perform(client, clock, schedule, claim, &message, endpoint.as_ref()).await;
+    if let Some(attempt) = &finished.attempt {
         tracing::debug!(
             msg = %attempt.msg_id,
             endpoint = %attempt.endpoint_id,
@@ -271,9 +304,7 @@ async fn work_claim(
             "attempt finished"
         );
     }
-    if let Err(error) = store.record_attempt(attempt, outcome).await {
-        tracing::error!(%error, msg = %claim.msg_id, "cannot record an attempt; it will be retried");
-    }
+    Some(finished)
 }
 
 fn lock(slots: &Mutex<EndpointSlots>) -> std::sync::MutexGuard<'_, EndpointSlots> {

@@ -314,14 +314,61 @@ pub(crate) fn list_endpoints(
         .page(connection, "id", page, rows::endpoint)
 }
 
-/// Every endpoint of an app, for fan-out.
-pub(crate) fn endpoints_of_app(
+/// The enabled endpoints of an app with their filters, for fan-out. Only
+/// the columns fan-out needs are read: this runs in the writer for every
+/// message, so decoding whole endpoints (URLs, keys, headers) would cost the
+/// one thread every write waits on.
+pub(crate) fn fan_out_targets(
     connection: &Connection,
     app: &AppId,
-) -> Result<Vec<Endpoint>, StoreError> {
-    Select::new(rows::ENDPOINT_COLUMNS, "endpoints")
-        .and("app_id = ?", [Value::Text(app.as_str().to_owned())])
-        .all(connection, rows::endpoint)
+) -> Result<Vec<(EndpointId, FanOutFilter)>, StoreError> {
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT id, filter_types, channels FROM endpoints WHERE app_id = ?1 AND disabled = 0",
+        )
+        .map_err(backend)?;
+    let mut found = statement.query([app.as_str()]).map_err(backend)?;
+    let mut targets = Vec::new();
+    while let Some(row) = found.next().map_err(backend)? {
+        let id: String = row.get(0).map_err(backend)?;
+        let list = |index: usize| -> Result<Option<Vec<String>>, StoreError> {
+            let text: Option<String> = row.get(index).map_err(backend)?;
+            text.map(|text| {
+                serde_json::from_str(&text).map_err(|error| StoreError::Corrupt(error.to_string()))
+            })
+            .transpose()
+        };
+        targets.push((
+            EndpointId::from_stored(id),
+            FanOutFilter {
+                event_types: list(1)?,
+                channels: list(2)?,
+            },
+        ));
+    }
+    Ok(targets)
+}
+
+/// An endpoint's subscription, as plain strings.
+pub(crate) struct FanOutFilter {
+    event_types: Option<Vec<String>>,
+    channels: Option<Vec<String>>,
+}
+
+impl FanOutFilter {
+    /// The same rule as [`herald_core::model::Endpoint::subscribes_to`].
+    pub(crate) fn matches(&self, event_type: &str, channels: &[herald_core::Channel]) -> bool {
+        let type_matches = self
+            .event_types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|wanted| wanted == event_type));
+        let channel_matches = self.channels.as_ref().is_none_or(|wanted| {
+            channels
+                .iter()
+                .any(|channel| wanted.iter().any(|name| name == channel.as_str()))
+        });
+        type_matches && channel_matches
+    }
 }
 
 /// Deletes an endpoint; its unfinished deliveries end as failed in the same

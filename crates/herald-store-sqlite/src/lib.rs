@@ -5,6 +5,7 @@
 //! `synchronous = FULL`: every commit is fsynced before any caller hears
 //! `Ok`, so an acknowledged message survives `kill -9` and power loss alike.
 
+mod cache;
 mod catalog;
 mod error;
 mod messages;
@@ -15,6 +16,8 @@ mod rows;
 mod schema;
 mod store;
 mod tokens;
+
+pub use tokens::add_api_token_to_file;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -31,7 +34,11 @@ use crate::writer::Writer;
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
+    caches: cache::Caches,
     path: PathBuf,
+    /// Held open for the store's life: the advisory lock that keeps a second
+    /// process off the file (the caches rely on being the only writer).
+    _lock: std::sync::Arc<std::fs::File>,
 }
 
 /// Read connections kept open; reads are short, a few cover the API and the
@@ -42,6 +49,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        let lock = lock_database(&path)?;
         let mut connection = Connection::open(&path).map_err(backend)?;
         connection
             .execute_batch(
@@ -58,12 +66,43 @@ impl SqliteStore {
         Ok(Self {
             writer,
             readers,
+            caches: cache::Caches::default(),
             path,
+            _lock: std::sync::Arc::new(lock),
         })
     }
 
     /// Where the database lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Takes the advisory lock on `{database}.lock`, failing fast if another
+/// process (a second `herald serve`) has the database open.
+fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|error| {
+            StoreError::Backend(format!(
+                "cannot open {}: {error}",
+                PathBuf::from(&lock_path).display()
+            ))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Backend(format!(
+            "{} is in use by another herald process",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Backend(format!(
+            "cannot lock {}: {error}",
+            path.display()
+        ))),
     }
 }

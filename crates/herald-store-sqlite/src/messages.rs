@@ -8,7 +8,7 @@ use herald_store::{
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::catalog::endpoints_of_app;
+use crate::catalog::fan_out_targets;
 use crate::error::backend;
 use crate::paging::Select;
 use crate::rows::{self, to_json};
@@ -84,12 +84,10 @@ pub(crate) fn create_message(
         .map_err(backend)?;
     let targets: Vec<EndpointId> = match fan_out {
         FanOut::Only(endpoint) => vec![endpoint.clone()],
-        FanOut::Matching => endpoints_of_app(connection, &message.app_id)?
+        FanOut::Matching => fan_out_targets(connection, &message.app_id)?
             .into_iter()
-            .filter(|endpoint| {
-                !endpoint.disabled && endpoint.subscribes_to(&message.event_type, &message.channels)
-            })
-            .map(|endpoint| endpoint.id)
+            .filter(|(_, filter)| filter.matches(message.event_type.as_str(), &message.channels))
+            .map(|(id, _)| id)
             .collect(),
     };
     for endpoint in &targets {

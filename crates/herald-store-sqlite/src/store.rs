@@ -43,9 +43,20 @@ impl Store for SqliteStore {
 
     async fn delete_app(&self, id: &AppId) -> Result<()> {
         let id = id.clone();
-        self.writer
-            .write(move |connection| catalog::delete_app(connection, &id))
-            .await
+        let caches = self.caches.clone();
+        let result = self
+            .writer
+            .write(move |connection| {
+                caches.endpoints_changed();
+                caches.messages_deleted();
+                catalog::delete_app(connection, &id)
+            })
+            .await;
+        // Again after the commit: a reader that fetched the old rows between
+        // the first invalidation and the commit cannot have its copy kept.
+        self.caches.endpoints_changed();
+        self.caches.messages_deleted();
+        result
     }
 
     async fn create_event_type(&self, event_type: EventType) -> Result<EventType> {
@@ -111,18 +122,31 @@ impl Store for SqliteStore {
     }
 
     async fn update_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint> {
-        self.writer
+        let caches = self.caches.clone();
+        let result = self
+            .writer
             .write(move |connection| {
+                caches.endpoints_changed();
                 catalog::update_endpoint(connection, &endpoint).map(|()| endpoint)
             })
-            .await
+            .await;
+        // Again after the commit (see `delete_app`).
+        self.caches.endpoints_changed();
+        result
     }
 
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId, now: Timestamp) -> Result<()> {
         let (app, id) = (app.clone(), id.clone());
-        self.writer
-            .write(move |connection| catalog::delete_endpoint(connection, &app, &id, now))
-            .await
+        let caches = self.caches.clone();
+        let result = self
+            .writer
+            .write(move |connection| {
+                caches.endpoints_changed();
+                catalog::delete_endpoint(connection, &app, &id, now)
+            })
+            .await;
+        self.caches.endpoints_changed();
+        result
     }
 
     async fn create_message(
@@ -130,7 +154,8 @@ impl Store for SqliteStore {
         message: Message,
         idempotency_key: Option<String>,
     ) -> Result<CreatedMessage> {
-        self.writer
+        let created = self
+            .writer
             .write(move |connection| {
                 messages::create_message(
                     connection,
@@ -139,7 +164,11 @@ impl Store for SqliteStore {
                     messages::FanOut::Matching,
                 )
             })
-            .await
+            .await?;
+        if created.is_new && created.deliveries > 0 {
+            self.caches.store_message(created.message.clone());
+        }
+        Ok(created)
     }
 
     async fn create_message_for_endpoint(
@@ -264,10 +293,24 @@ impl Store for SqliteStore {
     }
 
     async fn claim_target(&self, claim: &Claim) -> Result<Option<(Message, Option<Endpoint>)>> {
+        let message = self.caches.message(&claim.msg_id);
+        let endpoint = self.caches.endpoint(&claim.endpoint_id);
+        if let (Some(message), Some(endpoint)) = (&message, &endpoint) {
+            return Ok(Some((
+                Message::clone(message),
+                Some(Endpoint::clone(endpoint)),
+            )));
+        }
         let claim = claim.clone();
-        self.readers
+        let generation = self.caches.endpoint_generation();
+        let target = self
+            .readers
             .read(move |connection| queue::claim_target(connection, &claim))
-            .await
+            .await?;
+        if let Some((_, Some(endpoint))) = &target {
+            self.caches.store_endpoint(endpoint.clone(), generation);
+        }
+        Ok(target)
     }
 
     async fn record_attempt(

@@ -38,3 +38,23 @@ pub(crate) fn api_token_count(connection: &Connection) -> Result<u64, StoreError
         .map(|count| count as u64)
         .map_err(backend)
 }
+
+/// Records a token hash in the database at `path` from another process
+/// (`herald token create` beside a running server). Tokens are not cached
+/// by [`crate::SqliteStore`], so this needs neither its lock nor its writer;
+/// SQLite serialises the write with the server's.
+pub fn add_api_token_to_file(
+    path: &std::path::Path,
+    hash: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let mut connection = Connection::open(path).map_err(backend)?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)?;
+    connection
+        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+        .map_err(backend)?;
+    crate::schema::migrate(&mut connection).map_err(backend)?;
+    add_api_token(&connection, hash, now)
+}

@@ -40,14 +40,15 @@ where
 {
     fn run(&mut self, connection: &Connection) {
         let Some(work) = self.work.take() else { return };
-        let result = match connection.execute_batch("SAVEPOINT job") {
+        let result = match run_cached(connection, "SAVEPOINT job") {
             Err(error) => Err(backend(error)),
             Ok(()) => {
                 let result = work(connection);
                 let closing = if result.is_ok() {
-                    connection.execute_batch("RELEASE job")
+                    run_cached(connection, "RELEASE job")
                 } else {
-                    connection.execute_batch("ROLLBACK TO job; RELEASE job")
+                    run_cached(connection, "ROLLBACK TO job")
+                        .and_then(|()| run_cached(connection, "RELEASE job"))
                 };
                 match closing {
                     Ok(()) => result,
@@ -126,14 +127,18 @@ fn run(connection: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
     }
 }
 
+/// Runs a parameterless statement through the statement cache: these run
+/// several times per job, and parsing them each time showed in profiles.
+fn run_cached(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn commit_batch(connection: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
-    connection
-        .execute_batch("BEGIN IMMEDIATE")
-        .map_err(|error| error.to_string())?;
+    run_cached(connection, "BEGIN IMMEDIATE").map_err(|error| error.to_string())?;
     for job in batch.iter_mut() {
         job.run(connection);
     }
-    if let Err(error) = connection.execute_batch("COMMIT") {
+    if let Err(error) = run_cached(connection, "COMMIT") {
         let _ = connection.execute_batch("ROLLBACK");
         return Err(error.to_string());
     }

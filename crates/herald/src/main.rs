@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
                 ..Layer::default()
             };
             let config = Config::load(flags, config.as_deref())?;
-            runtime.block_on(create_token(config))
+            create_token(config)
         }
     }
 }
@@ -176,13 +176,15 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-async fn create_token(config: Config) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+/// Works beside a running server: the token goes straight into the file.
+fn create_token(config: Config) -> anyhow::Result<()> {
     let token = generate_token();
-    store
-        .add_api_token(&hash_token(&token), SystemClock.now())
-        .await
-        .context("cannot store the token")?;
+    herald_store_sqlite::add_api_token_to_file(
+        &config.database,
+        &hash_token(&token),
+        SystemClock.now(),
+    )
+    .with_context(|| format!("cannot store the token in {}", config.database.display()))?;
     println!("{token}");
     Ok(())
 }

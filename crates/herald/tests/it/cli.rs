@@ -88,3 +88,19 @@ fn invalid_configuration_fails_fast_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("retry_schedule"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_database_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = dir.path().join("herald.db");
+    let _first = Herald::start(&database, &[], &[("HERALD_ADMIN_TOKEN", "t")]);
+    let second = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+        .arg(&database)
+        .env("HERALD_ADMIN_TOKEN", "t")
+        .output()
+        .expect("herald runs");
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use by another herald process"), "{stderr}");
+}

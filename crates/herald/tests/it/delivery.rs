@@ -337,6 +337,10 @@ async fn a_deleted_endpoint_stops_being_retried() {
         .create_endpoint(&app, json!({"url": receiver.url("hook")}))
         .await;
     let msg = api.send(&app, "a.b", json!({})).await;
+    eventually("the first attempt is logged", DEADLINE, || async {
+        (api.attempts_of(&app, &msg).await.len() == 1).then_some(())
+    })
+    .await;
     wait_for_status(&server, &app, &msg, &endpoint, 1).await;
     let (status, _) = api
         .request(
