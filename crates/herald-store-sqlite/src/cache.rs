@@ -1,5 +1,5 @@
-//! In-process caches of what every delivery reads: its message and its
-//! endpoint. Valid because this process is the only one writing the file
+//! In-process caches of what every message and delivery reads: the app a
+//! message is posted to, and a delivery's message and endpoint. Valid because this process is the only one writing the file
 //! (see the lock in `lib.rs`): every change passes through this store and
 //! invalidates here.
 //!
@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use herald_core::model::{Endpoint, Message};
+use herald_core::model::{App, Endpoint, Message};
 use herald_core::{EndpointId, MessageId};
 
 /// Messages kept for delivery; a few seconds of traffic at full speed.
@@ -24,6 +24,16 @@ struct Endpoints {
     by_id: HashMap<EndpointId, Arc<Endpoint>>,
 }
 
+/// Apps by the reference they were looked up with (id or uid).
+#[derive(Default)]
+struct Apps {
+    generation: u64,
+    by_ref: HashMap<String, Arc<App>>,
+}
+
+/// Apps kept; beyond this the cache starts over (apps are few and small).
+const APPS: usize = 65_536;
+
 #[derive(Default)]
 struct Messages {
     by_id: HashMap<MessageId, Arc<Message>>,
@@ -33,6 +43,7 @@ struct Messages {
 /// The caches; cheap to clone.
 #[derive(Clone, Default)]
 pub(crate) struct Caches {
+    apps: Arc<Mutex<Apps>>,
     endpoints: Arc<Mutex<Endpoints>>,
     messages: Arc<Mutex<Messages>>,
 }
@@ -45,6 +56,34 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Caches {
+    /// The generation to hand to [`Caches::store_app`] after a read.
+    pub(crate) fn app_generation(&self) -> u64 {
+        lock(&self.apps).generation
+    }
+
+    pub(crate) fn app(&self, reference: &str) -> Option<Arc<App>> {
+        lock(&self.apps).by_ref.get(reference).cloned()
+    }
+
+    /// Caches an app found by `reference` at `generation`, unless apps changed since.
+    pub(crate) fn store_app(&self, reference: &str, app: App, generation: u64) {
+        let mut apps = lock(&self.apps);
+        if apps.generation != generation {
+            return;
+        }
+        if apps.by_ref.len() >= APPS {
+            apps.by_ref.clear();
+        }
+        apps.by_ref.insert(reference.to_owned(), Arc::new(app));
+    }
+
+    /// Forgets every app (an app was changed or deleted).
+    pub(crate) fn apps_changed(&self) {
+        let mut apps = lock(&self.apps);
+        apps.generation += 1;
+        apps.by_ref.clear();
+    }
+
     /// The generation to hand to [`Caches::store_endpoint`] after a read.
     pub(crate) fn endpoint_generation(&self) -> u64 {
         lock(&self.endpoints).generation

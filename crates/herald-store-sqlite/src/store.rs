@@ -23,10 +23,19 @@ impl Store for SqliteStore {
     }
 
     async fn app_by_ref(&self, reference: &str) -> Result<Option<App>> {
-        let reference = reference.to_owned();
-        self.readers
-            .read(move |connection| catalog::app_by_ref(connection, &reference))
-            .await
+        if let Some(app) = self.caches.app(reference) {
+            return Ok(Some(App::clone(&app)));
+        }
+        let generation = self.caches.app_generation();
+        let key = reference.to_owned();
+        let found = self
+            .readers
+            .read(move |connection| catalog::app_by_ref(connection, &key))
+            .await?;
+        if let Some(app) = &found {
+            self.caches.store_app(reference, app.clone(), generation);
+        }
+        Ok(found)
     }
 
     async fn list_apps(&self, page: PageRequest) -> Result<Page<App>> {
@@ -36,9 +45,17 @@ impl Store for SqliteStore {
     }
 
     async fn update_app(&self, app: App) -> Result<App> {
-        self.writer
-            .write(move |connection| catalog::update_app(connection, &app).map(|()| app))
-            .await
+        let caches = self.caches.clone();
+        let result = self
+            .writer
+            .write(move |connection| {
+                caches.apps_changed();
+                catalog::update_app(connection, &app).map(|()| app)
+            })
+            .await;
+        // Again after the commit (see `delete_app`).
+        self.caches.apps_changed();
+        result
     }
 
     async fn delete_app(&self, id: &AppId) -> Result<()> {
@@ -47,6 +64,7 @@ impl Store for SqliteStore {
         let result = self
             .writer
             .write(move |connection| {
+                caches.apps_changed();
                 caches.endpoints_changed();
                 caches.messages_deleted();
                 catalog::delete_app(connection, &id)
@@ -54,6 +72,7 @@ impl Store for SqliteStore {
             .await;
         // Again after the commit: a reader that fetched the old rows between
         // the first invalidation and the commit cannot have its copy kept.
+        self.caches.apps_changed();
         self.caches.endpoints_changed();
         self.caches.messages_deleted();
         result
