@@ -102,5 +102,8 @@ async fn a_second_server_on_the_same_database_is_refused() {
         .expect("herald runs");
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains("in use by another herald process"), "{stderr}");
+    assert!(
+        stderr.contains("in use by another herald process"),
+        "{stderr}"
+    );
 }
