@@ -84,6 +84,14 @@ prefixed_id!(
     /// A background task such as an endpoint recovery.
     TaskId, "qtask"
 );
+prefixed_id!(
+    /// An inbound source: a public URL `/in/{source}` with a verifier.
+    SourceId, "src"
+);
+prefixed_id!(
+    /// One request received (accepted or rejected) by an inbound source.
+    InboundRequestId, "req"
+);
 
 #[cfg(test)]
 mod tests {

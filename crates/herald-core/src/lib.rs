@@ -13,7 +13,7 @@ pub mod values;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::ValidationError;
-pub use ids::{AppId, AttemptId, EndpointId, MessageId, TaskId};
+pub use ids::{AppId, AttemptId, EndpointId, InboundRequestId, MessageId, SourceId, TaskId};
 pub use retry_schedule::RetrySchedule;
 pub use secret::SigningKey;
 pub use values::{Channel, EndpointUrl, EventTypeName, Uid};

@@ -14,6 +14,7 @@ mod queue;
 mod readers;
 mod rows;
 mod schema;
+mod sources;
 mod store;
 mod tokens;
 

@@ -3,7 +3,9 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    // 1: the outbound core.
+    r#"
 CREATE TABLE apps (
     id TEXT PRIMARY KEY,
     uid TEXT UNIQUE,
@@ -105,7 +107,47 @@ CREATE TABLE api_tokens (
     hash TEXT PRIMARY KEY,
     created_at INTEGER NOT NULL
 );
-"#];
+"#,
+    // 2: the inbound gateway. A source points at the app its messages go to.
+    r#"
+CREATE TABLE sources (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    uid TEXT UNIQUE,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    config TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+
+-- The capped request log. outcome: 0 accepted, 1 duplicate, 2 rejected.
+CREATE TABLE inbound_requests (
+    id TEXT PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    remote_addr TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    outcome INTEGER NOT NULL,
+    status_code INTEGER NOT NULL,
+    reason TEXT,
+    msg_id TEXT
+);
+CREATE INDEX inbound_requests_source ON inbound_requests (source_id, id);
+
+-- Provider event ids seen per source, until they expire.
+CREATE TABLE inbound_dedupe (
+    source_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (source_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX inbound_dedupe_expiry ON inbound_dedupe (expires_at);
+"#,
+];
 
 /// Brings the schema up to date.
 pub(crate) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {

@@ -20,13 +20,13 @@ use herald_core::model::{
     RetiredKey, TriggerType,
 };
 use herald_core::{
-    AppId, AttemptId, Channel, EndpointId, EndpointUrl, EventTypeName, MessageId, SigningKey,
-    Timestamp, Uid,
+    AppId, AttemptId, Channel, EndpointId, EndpointUrl, EventTypeName, InboundRequestId, MessageId,
+    SigningKey, SourceId, Timestamp, Uid,
 };
 
 use crate::{
-    AttemptFilter, Claim, Cursor, DeliveryStats, MessageFilter, Page, PageRequest, Store,
-    StoreError,
+    Accepted, AttemptFilter, Claim, Cursor, DedupeKey, DeliveryStats, MessageFilter, Page,
+    PageRequest, ReceivedRequest, RequestOutcome, Source, Store, StoreError,
 };
 
 /// Runs every case, each against a store returned by `fresh_store`, which
@@ -70,6 +70,11 @@ where
         deleting_an_app_removes_everything_it_owns,
         next_due_at_is_the_earliest_pending_due_time,
         api_tokens_are_remembered_by_hash,
+        sources_are_found_by_id_or_uid_with_their_backing_app,
+        an_accepted_request_is_a_message_with_its_fan_out_and_a_log_entry,
+        a_repeated_event_id_is_a_duplicate_until_its_key_expires,
+        the_request_log_keeps_the_newest_requests_and_filters_by_outcome,
+        deleting_a_source_removes_its_app_log_and_dedupe_keys,
     );
 }
 
@@ -2249,4 +2254,346 @@ async fn a_resend_during_an_attempt_follows_it(store: &dyn Store) {
     let manual = claim(store, at(10), 10).await;
     assert_eq!(manual.len(), 1);
     assert_eq!(manual[0].trigger, TriggerType::Manual);
+}
+
+// The inbound gateway's storage (`SourceStore`).
+
+/// A source of `type` backed by `app`, with a secret in its config.
+fn new_source(app: &App, uid_text: Option<&str>) -> Source {
+    Source {
+        id: SourceId::generate(),
+        app_id: app.id.clone(),
+        uid: uid_text.map(uid),
+        name: "Stripe payments".to_owned(),
+        source_type: "stripe".to_owned(),
+        config: serde_json::json!({ "secret": "whsec_fixture" }),
+        metadata: Metadata::new(),
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// A request received by `source` at `received_at`, accepted unless the
+/// store decides otherwise.
+fn new_request(source: &SourceId, received_at: Timestamp) -> ReceivedRequest {
+    ReceivedRequest {
+        id: InboundRequestId::generate(),
+        source_id: source.clone(),
+        received_at,
+        remote_addr: "203.0.113.7:50000".to_owned(),
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("stripe-signature".to_owned(), "t=1,v1=ab".to_owned()),
+        ],
+        body: b"{\"id\":\"evt_1\", \"type\":\"invoice.paid\"}\xff".to_vec(),
+        outcome: RequestOutcome::Accepted,
+        status_code: 200,
+        reason: None,
+        msg_id: None,
+    }
+}
+
+fn rejected(source: &SourceId, received_at: Timestamp, reason: &str) -> ReceivedRequest {
+    ReceivedRequest {
+        outcome: RequestOutcome::Rejected,
+        status_code: 401,
+        reason: Some(reason.to_owned()),
+        ..new_request(source, received_at)
+    }
+}
+
+/// Creates a source with a fresh backing app.
+async fn add_source(store: &dyn Store, uid_text: Option<&str>) -> Source {
+    let app = new_app(None);
+    store
+        .create_source(new_source(&app, uid_text), app)
+        .await
+        .expect("create_source failed")
+}
+
+async fn requests(
+    store: &dyn Store,
+    source: &SourceId,
+    outcome: Option<RequestOutcome>,
+) -> Vec<ReceivedRequest> {
+    store
+        .list_requests(source, outcome, everything(true))
+        .await
+        .expect("list_requests failed")
+        .items
+}
+
+fn dedupe(event_id: &str, expires_at: Timestamp) -> Option<DedupeKey> {
+    Some(DedupeKey {
+        event_id: event_id.to_owned(),
+        expires_at,
+    })
+}
+
+async fn sources_are_found_by_id_or_uid_with_their_backing_app(store: &dyn Store) {
+    let source = add_source(store, Some("stripe-live")).await;
+    let by_id = store
+        .source_by_ref(source.id.as_str())
+        .await
+        .expect("source_by_ref failed");
+    assert_eq!(by_id.as_ref(), Some(&source), "a source is found by its id");
+    let by_uid = store
+        .source_by_ref("stripe-live")
+        .await
+        .expect("source_by_ref failed");
+    assert_eq!(
+        by_uid.as_ref(),
+        Some(&source),
+        "a source is found by its uid"
+    );
+    assert!(
+        store
+            .app_by_ref(source.app_id.as_str())
+            .await
+            .expect("app_by_ref failed")
+            .is_some(),
+        "create_source must store the backing app in the same call"
+    );
+
+    let app = new_app(None);
+    let taken = store
+        .create_source(new_source(&app, Some("stripe-live")), app.clone())
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::Conflict { .. })),
+        "a taken uid must be a Conflict, got {taken:?}"
+    );
+    assert!(
+        store
+            .app_by_ref(app.id.as_str())
+            .await
+            .expect("app_by_ref failed")
+            .is_none(),
+        "a refused source must not leave its app behind (one transaction)"
+    );
+
+    let mut renamed = source.clone();
+    renamed.name = "Stripe (live)".to_owned();
+    renamed.uid = None;
+    renamed.config = serde_json::json!({ "secret": "whsec_other" });
+    renamed.updated_at = at(1);
+    store
+        .update_source(renamed.clone())
+        .await
+        .expect("update_source failed");
+    assert_eq!(
+        store
+            .source_by_ref(source.id.as_str())
+            .await
+            .expect("source_by_ref failed"),
+        Some(renamed),
+        "update_source replaces the fields"
+    );
+    let listed = store
+        .list_sources(everything(false))
+        .await
+        .expect("list_sources failed");
+    assert_eq!(listed.items.len(), 1, "list_sources lists every source");
+}
+
+async fn an_accepted_request_is_a_message_with_its_fan_out_and_a_log_entry(store: &dyn Store) {
+    let source = add_source(store, None).await;
+    let endpoint = add_endpoint(store, new_endpoint(&source.app_id)).await;
+    let message = new_message(&source.app_id, "invoice.paid", at(0));
+    let request = new_request(&source.id, at(0));
+    let accepted = store
+        .accept_request(
+            request.clone(),
+            message.clone(),
+            dedupe("evt_1", at(1000)),
+            10,
+        )
+        .await
+        .expect("accept_request failed");
+    match accepted {
+        Accepted::Forwarded(created) => {
+            assert_eq!(created.message, message, "the message is stored as given");
+            assert_eq!(created.deliveries, 1, "the message is fanned out");
+        }
+        other => panic!("a first request must be forwarded, got {other:?}"),
+    }
+    let delivery = delivery(store, &source.app_id, &message.id, &endpoint.id).await;
+    assert_eq!(delivery.status, DeliveryStatus::Pending);
+    let logged = requests(store, &source.id, None).await;
+    assert_eq!(logged.len(), 1, "the request is logged");
+    assert_eq!(
+        logged[0].body, request.body,
+        "the raw body is kept byte for byte"
+    );
+    assert_eq!(
+        logged[0].headers, request.headers,
+        "headers are kept in order"
+    );
+    assert_eq!(logged[0].outcome, RequestOutcome::Accepted);
+    assert_eq!(logged[0].msg_id.as_ref(), Some(&message.id));
+}
+
+async fn a_repeated_event_id_is_a_duplicate_until_its_key_expires(store: &dyn Store) {
+    let source = add_source(store, None).await;
+    let first = new_message(&source.app_id, "invoice.paid", at(0));
+    store
+        .accept_request(
+            new_request(&source.id, at(0)),
+            first.clone(),
+            dedupe("evt_1", at(1000)),
+            10,
+        )
+        .await
+        .expect("accept_request failed");
+
+    let again = new_message(&source.app_id, "invoice.paid", at(500));
+    let repeat = store
+        .accept_request(
+            new_request(&source.id, at(500)),
+            again.clone(),
+            dedupe("evt_1", at(1500)),
+            10,
+        )
+        .await
+        .expect("accept_request failed");
+    assert_eq!(
+        repeat,
+        Accepted::Duplicate {
+            msg_id: first.id.clone()
+        },
+        "a repeat within the window answers the first message"
+    );
+    assert!(
+        store
+            .message_by_ref(&source.app_id, again.id.as_str())
+            .await
+            .expect("message_by_ref failed")
+            .is_none(),
+        "a duplicate must not be stored as a message"
+    );
+    let duplicates = requests(store, &source.id, Some(RequestOutcome::Duplicate)).await;
+    assert_eq!(duplicates.len(), 1, "the duplicate is logged as such");
+    assert_eq!(duplicates[0].msg_id.as_ref(), Some(&first.id));
+
+    let other_source = add_source(store, None).await;
+    let elsewhere = store
+        .accept_request(
+            new_request(&other_source.id, at(600)),
+            new_message(&other_source.app_id, "invoice.paid", at(600)),
+            dedupe("evt_1", at(1600)),
+            10,
+        )
+        .await
+        .expect("accept_request failed");
+    assert!(
+        matches!(elsewhere, Accepted::Forwarded(_)),
+        "event ids are deduplicated per source"
+    );
+
+    let late = store
+        .accept_request(
+            new_request(&source.id, at(1000)),
+            new_message(&source.app_id, "invoice.paid", at(1000)),
+            dedupe("evt_1", at(2000)),
+            10,
+        )
+        .await
+        .expect("accept_request failed");
+    assert!(
+        matches!(late, Accepted::Forwarded(_)),
+        "a repeat after the key expired is a new event"
+    );
+}
+
+async fn the_request_log_keeps_the_newest_requests_and_filters_by_outcome(store: &dyn Store) {
+    let source = add_source(store, None).await;
+    let mut logged = Vec::new();
+    for offset in 0..5 {
+        let request = rejected(&source.id, at(offset), "bad_signature");
+        store
+            .log_request(request.clone(), 3)
+            .await
+            .expect("log_request failed");
+        logged.push(request.id);
+    }
+    store
+        .accept_request(
+            new_request(&source.id, at(10)),
+            new_message(&source.app_id, "invoice.paid", at(10)),
+            None,
+            3,
+        )
+        .await
+        .expect("accept_request failed");
+    let all = requests(store, &source.id, None).await;
+    assert_eq!(
+        all.len(),
+        3,
+        "the log keeps only the newest `log_cap` requests"
+    );
+    assert_eq!(all[0].outcome, RequestOutcome::Accepted, "newest first");
+    assert_eq!(
+        all[1..]
+            .iter()
+            .map(|request| request.id.clone())
+            .collect::<Vec<_>>(),
+        vec![logged[4].clone(), logged[3].clone()],
+        "the oldest requests are the ones dropped"
+    );
+    let refused = requests(store, &source.id, Some(RequestOutcome::Rejected)).await;
+    assert_eq!(refused.len(), 2, "the outcome filter selects rejections");
+    assert_eq!(refused[0].reason.as_deref(), Some("bad_signature"));
+    assert_eq!(refused[0].status_code, 401);
+}
+
+async fn deleting_a_source_removes_its_app_log_and_dedupe_keys(store: &dyn Store) {
+    let source = add_source(store, Some("doomed")).await;
+    let kept = add_source(store, None).await;
+    store
+        .accept_request(
+            new_request(&source.id, at(0)),
+            new_message(&source.app_id, "invoice.paid", at(0)),
+            dedupe("evt_1", at(1000)),
+            10,
+        )
+        .await
+        .expect("accept_request failed");
+    store
+        .log_request(rejected(&kept.id, at(0), "bad_signature"), 10)
+        .await
+        .expect("log_request failed");
+    store
+        .delete_source(&source.id)
+        .await
+        .expect("delete_source failed");
+    assert!(
+        store
+            .source_by_ref("doomed")
+            .await
+            .expect("source_by_ref failed")
+            .is_none(),
+        "a deleted source is gone"
+    );
+    assert!(
+        store
+            .app_by_ref(source.app_id.as_str())
+            .await
+            .expect("app_by_ref failed")
+            .is_none(),
+        "its backing app goes with it"
+    );
+    assert!(
+        requests(store, &source.id, None).await.is_empty(),
+        "its request log goes with it"
+    );
+    assert_eq!(
+        requests(store, &kept.id, None).await.len(),
+        1,
+        "other sources keep their log"
+    );
+    let missing = store.delete_source(&source.id).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "deleting a missing source is NotFound, got {missing:?}"
+    );
 }

@@ -13,6 +13,7 @@
 mod error;
 mod page;
 mod records;
+mod sources;
 mod store;
 
 #[cfg(feature = "testing")]
@@ -21,4 +22,7 @@ pub mod conformance;
 pub use error::StoreError;
 pub use page::{Cursor, Page, PageRequest};
 pub use records::*;
+pub use sources::{
+    Accepted, DedupeKey, ReceivedRequest, RequestOutcome, Source, SourceStore, REQUEST_LOG_CAP,
+};
 pub use store::Store;

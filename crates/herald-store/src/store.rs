@@ -6,14 +6,14 @@ use herald_core::{AppId, EndpointId, MessageId, Timestamp};
 
 use crate::{
     AttemptFilter, Claim, CreatedMessage, DeliveryOutcome, DeliveryStats, MessageFilter, Page,
-    PageRequest, StoreError,
+    PageRequest, SourceStore, StoreError,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// Everything Herald persists. Lookups named `…_by_ref` accept an id or a uid.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: SourceStore + Send + Sync + 'static {
     // Applications.
 
     /// Inserts a new app; `Conflict` if its uid is taken.
