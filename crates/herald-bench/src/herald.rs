@@ -130,11 +130,25 @@ impl Api {
         app["id"].as_str().map(str::to_owned).context("app id")
     }
 
-    /// Creates an endpoint delivering to `url`.
-    pub(crate) async fn create_endpoint(&self, app: &str, url: &str) -> anyhow::Result<()> {
+    /// Creates an endpoint delivering to `url`; answers its id.
+    pub(crate) async fn create_endpoint(&self, app: &str, url: &str) -> anyhow::Result<String> {
+        let endpoint = self
+            .post(
+                &format!("/api/v1/app/{app}/endpoint"),
+                json!({ "url": url }),
+            )
+            .await?;
+        endpoint["id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("endpoint id")
+    }
+
+    /// Re-queues every failed delivery of an endpoint.
+    pub(crate) async fn recover(&self, app: &str, endpoint: &str) -> anyhow::Result<()> {
         self.post(
-            &format!("/api/v1/app/{app}/endpoint"),
-            json!({ "url": url }),
+            &format!("/api/v1/app/{app}/endpoint/{endpoint}/recover"),
+            json!({ "since": "2000-01-01T00:00:00Z" }),
         )
         .await?;
         Ok(())
