@@ -127,6 +127,10 @@ pub struct Message {
     pub payload: String,
     pub channels: Vec<Channel>,
     pub tags: Vec<String>,
+    /// Headers sent with every delivery of this message besides the
+    /// endpoint's own: the original headers an inbound source passes
+    /// through (`config.forwardHeaders`). Empty for API messages.
+    pub headers: BTreeMap<String, String>,
     pub created_at: Timestamp,
 }
 

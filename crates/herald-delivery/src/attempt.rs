@@ -23,7 +23,9 @@ fn headers(endpoint: &Endpoint, message: &Message, now: Timestamp) -> HeaderMap 
         },
     );
     let mut headers = HeaderMap::new();
-    for (name, value) in &endpoint.headers {
+    // A message's own headers (an inbound source's `forwardHeaders`) come
+    // first, so the endpoint's custom headers win on a clash.
+    for (name, value) in message.headers.iter().chain(&endpoint.headers) {
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             continue;
         }

@@ -8,9 +8,11 @@ mod api;
 pub mod auth;
 mod error;
 mod extract;
+mod gateway;
 mod state;
 mod wire;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
+pub use gateway::InboundCount;
 pub use state::{AppState, ServerConfig};
 
 /// The whole HTTP application.
@@ -34,8 +37,16 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         auth::require_token,
     ));
+    let ingest = api::ingest::routes().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
     Router::new()
         .nest("/api/v1", authenticated.merge(api::public()))
+        .nest("/ingest/api/v1", ingest)
+        // Public: a source's verifier authenticates its requests, and the
+        // receiver reads the raw body itself, with the source's size limit.
+        .route("/in/{source}", axum::routing::post(gateway::receive))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -67,7 +78,9 @@ pub async fn serve(
     let state = AppState::new(store, clock, engine.handle(), server);
     let engine_task = tokio::spawn(engine.run(shutdown.clone(), drain));
     let stop = shutdown.clone();
-    let served = axum::serve(listener, router(state))
+    // The peer address reaches handlers (the gateway's IP allowlist).
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;
     shutdown.cancel();

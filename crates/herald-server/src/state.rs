@@ -8,6 +8,7 @@ use herald_delivery::EngineHandle;
 use herald_store::Store;
 
 use crate::auth::Tokens;
+use crate::gateway::{Gateway, InboundCount};
 
 /// Settings of the HTTP edge.
 #[derive(Debug, Clone)]
@@ -19,6 +20,10 @@ pub struct ServerConfig {
     /// A token given in configuration (`HERALD_ADMIN_TOKEN`), accepted
     /// besides those stored in the database.
     pub admin_token: Option<String>,
+    /// The base URL providers reach Herald at (scheme, host, port), for
+    /// sources' `ingestUrl` (`{public_url}/in/{source}`) and the URL Twilio
+    /// signs.
+    pub public_url: String,
 }
 
 impl Default for ServerConfig {
@@ -27,6 +32,7 @@ impl Default for ServerConfig {
             max_payload_bytes: 1024 * 1024,
             rotation_grace: Duration::from_secs(24 * 3600),
             admin_token: None,
+            public_url: "http://127.0.0.1:8071".to_owned(),
         }
     }
 }
@@ -39,6 +45,7 @@ pub struct AppState {
     pub(crate) engine: EngineHandle,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) tokens: Tokens,
+    pub(crate) gateway: Arc<Gateway>,
 }
 
 impl AppState {
@@ -56,6 +63,13 @@ impl AppState {
             engine,
             config: Arc::new(config),
             tokens,
+            gateway: Arc::new(Gateway::default()),
         }
+    }
+
+    /// The inbound gateway's counters by source, outcome and reason (for
+    /// `/metrics`).
+    pub fn inbound_counts(&self) -> Vec<InboundCount> {
+        self.gateway.counters.snapshot()
     }
 }

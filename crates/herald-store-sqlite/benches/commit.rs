@@ -22,6 +22,7 @@ fn message(app: &AppId) -> Message {
         payload: r#"{"invoice":"in_000000000042","amount":4200,"currency":"eur"}"#.to_owned(),
         channels: Vec::new(),
         tags: Vec::new(),
+        headers: Default::default(),
         created_at: Timestamp(1_700_000_000_000),
     }
 }

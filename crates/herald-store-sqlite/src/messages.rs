@@ -57,8 +57,8 @@ pub(crate) fn create_message(
     connection
         .prepare_cached(
             "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags,
-                 idempotency_key, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 idempotency_key, created_at, headers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(backend)?
         .execute(params![
@@ -71,6 +71,7 @@ pub(crate) fn create_message(
             to_json(&message.tags),
             idempotency_key,
             message.created_at.0,
+            to_json(&message.headers),
         ])
         .map_err(backend)?;
 

@@ -130,7 +130,7 @@ pub(crate) fn endpoint(row: &Row<'_>) -> Result<Endpoint, StoreError> {
 }
 
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, app_id, event_type, event_id, payload, channels, tags, created_at";
+    "id, app_id, event_type, event_id, payload, channels, tags, created_at, headers";
 
 pub(crate) fn message(row: &Row<'_>) -> Result<Message, StoreError> {
     Ok(Message {
@@ -142,6 +142,7 @@ pub(crate) fn message(row: &Row<'_>) -> Result<Message, StoreError> {
         channels: names(Some(column(row, 5)?), Channel::parse)?.unwrap_or_default(),
         tags: json(&column::<String>(row, 6)?)?,
         created_at: Timestamp(column(row, 7)?),
+        headers: json(&column::<String>(row, 8)?)?,
     })
 }
 

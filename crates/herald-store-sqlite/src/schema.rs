@@ -147,6 +147,10 @@ CREATE TABLE inbound_dedupe (
 ) WITHOUT ROWID;
 CREATE INDEX inbound_dedupe_expiry ON inbound_dedupe (expires_at);
 "#,
+    // 3: headers a message carries to every delivery (inbound forwardHeaders).
+    r#"
+ALTER TABLE messages ADD COLUMN headers TEXT NOT NULL DEFAULT '{}';
+"#,
 ];
 
 /// Brings the schema up to date.

@@ -157,6 +157,7 @@ fn new_message(app: &AppId, event_type: &str, created_at: Timestamp) -> Message 
         payload: r#"{"invoice":42}"#.to_owned(),
         channels: Vec::new(),
         tags: Vec::new(),
+        headers: BTreeMap::new(),
         created_at,
     }
 }
@@ -2399,7 +2400,10 @@ async fn sources_are_found_by_id_or_uid_with_their_backing_app(store: &dyn Store
 async fn an_accepted_request_is_a_message_with_its_fan_out_and_a_log_entry(store: &dyn Store) {
     let source = add_source(store, None).await;
     let endpoint = add_endpoint(store, new_endpoint(&source.app_id)).await;
-    let message = new_message(&source.app_id, "invoice.paid", at(0));
+    let mut message = new_message(&source.app_id, "invoice.paid", at(0));
+    message
+        .headers
+        .insert("x-request-id".to_owned(), "req-1".to_owned());
     let request = new_request(&source.id, at(0));
     let accepted = store
         .accept_request(
@@ -2419,6 +2423,14 @@ async fn an_accepted_request_is_a_message_with_its_fan_out_and_a_log_entry(store
     }
     let delivery = delivery(store, &source.app_id, &message.id, &endpoint.id).await;
     assert_eq!(delivery.status, DeliveryStatus::Pending);
+    assert_eq!(
+        store
+            .message_by_ref(&source.app_id, message.id.as_str())
+            .await
+            .expect("message_by_ref failed"),
+        Some(message.clone()),
+        "the message reads back with the headers it forwards"
+    );
     let logged = requests(store, &source.id, None).await;
     assert_eq!(logged.len(), 1, "the request is logged");
     assert_eq!(

@@ -77,6 +77,7 @@ impl TestServer {
         let server = ServerConfig {
             max_payload_bytes: options.max_payload_bytes,
             admin_token: Some(TEST_TOKEN.into()),
+            public_url: format!("http://{address}"),
             ..ServerConfig::default()
         };
         let delivery = DeliveryConfig {

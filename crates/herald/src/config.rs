@@ -58,6 +58,10 @@ pub(crate) struct Layer {
     /// "text" or "json" [default: text].
     #[arg(long, env = "HERALD_LOG_FORMAT")]
     pub(crate) log_format: Option<String>,
+    /// Base URL providers reach Herald at, for sources' ingestUrl
+    /// [default: http://{listen}].
+    #[arg(long, env = "HERALD_PUBLIC_URL")]
+    pub(crate) public_url: Option<String>,
 }
 
 impl Layer {
@@ -78,6 +82,7 @@ impl Layer {
             rotation_grace: self.rotation_grace.or(below.rotation_grace),
             shutdown_grace: self.shutdown_grace.or(below.shutdown_grace),
             log_format: self.log_format.or(below.log_format),
+            public_url: self.public_url.or(below.public_url),
         }
     }
 }
@@ -103,6 +108,9 @@ pub(crate) struct Config {
     pub(crate) rotation_grace: Duration,
     pub(crate) shutdown_grace: Duration,
     pub(crate) log_format: LogFormat,
+    /// Without a trailing `/`; `None` derives it from the bound address
+    /// (`http://{address}`, the real port when listening on port 0).
+    pub(crate) public_url: Option<String>,
 }
 
 fn parse_layer(text: &str, origin: &str) -> anyhow::Result<Layer> {
@@ -135,6 +143,17 @@ impl Config {
         let listen = listen_text.parse().with_context(|| {
             format!("listen: '{listen_text}' is not an address like 127.0.0.1:8071")
         })?;
+        let public_url = match layer.public_url {
+            None => None,
+            Some(text) => {
+                let parsed = url::Url::parse(&text)
+                    .with_context(|| format!("public_url: '{text}' is not an absolute URL"))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    bail!("public_url: '{text}' must use http or https");
+                }
+                Some(text.trim_end_matches('/').to_owned())
+            }
+        };
         let database = layer.database.context("database is not set")?;
         if database.starts_with("postgres://") || database.starts_with("postgresql://") {
             bail!(
@@ -185,6 +204,7 @@ impl Config {
             rotation_grace: duration("rotation_grace", layer.rotation_grace)?,
             shutdown_grace: duration("shutdown_grace", layer.shutdown_grace)?,
             log_format,
+            public_url,
         })
     }
 }
@@ -201,6 +221,27 @@ mod tests {
         assert_eq!(config.retry_schedule.max_attempts(), 8);
         assert_eq!(config.request_timeout, Duration::from_secs(15));
         assert!(config.ssrf_allowlist.is_empty());
+        assert_eq!(config.public_url, None, "derived from the bound address");
+    }
+
+    #[test]
+    fn the_public_url_is_checked_and_loses_its_trailing_slash() {
+        let flags = Layer {
+            public_url: Some("https://hooks.example.com/".into()),
+            ..Layer::default()
+        };
+        let config = Config::load(flags, None).expect("config loads");
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://hooks.example.com")
+        );
+
+        let flags = Layer {
+            public_url: Some("hooks.example.com".into()),
+            ..Layer::default()
+        };
+        let error = Config::load(flags, None).expect_err("not a URL");
+        assert!(error.to_string().contains("public_url"), "{error}");
     }
 
     #[test]

@@ -126,6 +126,10 @@ async fn serve(config: Config, admin_token: Option<String>) -> anyhow::Result<()
         max_payload_bytes: config.max_payload_bytes,
         rotation_grace: config.rotation_grace,
         admin_token,
+        public_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{address}")),
     };
     let delivery = DeliveryConfig {
         workers: config.workers,

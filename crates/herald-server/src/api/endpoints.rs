@@ -7,7 +7,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use herald_core::model::{Endpoint, Metadata, RetiredKey, RESERVED_HEADERS};
-use herald_core::{Channel, EndpointId, EndpointUrl, EventTypeName, SigningKey, TaskId, Uid};
+use herald_core::{
+    AppId, Channel, EndpointId, EndpointUrl, EventTypeName, SigningKey, TaskId, Uid,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -229,9 +231,19 @@ pub(crate) async fn load_endpoint(
     endpoint: &str,
 ) -> Result<Endpoint, ApiError> {
     let app = load_app(state, app).await?;
+    endpoint_of(state, &app.id, endpoint).await
+}
+
+/// Loads an endpoint (by id or uid) of an app already loaded, or answers
+/// 404. The ingest API reaches a source's destinations through this too.
+pub(crate) async fn endpoint_of(
+    state: &AppState,
+    app: &AppId,
+    endpoint: &str,
+) -> Result<Endpoint, ApiError> {
     state
         .store
-        .endpoint_by_ref(&app.id, endpoint)
+        .endpoint_by_ref(app, endpoint)
         .await?
         .ok_or(ApiError::NotFound("endpoint"))
 }
@@ -250,19 +262,28 @@ pub(crate) async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<ListResponse<EndpointOut>>, ApiError> {
     let app = load_app(&state, &app).await?;
+    list_of(&state, &app.id, params).await.map(Json)
+}
+
+/// The endpoints of an app already loaded, oldest first.
+pub(crate) async fn list_of(
+    state: &AppState,
+    app: &AppId,
+    params: ListParams,
+) -> Result<ListResponse<EndpointOut>, ApiError> {
     let request = page_request(
         params.limit,
         params.iterator.as_deref(),
         params.order.as_deref(),
         false,
     )?;
-    let page = state.store.list_endpoints(&app.id, request.clone()).await?;
-    Ok(Json(list_response(
+    let page = state.store.list_endpoints(app, request.clone()).await?;
+    Ok(list_response(
         page,
         &request,
         |endpoint| endpoint.id.to_string(),
         EndpointOut::from,
-    )))
+    ))
 }
 
 /// The fields shared by create and replace, validated.
@@ -333,19 +354,28 @@ fn new_endpoint(
 pub(crate) async fn create(
     State(state): State<AppState>,
     Path(app): Path<String>,
-    Json(mut input): Json<EndpointIn>,
+    Json(input): Json<EndpointIn>,
 ) -> Result<impl IntoResponse, ApiError> {
     let app = load_app(&state, &app).await?;
+    let endpoint = create_in(&state, app.id, input).await?;
+    Ok((StatusCode::CREATED, Json(EndpointOut::from(endpoint))))
+}
+
+/// Creates an endpoint of an app already loaded.
+pub(crate) async fn create_in(
+    state: &AppState,
+    app: AppId,
+    mut input: EndpointIn,
+) -> Result<Endpoint, ApiError> {
     let settings = settings(&mut input)?;
     let endpoint = new_endpoint(
-        &state,
-        app.id,
+        state,
+        app,
         settings,
         input.secret.as_deref(),
         input.headers.take().unwrap_or_default(),
     )?;
-    let endpoint = state.store.create_endpoint(endpoint).await?;
-    Ok((StatusCode::CREATED, Json(EndpointOut::from(endpoint))))
+    Ok(state.store.create_endpoint(endpoint).await?)
 }
 
 /// One endpoint by id or uid.
@@ -361,11 +391,23 @@ pub(crate) async fn get(
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
-    Json(mut input): Json<EndpointIn>,
+    Json(input): Json<EndpointIn>,
 ) -> Result<impl IntoResponse, ApiError> {
     let app = load_app(&state, &app).await?;
+    let (status, endpoint) = replace_in(&state, app.id, &reference, input).await?;
+    Ok((status, Json(EndpointOut::from(endpoint))))
+}
+
+/// Replaces the settings of an endpoint of an app already loaded, or
+/// creates it with `reference` as its uid (answering 201 then).
+pub(crate) async fn replace_in(
+    state: &AppState,
+    app: AppId,
+    reference: &str,
+    mut input: EndpointIn,
+) -> Result<(StatusCode, Endpoint), ApiError> {
     let mut settings = settings(&mut input)?;
-    match state.store.endpoint_by_ref(&app.id, &reference).await? {
+    match state.store.endpoint_by_ref(&app, reference).await? {
         Some(mut endpoint) => {
             endpoint.url = settings.url;
             endpoint.description = settings.description;
@@ -378,22 +420,22 @@ pub(crate) async fn put(
             endpoint.metadata = settings.metadata;
             endpoint.updated_at = state.clock.now();
             let endpoint = state.store.update_endpoint(endpoint).await?;
-            Ok((StatusCode::OK, Json(EndpointOut::from(endpoint))))
+            Ok((StatusCode::OK, endpoint))
         }
         None => {
             if settings.uid.is_none() {
                 settings.uid =
-                    parse_uid(Some(&reference)).map_err(|_| ApiError::NotFound("endpoint"))?;
+                    parse_uid(Some(reference)).map_err(|_| ApiError::NotFound("endpoint"))?;
             }
             let endpoint = new_endpoint(
-                &state,
-                app.id,
+                state,
+                app,
                 settings,
                 input.secret.as_deref(),
                 input.headers.take().unwrap_or_default(),
             )?;
             let endpoint = state.store.create_endpoint(endpoint).await?;
-            Ok((StatusCode::CREATED, Json(EndpointOut::from(endpoint))))
+            Ok((StatusCode::CREATED, endpoint))
         }
     }
 }
@@ -464,6 +506,11 @@ pub(crate) async fn delete(
     Path((app, reference)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let endpoint = load_endpoint(&state, &app, &reference).await?;
+    remove(&state, &endpoint).await
+}
+
+/// Deletes a loaded endpoint.
+pub(crate) async fn remove(state: &AppState, endpoint: &Endpoint) -> Result<StatusCode, ApiError> {
     state
         .store
         .delete_endpoint(&endpoint.app_id, &endpoint.id, state.clock.now())
@@ -476,15 +523,21 @@ pub(crate) struct EndpointSecretOut {
     key: String,
 }
 
+impl From<&Endpoint> for EndpointSecretOut {
+    fn from(endpoint: &Endpoint) -> Self {
+        Self {
+            key: endpoint.key.expose(),
+        }
+    }
+}
+
 /// The endpoint's current signing secret.
 pub(crate) async fn secret(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
 ) -> Result<Json<EndpointSecretOut>, ApiError> {
     let endpoint = load_endpoint(&state, &app, &reference).await?;
-    Ok(Json(EndpointSecretOut {
-        key: endpoint.key.expose(),
-    }))
+    Ok(Json(EndpointSecretOut::from(&endpoint)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -503,12 +556,22 @@ pub(crate) async fn rotate_secret(
     Path((app, reference)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<EndpointSecretOut>, ApiError> {
+    let endpoint = load_endpoint(&state, &app, &reference).await?;
+    rotate(&state, endpoint, &body).await.map(Json)
+}
+
+/// Rotates the secret of a loaded endpoint; `body` is an optional
+/// `EndpointSecretRotateIn` (the SDKs often send none, or `{}`).
+pub(crate) async fn rotate(
+    state: &AppState,
+    mut endpoint: Endpoint,
+    body: &[u8],
+) -> Result<EndpointSecretOut, ApiError> {
     let input: EndpointSecretRotateIn = if body.iter().all(u8::is_ascii_whitespace) {
         EndpointSecretRotateIn::default()
     } else {
-        crate::extract::parse_json(&body)?
+        crate::extract::parse_json(body)?
     };
-    let mut endpoint = load_endpoint(&state, &app, &reference).await?;
     let new_key = match input.key.as_deref() {
         Some(key) => SigningKey::parse(key).map_err(|error| error.at("key"))?,
         None => SigningKey::generate(),
@@ -528,9 +591,7 @@ pub(crate) async fn rotate_secret(
     });
     endpoint.updated_at = now;
     let endpoint = state.store.update_endpoint(endpoint).await?;
-    Ok(Json(EndpointSecretOut {
-        key: endpoint.key.expose(),
-    }))
+    Ok(EndpointSecretOut::from(&endpoint))
 }
 
 #[derive(Debug, Serialize)]
@@ -545,14 +606,20 @@ pub(crate) async fn headers(
     Path((app, reference)): Path<(String, String)>,
 ) -> Result<Json<EndpointHeadersOut>, ApiError> {
     let endpoint = load_endpoint(&state, &app, &reference).await?;
-    let (sensitive, shown): (Vec<_>, Vec<_>) = endpoint
-        .headers
-        .into_iter()
-        .partition(|(name, _)| SENSITIVE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
-    Ok(Json(EndpointHeadersOut {
-        headers: shown.into_iter().collect(),
-        sensitive: sensitive.into_iter().map(|(name, _)| name).collect(),
-    }))
+    Ok(Json(EndpointHeadersOut::from(endpoint)))
+}
+
+impl From<Endpoint> for EndpointHeadersOut {
+    fn from(endpoint: Endpoint) -> Self {
+        let (sensitive, shown): (Vec<_>, Vec<_>) = endpoint
+            .headers
+            .into_iter()
+            .partition(|(name, _)| SENSITIVE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+        Self {
+            headers: shown.into_iter().collect(),
+            sensitive: sensitive.into_iter().map(|(name, _)| name).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -567,7 +634,16 @@ pub(crate) async fn put_headers(
     Path((app, reference)): Path<(String, String)>,
     Json(input): Json<EndpointHeadersIn>,
 ) -> Result<StatusCode, ApiError> {
-    let mut endpoint = load_endpoint(&state, &app, &reference).await?;
+    let endpoint = load_endpoint(&state, &app, &reference).await?;
+    replace_headers(&state, endpoint, input).await
+}
+
+/// Replaces all custom headers of a loaded endpoint.
+pub(crate) async fn replace_headers(
+    state: &AppState,
+    mut endpoint: Endpoint,
+    input: EndpointHeadersIn,
+) -> Result<StatusCode, ApiError> {
     check_headers(&input.headers)?;
     endpoint.headers = input.headers;
     endpoint.updated_at = state.clock.now();

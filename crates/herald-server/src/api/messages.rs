@@ -137,6 +137,7 @@ pub(crate) fn build_message(
         payload,
         channels,
         tags,
+        headers: Default::default(),
         created_at: state.clock.now(),
     })
 }

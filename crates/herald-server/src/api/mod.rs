@@ -5,6 +5,7 @@ mod attempts;
 mod endpoints;
 mod event_types;
 mod health;
+pub(crate) mod ingest;
 mod messages;
 
 use axum::routing::{get, post};

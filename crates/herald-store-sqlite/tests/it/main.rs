@@ -66,6 +66,7 @@ async fn acknowledged_writes_survive_dropping_the_store_and_reopening_the_file()
         payload: r#"{"invoice":42}"#.to_owned(),
         channels: Vec::new(),
         tags: Vec::new(),
+        headers: BTreeMap::from([("x-request-id".to_owned(), "r-1".to_owned())]),
         created_at,
     };
     store

@@ -9,6 +9,7 @@ mod binary;
 mod cli;
 mod delivery;
 mod durability;
+mod gateway;
 mod python_sdk;
 mod signing;
 

@@ -1,0 +1,95 @@
+//! Per-source rate limiting: one token bucket per source, in memory.
+//!
+//! In memory is enough for one node: a limit protects this node and the
+//! destinations behind it, and forgetting the buckets on restart only lets
+//! one extra burst through. A source's bucket holds `rate` tokens (one
+//! second's worth), refilled continuously.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use herald_core::SourceId;
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+/// The buckets of every source that has a limit.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimiter {
+    buckets: Mutex<HashMap<SourceId, Bucket>>,
+}
+
+impl RateLimiter {
+    /// Takes one token from `source`'s bucket (`rate` per second) at `now`;
+    /// when it is empty, answers how long until the next token.
+    pub(crate) fn check(&self, source: &SourceId, rate: u32, now: Instant) -> Result<(), Duration> {
+        let rate = f64::from(rate.max(1));
+        // A poisoned lock only means another request panicked mid-update;
+        // a bucket is valid in every state.
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let bucket = buckets.entry(source.clone()).or_insert(Bucket {
+            tokens: rate,
+            refilled_at: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.refilled_at);
+        bucket.tokens = (bucket.tokens + elapsed.as_secs_f64() * rate).min(rate);
+        bucket.refilled_at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+        }
+    }
+
+    /// Forgets a deleted source's bucket.
+    pub(crate) fn forget(&self, source: &SourceId) {
+        self.buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(source);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_rate_passes_then_one_per_interval() {
+        let limiter = RateLimiter::default();
+        let source = SourceId::generate();
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.check(&source, 3, start).is_ok());
+        }
+        let wait = limiter.check(&source, 3, start).expect_err("bucket empty");
+        assert!(
+            wait <= Duration::from_millis(334) && wait > Duration::ZERO,
+            "{wait:?}"
+        );
+        assert!(limiter
+            .check(&source, 3, start + Duration::from_millis(340))
+            .is_ok());
+        assert!(limiter
+            .check(&source, 3, start + Duration::from_millis(340))
+            .is_err());
+    }
+
+    #[test]
+    fn sources_have_their_own_buckets() {
+        let limiter = RateLimiter::default();
+        let (first, second) = (SourceId::generate(), SourceId::generate());
+        let now = Instant::now();
+        assert!(limiter.check(&first, 1, now).is_ok());
+        assert!(limiter.check(&first, 1, now).is_err());
+        assert!(limiter.check(&second, 1, now).is_ok());
+    }
+}
