@@ -49,3 +49,30 @@ pub struct InboundCount {
     pub reason: &'static str,
     pub count: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_kept_per_source_outcome_and_reason() {
+        let counters = Counters::default();
+        counters.count("src_a", "rejected", "bad_signature");
+        counters.count("src_a", "rejected", "bad_signature");
+        counters.count("src_a", "accepted", "");
+        counters.count("src_b", "rejected", "rate_limited");
+        let counts: Vec<_> = counters
+            .snapshot()
+            .into_iter()
+            .map(|count| (count.source, count.outcome, count.reason, count.count))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("src_a".to_owned(), "accepted", "", 1),
+                ("src_a".to_owned(), "rejected", "bad_signature", 2),
+                ("src_b".to_owned(), "rejected", "rate_limited", 1),
+            ]
+        );
+    }
+}

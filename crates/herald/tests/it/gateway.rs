@@ -412,6 +412,30 @@ async fn twilio_form_posts_are_verified_against_the_public_url_and_wrapped() {
 }
 
 #[tokio::test]
+async fn twilio_signatures_cover_the_configured_url_when_a_proxy_changes_it() {
+    provider_round_trip(Case {
+        source_type: "generic-webhook",
+        config: json!({"verifier": {"type": "twilio", "secret": "twilio-auth-token",
+                                    "url": "https://hooks.example.com/twilio/sms"}}),
+        scheme: "twilio",
+        secret: "twilio-auth-token",
+        signer: json!({"url": "https://hooks.example.com/twilio/sms"}),
+        signs_body: true,
+        request: |n| {
+            (
+                format!("MessageSid=SM{n}&Body=Hello").into_bytes(),
+                vec![(
+                    "Content-Type",
+                    "application/x-www-form-urlencoded".to_owned(),
+                )],
+            )
+        },
+        expected_event_type: "webhook.received",
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn gitlab_tokens_are_checked() {
     provider_round_trip(Case {
         source_type: "generic-webhook",
@@ -792,4 +816,63 @@ async fn sources_are_managed_by_id_or_uid_and_bad_configs_are_named() {
         404,
         "a deleted source's URL is gone"
     );
+}
+
+#[tokio::test]
+async fn an_acknowledged_inbound_event_survives_kill_9_and_is_forwarded_after_restart() {
+    const TOKEN: &str = "gateway-durability-token";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = dir.path().join("herald.db");
+    let receiver_address = Receiver::unused_address().await;
+    let start = || {
+        crate::binary::Herald::start(
+            &database,
+            &["--retry-schedule", &["1s"; 30].join(",")],
+            &[("HERALD_ADMIN_TOKEN", TOKEN)],
+        )
+    };
+
+    let first = start();
+    let api = herald_test_support::Api::new(first.base.clone(), TOKEN);
+    let source = api
+        .post(
+            "/ingest/api/v1/source",
+            json!({"name": "durable", "type": "stripe", "config": {"secret": "whsec_durable"}}),
+            201,
+        )
+        .await;
+    let id = source["id"].as_str().expect("source id");
+    assert_eq!(source["ingestUrl"], format!("{}/in/{id}", first.base));
+    api.post(
+        &format!("/ingest/api/v1/source/{id}/endpoint"),
+        json!({"url": format!("http://{receiver_address}/hook")}),
+        201,
+    )
+    .await;
+    let (body, _) = stripe_event(1);
+    let headers = provider_headers("stripe", "whsec_durable", &body, json!({}));
+    let mut request = reqwest::Client::new()
+        .post(source["ingestUrl"].as_str().expect("ingestUrl"))
+        .body(body.clone());
+    for (name, value) in &headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let answer = request.send().await.expect("herald answers");
+    assert_eq!(answer.status().as_u16(), 200);
+    let msg: Value = answer.json().await.expect("JSON answer");
+    // Killed right after the 2xx, before any delivery could succeed.
+    first.kill();
+
+    let receiver = Receiver::start_at(receiver_address, Behaviour::Accept).await;
+    let second = start();
+    let msg_id = msg["msgId"].as_str().expect("msgId").to_owned();
+    let delivered = eventually("the acknowledged event is forwarded", DEADLINE, || async {
+        receiver
+            .received()
+            .into_iter()
+            .find(|request| request.header("webhook-id") == msg_id)
+    })
+    .await;
+    assert_eq!(delivered.body.as_ref(), body.as_slice());
+    second.kill();
 }

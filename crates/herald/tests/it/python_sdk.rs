@@ -80,3 +80,38 @@ async fn the_official_python_sdk_drives_herald() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_official_python_sdk_manages_sources_and_destinations() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/svix_python_ingest.py");
+    let python = python_with_svix();
+    let output = tokio::process::Command::new(python)
+        .arg(&script)
+        .env("HERALD_URL", &server.api.base)
+        .env("HERALD_TOKEN", TEST_TOKEN)
+        .env("HERALD_RECEIVER_URL", receiver.url("ingest"))
+        .output()
+        .await
+        .expect("the SDK script runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "SDK ingest script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let msg = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("ingested "))
+        .expect("the script names the message it ingested")
+        .trim()
+        .to_owned();
+    eventually(
+        "the ingested Stripe event reaches the destination",
+        DEADLINE,
+        || async { receiver.count_by_message().contains_key(&msg).then_some(()) },
+    )
+    .await;
+}
