@@ -15,7 +15,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use herald_store::{Store, StoreError};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,8 +28,7 @@ pub fn generate_token() -> String {
 
 /// The stored form of a token.
 pub fn hash_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::digest::sha256_hex(token.as_bytes())
 }
 
 /// Makes sure at least one token can reach the API: with none configured and

@@ -6,6 +6,7 @@
 
 mod api;
 pub mod auth;
+mod digest;
 mod error;
 mod extract;
 mod gateway;

@@ -37,6 +37,7 @@ use serde_json::{json, Value};
 pub use counters::InboundCount;
 pub(crate) use rate_limit::RateLimiter;
 
+use crate::digest::sha256_hex;
 use crate::state::AppState;
 use counters::Counters;
 use request_headers::{header_pairs, RequestHeaders};
@@ -416,8 +417,14 @@ async fn accept(
         headers: forwarded_headers(settings, &arrival.headers),
         created_at: arrival.received_at,
     };
-    let dedupe = facts.event_id.map(|event_id| DedupeKey {
-        event_id,
+    // Providers without an event id (Twilio, GitLab, generic senders) retry
+    // with the same bytes: the body's digest stands in for the id, so a
+    // retried request is still forwarded once.
+    let dedupe_id = facts
+        .event_id
+        .unwrap_or_else(|| format!("sha256:{}", sha256_hex(bytes)));
+    let dedupe = Some(DedupeKey {
+        event_id: dedupe_id,
         expires_at: arrival.received_at.plus(settings.dedupe_window),
     });
     let record = arrival.record(

@@ -228,6 +228,10 @@ async fn provider_round_trip(case: Case) {
     );
     let delivery = fixture.delivered(1).await.remove(0);
     fixture.assert_signed_by_herald(&delivery);
+    // The provider retries the same event: acknowledged, not forwarded again
+    // (the final count below shows it).
+    let (status, _, answer) = fixture.post(&body, &headers).await;
+    assert_eq!(status, 200, "a repeated event is acknowledged: {answer}");
     let message = fixture
         .server
         .api
@@ -298,6 +302,11 @@ async fn provider_round_trip(case: Case) {
         );
     }
     assert_eq!(fixture.log(Some("accepted")).await.len(), 2);
+    assert_eq!(
+        fixture.log(Some("duplicate")).await.len(),
+        1,
+        "the repeated event is logged as a duplicate"
+    );
 }
 
 fn stripe_event(n: usize) -> Unsigned {
