@@ -22,6 +22,26 @@ pub(crate) struct ListResponse<T> {
     pub(crate) done: bool,
 }
 
+/// The paging parameters every plain list takes.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListParams {
+    limit: Option<usize>,
+    iterator: Option<String>,
+    order: Option<String>,
+}
+
+impl ListParams {
+    /// The page asked for; lists without `order` go oldest first.
+    pub(crate) fn page(&self) -> Result<PageRequest, ApiError> {
+        page_request(
+            self.limit,
+            self.iterator.as_deref(),
+            self.order.as_deref(),
+            false,
+        )
+    }
+}
+
 /// Builds a page request from `limit`, `iterator` and `order`. An iterator
 /// starting with `-` (a `prevIterator`) pages backwards.
 pub(crate) fn page_request(

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
-use crate::wire::{list_response, page_request, ListResponse, Patch};
+use crate::wire::{list_response, ListParams, ListResponse, Patch};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -98,24 +98,12 @@ pub(crate) async fn load_app(state: &AppState, reference: &str) -> Result<App, A
         .ok_or(ApiError::NotFound("application"))
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct ListParams {
-    limit: Option<usize>,
-    iterator: Option<String>,
-    order: Option<String>,
-}
-
 /// Lists applications, oldest first.
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<ListResponse<ApplicationOut>>, ApiError> {
-    let request = page_request(
-        params.limit,
-        params.iterator.as_deref(),
-        params.order.as_deref(),
-        false,
-    )?;
+    let request = params.page()?;
     let page = state.store.list_apps(request.clone()).await?;
     Ok(Json(list_response(
         page,

@@ -18,7 +18,7 @@ use crate::api::messages::{self, MessageOut};
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
-use crate::wire::{list_response, page_request, parse_time, query_time, ListResponse, Patch};
+use crate::wire::{list_response, parse_time, query_time, ListParams, ListResponse, Patch};
 
 /// Channels an endpoint may subscribe to at most.
 const MAX_CHANNELS: usize = 10;
@@ -248,13 +248,6 @@ pub(crate) async fn endpoint_of(
         .ok_or(ApiError::NotFound("endpoint"))
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct ListParams {
-    limit: Option<usize>,
-    iterator: Option<String>,
-    order: Option<String>,
-}
-
 /// Lists an app's endpoints, oldest first.
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -271,12 +264,7 @@ pub(crate) async fn list_of(
     app: &AppId,
     params: ListParams,
 ) -> Result<ListResponse<EndpointOut>, ApiError> {
-    let request = page_request(
-        params.limit,
-        params.iterator.as_deref(),
-        params.order.as_deref(),
-        false,
-    )?;
+    let request = params.page()?;
     let page = state.store.list_endpoints(app, request.clone()).await?;
     Ok(list_response(
         page,

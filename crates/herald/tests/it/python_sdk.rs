@@ -47,14 +47,16 @@ fn python_with_svix() -> PathBuf {
     python
 }
 
-#[tokio::test]
-async fn the_official_python_sdk_drives_herald() {
+/// Runs `tests/sdk/{script}` against a fresh Herald and a receiver, and
+/// waits until the message the script names after `marker` arrives.
+async fn run_sdk_script(script: &str, marker: &str) {
     let server = TestServer::start().await;
     let receiver = Receiver::start(Behaviour::Accept).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/svix_python.py");
-    let python = python_with_svix();
-    let output = tokio::process::Command::new(python)
-        .arg(&script)
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/sdk")
+        .join(script);
+    let output = tokio::process::Command::new(python_with_svix())
+        .arg(&path)
         .env("HERALD_URL", &server.api.base)
         .env("HERALD_TOKEN", TEST_TOKEN)
         .env("HERALD_RECEIVER_URL", receiver.url("sdk"))
@@ -64,17 +66,17 @@ async fn the_official_python_sdk_drives_herald() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "SDK script failed:\n{stdout}\n{}",
+        "{script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let msg = stdout
         .lines()
-        .find_map(|line| line.strip_prefix("delivered "))
-        .expect("the script names the message it sent")
+        .find_map(|line| line.strip_prefix(marker))
+        .unwrap_or_else(|| panic!("{script} names its message after '{marker}'"))
         .trim()
         .to_owned();
     eventually(
-        "the SDK's message reaches the receiver",
+        "the script's message reaches the receiver",
         DEADLINE,
         || async { receiver.count_by_message().contains_key(&msg).then_some(()) },
     )
@@ -82,36 +84,11 @@ async fn the_official_python_sdk_drives_herald() {
 }
 
 #[tokio::test]
+async fn the_official_python_sdk_drives_herald() {
+    run_sdk_script("svix_python.py", "delivered ").await;
+}
+
+#[tokio::test]
 async fn the_official_python_sdk_manages_sources_and_destinations() {
-    let server = TestServer::start().await;
-    let receiver = Receiver::start(Behaviour::Accept).await;
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/svix_python_ingest.py");
-    let python = python_with_svix();
-    let output = tokio::process::Command::new(python)
-        .arg(&script)
-        .env("HERALD_URL", &server.api.base)
-        .env("HERALD_TOKEN", TEST_TOKEN)
-        .env("HERALD_RECEIVER_URL", receiver.url("ingest"))
-        .output()
-        .await
-        .expect("the SDK script runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "SDK ingest script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let msg = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("ingested "))
-        .expect("the script names the message it ingested")
-        .trim()
-        .to_owned();
-    eventually(
-        "the ingested Stripe event reaches the destination",
-        DEADLINE,
-        || async { receiver.count_by_message().contains_key(&msg).then_some(()) },
-    )
-    .await;
+    run_sdk_script("svix_python_ingest.py", "ingested ").await;
 }

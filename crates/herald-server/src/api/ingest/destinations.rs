@@ -10,11 +10,11 @@ use axum::response::IntoResponse;
 use super::load_source;
 use crate::api::endpoints::{
     self, EndpointHeadersIn, EndpointHeadersOut, EndpointIn, EndpointOut, EndpointSecretOut,
-    ListParams,
 };
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
+use crate::wire::ListParams;
 use crate::wire::ListResponse;
 
 /// Lists a source's destinations, oldest first.

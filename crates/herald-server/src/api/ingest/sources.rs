@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::gateway::{ingest_url, source_config};
 use crate::state::AppState;
-use crate::wire::{list_response, page_request, ListResponse};
+use crate::wire::{list_response, ListParams, ListResponse};
 
 /// Create (POST) and replace (PUT) body.
 #[derive(Debug, Deserialize)]
@@ -124,24 +124,12 @@ pub(crate) async fn load_source(state: &AppState, reference: &str) -> Result<Sou
         .ok_or(ApiError::NotFound("source"))
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct ListParams {
-    limit: Option<usize>,
-    iterator: Option<String>,
-    order: Option<String>,
-}
-
 /// Lists sources, oldest first.
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<ListResponse<IngestSourceOut>>, ApiError> {
-    let request = page_request(
-        params.limit,
-        params.iterator.as_deref(),
-        params.order.as_deref(),
-        false,
-    )?;
+    let request = params.page()?;
     let page = state.store.list_sources(request.clone()).await?;
     Ok(Json(list_response(
         page,
