@@ -57,7 +57,9 @@ impl SqliteStore {
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
                  PRAGMA foreign_keys = OFF;
-                 PRAGMA busy_timeout = 5000;",
+                 PRAGMA busy_timeout = 5000;
+                 PRAGMA temp_store = MEMORY;
+                 PRAGMA cache_size = -32768;",
             )
             .map_err(backend)?;
         schema::migrate(&mut connection).map_err(backend)?;
