@@ -58,7 +58,6 @@ impl SqliteStore {
                  PRAGMA synchronous = FULL;
                  PRAGMA foreign_keys = OFF;
                  PRAGMA busy_timeout = 5000;
-                 PRAGMA temp_store = MEMORY;
                  PRAGMA cache_size = -32768;",
             )
             .map_err(backend)?;

@@ -270,26 +270,33 @@ pub(crate) fn resend(
     Ok(())
 }
 
-pub(crate) fn recover(
+/// Re-queues up to `chunk` failed deliveries; the caller repeats until
+/// none is left, so a large recovery never holds the writer for long.
+pub(crate) fn recover_chunk(
     connection: &Connection,
     endpoint: &EndpointId,
     since: Timestamp,
     until: Option<Timestamp>,
     now: Timestamp,
+    chunk: usize,
 ) -> Result<u64, StoreError> {
     let changed = connection
         .prepare_cached(
             "UPDATE deliveries SET status = 1, next_attempt_at = ?4, trigger_type = 1,
                  updated_at = ?4
-             WHERE endpoint_id = ?1 AND status = 2 AND msg_created_at >= ?2
-                 AND msg_created_at < ?3",
+             WHERE (msg_id, endpoint_id) IN (
+                 SELECT msg_id, endpoint_id FROM deliveries
+                 WHERE endpoint_id = ?1 AND status = 2 AND msg_created_at >= ?2
+                     AND msg_created_at < ?3
+                 LIMIT ?5)",
         )
         .map_err(backend)?
         .execute(params![
             endpoint.as_str(),
             since.0,
             until.map_or(i64::MAX, |until| until.0),
-            now.0
+            now.0,
+            i64::try_from(chunk).unwrap_or(i64::MAX),
         ])
         .map_err(backend)?;
     Ok(changed as u64)

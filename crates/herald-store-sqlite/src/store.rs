@@ -266,10 +266,23 @@ impl Store for SqliteStore {
         until: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<u64> {
-        let endpoint = endpoint.clone();
-        self.writer
-            .write(move |connection| messages::recover(connection, &endpoint, since, until, now))
-            .await
+        // In chunks, each its own write: other writes (new messages, attempt
+        // results) go between them instead of waiting for a million-row update.
+        const CHUNK: usize = 5_000;
+        let mut recovered = 0;
+        loop {
+            let endpoint = endpoint.clone();
+            let changed = self
+                .writer
+                .write(move |connection| {
+                    messages::recover_chunk(connection, &endpoint, since, until, now, CHUNK)
+                })
+                .await?;
+            recovered += changed;
+            if changed < CHUNK as u64 {
+                return Ok(recovered);
+            }
+        }
     }
 
     async fn endpoint_stats(
