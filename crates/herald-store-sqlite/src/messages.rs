@@ -1,7 +1,7 @@
 //! Messages, their fan-out into deliveries, and the attempt log.
 
 use herald_core::model::{Attempt, Delivery, Message};
-use herald_core::{AppId, EndpointId, MessageId, Timestamp};
+use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{
     AttemptFilter, CreatedMessage, DeliveryStats, MessageFilter, Page, PageRequest, StoreError,
 };
@@ -224,6 +224,21 @@ pub(crate) fn list_attempts(
         page,
         rows::attempt,
     )
+}
+
+pub(crate) fn attempt(
+    connection: &Connection,
+    app: &AppId,
+    msg: &MessageId,
+    id: &AttemptId,
+) -> Result<Option<Attempt>, StoreError> {
+    Select::new(rows::ATTEMPT_COLUMNS, "attempts a")
+        .and(
+            "a.id = ? AND a.msg_id = ? AND a.app_id = ?",
+            [text(id.as_str()), text(msg.as_str()), text(app.as_str())],
+        )
+        .all(connection, rows::attempt)
+        .map(|found| found.into_iter().next())
 }
 
 pub(crate) fn resend(

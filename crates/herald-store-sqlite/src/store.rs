@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
-use herald_core::{AppId, EndpointId, MessageId, Timestamp};
+use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{
     AttemptFilter, Claim, CreatedMessage, DeliveryOutcome, DeliveryStats, MessageFilter, Page,
     PageRequest, Store, StoreError,
@@ -243,6 +243,18 @@ impl Store for SqliteStore {
         let app = app.clone();
         self.readers
             .read(move |connection| messages::list_attempts(connection, &app, &filter, &page))
+            .await
+    }
+
+    async fn attempt(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        id: &AttemptId,
+    ) -> Result<Option<Attempt>> {
+        let (app, msg, id) = (app.clone(), msg.clone(), id.clone());
+        self.readers
+            .read(move |connection| messages::attempt(connection, &app, &msg, &id))
             .await
     }
 

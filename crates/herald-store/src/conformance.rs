@@ -1394,6 +1394,23 @@ async fn record_attempt_logs_the_attempt_and_moves_the_delivery(store: &dyn Stor
         at(200),
     )
     .await;
+    let found = store
+        .attempt(&app.id, &message.id, &succeeded.id)
+        .await
+        .expect("attempt failed");
+    assert_eq!(
+        found.as_ref(),
+        Some(&succeeded),
+        "an attempt must be found by id"
+    );
+    let elsewhere = store
+        .attempt(&AppId::generate(), &message.id, &succeeded.id)
+        .await
+        .expect("attempt failed");
+    assert_eq!(
+        elsewhere, None,
+        "an attempt must not be found through another app"
+    );
 
     let retrying = delivery(store, &app.id, &message.id, &flaky.id).await;
     assert_eq!(

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
-use herald_core::{AppId, EndpointId, MessageId, Timestamp};
+use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 
 use crate::{
     AttemptFilter, Claim, CreatedMessage, DeliveryOutcome, DeliveryStats, MessageFilter, Page,
@@ -97,6 +97,13 @@ pub trait Store: SourceStore + Send + Sync + 'static {
         filter: AttemptFilter,
         page: PageRequest,
     ) -> Result<Page<Attempt>>;
+    /// One attempt of a message of `app`.
+    async fn attempt(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        id: &AttemptId,
+    ) -> Result<Option<Attempt>>;
     /// Queues one manual attempt of `msg` to `endpoint`, creating the
     /// delivery if the message was never fanned out to it. If an attempt is
     /// in flight, the manual one follows it.

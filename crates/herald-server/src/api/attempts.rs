@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use herald_core::model::{Attempt, DeliveryStatus};
+use herald_core::AttemptId;
 use herald_store::AttemptFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -142,6 +143,31 @@ pub(crate) async fn by_endpoint(
     let mut filter = params.filter()?;
     filter.endpoint_id = Some(endpoint.id);
     respond(&state, &endpoint.app_id, filter, &params).await
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct GetParams {
+    with_content: Option<bool>,
+}
+
+/// One attempt of a message.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path((app, msg, attempt)): Path<(String, String, String)>,
+    Query(params): Query<GetParams>,
+) -> Result<Json<MessageAttemptOut>, ApiError> {
+    let app = load_app(&state, &app).await?;
+    let message = load_message(&state, &app.id, &msg).await?;
+    let id = AttemptId::parse(&attempt).ok_or(ApiError::NotFound("attempt"))?;
+    let attempt = state
+        .store
+        .attempt(&app.id, &message.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("attempt"))?;
+    Ok(Json(MessageAttemptOut::new(
+        attempt,
+        params.with_content.unwrap_or(true),
+    )))
 }
 
 /// Queues one more (manual) attempt of a message to an endpoint.

@@ -80,6 +80,7 @@ pub(crate) fn authenticated() -> Router<AppState> {
             post(attempts::resend),
         )
         .route("/app/{app}/attempt/msg/{msg}", get(attempts::by_message))
+        .route("/app/{app}/msg/{msg}/attempt/{attempt}", get(attempts::get))
         .route(
             "/app/{app}/attempt/endpoint/{endpoint}",
             get(attempts::by_endpoint),
