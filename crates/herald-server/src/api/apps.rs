@@ -239,6 +239,18 @@ pub(crate) async fn delete(
     Path(reference): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let app = load_app(&state, &reference).await?;
+    // An inbound source's backing app carries the source id as its uid;
+    // deleting it alone would leave the source forwarding into nothing.
+    if let Some(uid) = &app.uid {
+        if let Some(source) = state.store.source_by_ref(uid.as_str()).await? {
+            if source.app_id == app.id {
+                return Err(ApiError::Conflict(format!(
+                    "application backs inbound source {}; delete the source instead",
+                    source.id
+                )));
+            }
+        }
+    }
     state.store.delete_app(&app.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -758,6 +758,18 @@ async fn sources_are_managed_by_id_or_uid_and_bad_configs_are_named() {
         ))
         .await;
     assert_eq!(app["name"], "Payments", "the source is backed by an app");
+    let (status, answer) = api
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/app/{}", source["appId"].as_str().expect("appId")),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        status, 409,
+        "a source's backing app is deleted with the source, not alone: {answer}"
+    );
 
     for (body, field) in [
         (json!({"name": "x", "type": "cron", "config": {}}), "type"),
