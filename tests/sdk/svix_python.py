@@ -115,6 +115,8 @@ attempts = wait_for(
 assert attempts[0].response_status_code == 200, attempts[0]
 assert attempts[0].endpoint_id == endpoint.id
 assert client.message_attempt.get(app.id, message.id, attempts[0].id).id == attempts[0].id
+sent_to_endpoint = client.message_attempt.list_attempted_messages(app.id, endpoint.id)
+assert [(m.id, m.status) for m in sent_to_endpoint.data] == [(message.id, 0)], sent_to_endpoint
 by_endpoint = client.message_attempt.list_by_endpoint(app.id, endpoint.id, MessageAttemptListByEndpointOptions())
 assert [a.id for a in by_endpoint.data] == [attempts[0].id]
 destinations = client.message_attempt.list_attempted_destinations(

@@ -195,6 +195,35 @@ pub(crate) fn deliveries_of_message(
         .all(connection, rows::delivery)
 }
 
+/// The messages fanned out to one endpoint, newest first, each with its
+/// delivery to that endpoint.
+pub(crate) fn list_endpoint_messages(
+    connection: &Connection,
+    app: &AppId,
+    endpoint: &EndpointId,
+    status: Option<herald_core::model::DeliveryStatus>,
+    page: &PageRequest,
+) -> Result<Page<(Message, Delivery)>, StoreError> {
+    let columns = format!(
+        "{}, {}",
+        rows::prefixed("m", rows::MESSAGE_COLUMNS),
+        rows::prefixed("d", rows::DELIVERY_COLUMNS)
+    );
+    let mut select = Select::new(&columns, "deliveries d JOIN messages m ON m.id = d.msg_id").and(
+        "d.endpoint_id = ? AND d.app_id = ?",
+        [text(endpoint.as_str()), text(app.as_str())],
+    );
+    if let Some(status) = status {
+        select = select.and("d.status = ?", [Value::Integer(status.code())]);
+    }
+    select.page(connection, "d.msg_id", page, |row| {
+        Ok((
+            rows::message(row)?,
+            rows::delivery_at(row, rows::MESSAGE_COLUMN_COUNT)?,
+        ))
+    })
+}
+
 pub(crate) fn list_attempts(
     connection: &Connection,
     app: &AppId,

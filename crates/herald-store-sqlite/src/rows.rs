@@ -132,19 +132,36 @@ pub(crate) fn endpoint(row: &Row<'_>) -> Result<Endpoint, StoreError> {
 pub(crate) const MESSAGE_COLUMNS: &str =
     "id, app_id, event_type, event_id, payload, channels, tags, created_at, headers";
 
+/// `columns` with every name qualified by a table alias, for joins.
+pub(crate) fn prefixed(alias: &str, columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|name| format!("{alias}.{}", name.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn message(row: &Row<'_>) -> Result<Message, StoreError> {
+    message_at(row, 0)
+}
+
+/// A message whose [`MESSAGE_COLUMNS`] start at column `at`.
+pub(crate) fn message_at(row: &Row<'_>, at: usize) -> Result<Message, StoreError> {
     Ok(Message {
-        id: MessageId::from_stored(column(row, 0)?),
-        app_id: AppId::from_stored(column(row, 1)?),
-        event_type: EventTypeName::parse(&column::<String>(row, 2)?).map_err(corrupt)?,
-        event_id: column(row, 3)?,
-        payload: column(row, 4)?,
-        channels: names(Some(column(row, 5)?), Channel::parse)?.unwrap_or_default(),
-        tags: json(&column::<String>(row, 6)?)?,
-        created_at: Timestamp(column(row, 7)?),
-        headers: json(&column::<String>(row, 8)?)?,
+        id: MessageId::from_stored(column(row, at)?),
+        app_id: AppId::from_stored(column(row, at + 1)?),
+        event_type: EventTypeName::parse(&column::<String>(row, at + 2)?).map_err(corrupt)?,
+        event_id: column(row, at + 3)?,
+        payload: column(row, at + 4)?,
+        channels: names(Some(column(row, at + 5)?), Channel::parse)?.unwrap_or_default(),
+        tags: json(&column::<String>(row, at + 6)?)?,
+        created_at: Timestamp(column(row, at + 7)?),
+        headers: json(&column::<String>(row, at + 8)?)?,
     })
 }
+
+/// Columns of [`MESSAGE_COLUMNS`] in one message row.
+pub(crate) const MESSAGE_COLUMN_COUNT: usize = 9;
 
 fn status(code: i64) -> Result<DeliveryStatus, StoreError> {
     DeliveryStatus::from_code(code).ok_or_else(|| corrupt(format!("delivery status {code}")))
@@ -154,14 +171,19 @@ pub(crate) const DELIVERY_COLUMNS: &str =
     "msg_id, endpoint_id, status, attempt_count, next_attempt_at, trigger_type, updated_at";
 
 pub(crate) fn delivery(row: &Row<'_>) -> Result<Delivery, StoreError> {
+    delivery_at(row, 0)
+}
+
+/// A delivery whose [`DELIVERY_COLUMNS`] start at column `at`.
+pub(crate) fn delivery_at(row: &Row<'_>, at: usize) -> Result<Delivery, StoreError> {
     Ok(Delivery {
-        msg_id: MessageId::from_stored(column(row, 0)?),
-        endpoint_id: EndpointId::from_stored(column(row, 1)?),
-        status: status(column(row, 2)?)?,
-        attempt_count: column(row, 3)?,
-        next_attempt_at: column::<Option<i64>>(row, 4)?.map(Timestamp),
-        trigger: TriggerType::from_code(column(row, 5)?),
-        updated_at: Timestamp(column(row, 6)?),
+        msg_id: MessageId::from_stored(column(row, at)?),
+        endpoint_id: EndpointId::from_stored(column(row, at + 1)?),
+        status: status(column(row, at + 2)?)?,
+        attempt_count: column(row, at + 3)?,
+        next_attempt_at: column::<Option<i64>>(row, at + 4)?.map(Timestamp),
+        trigger: TriggerType::from_code(column(row, at + 5)?),
+        updated_at: Timestamp(column(row, at + 6)?),
     })
 }
 

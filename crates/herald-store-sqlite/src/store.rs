@@ -234,6 +234,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn list_endpoint_messages(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        status: Option<herald_core::model::DeliveryStatus>,
+        page: PageRequest,
+    ) -> Result<Page<(Message, Delivery)>> {
+        let (app, endpoint) = (app.clone(), endpoint.clone());
+        self.readers
+            .read(move |connection| {
+                messages::list_endpoint_messages(connection, &app, &endpoint, status, &page)
+            })
+            .await
+    }
+
     async fn list_attempts(
         &self,
         app: &AppId,

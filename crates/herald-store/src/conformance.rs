@@ -61,6 +61,7 @@ where
         claim_due_caps_each_endpoint,
         a_stale_outcome_does_not_overwrite_the_delivery,
         a_resend_during_an_attempt_follows_it,
+        an_endpoints_messages_are_listed_with_their_delivery,
         record_attempt_logs_the_attempt_and_moves_the_delivery,
         released_leases_can_be_claimed_again,
         resend_queues_a_manual_attempt,
@@ -2625,4 +2626,59 @@ async fn deleting_a_source_removes_its_app_log_and_dedupe_keys(store: &dyn Store
         matches!(missing, Err(StoreError::NotFound(_))),
         "deleting a missing source is NotFound, got {missing:?}"
     );
+}
+
+async fn an_endpoints_messages_are_listed_with_their_delivery(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+    let other = add_endpoint(store, new_endpoint(&app.id)).await;
+    let older = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let newer = publish(store, new_message(&app.id, "invoice.paid", at(10))).await;
+    let claims = claim(store, at(100), 10).await;
+    settle(
+        store,
+        claim_of(&claims, &older.id, &endpoint.id),
+        DeliveryStatus::Success,
+        None,
+        at(101),
+    )
+    .await;
+
+    let listed = store
+        .list_endpoint_messages(&app.id, &endpoint.id, None, everything(true))
+        .await
+        .expect("list_endpoint_messages failed");
+    let seen: Vec<(MessageId, EndpointId)> = listed
+        .items
+        .iter()
+        .map(|(message, delivery)| (message.id.clone(), delivery.endpoint_id.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (newer.id.clone(), endpoint.id.clone()),
+            (older.id.clone(), endpoint.id.clone())
+        ],
+        "an endpoint's messages are listed newest first, with that endpoint's delivery"
+    );
+    let succeeded = store
+        .list_endpoint_messages(
+            &app.id,
+            &endpoint.id,
+            Some(DeliveryStatus::Success),
+            everything(true),
+        )
+        .await
+        .expect("list_endpoint_messages failed");
+    assert_eq!(
+        succeeded.items.len(),
+        1,
+        "the status filter keeps only deliveries in that status"
+    );
+    assert_eq!(succeeded.items[0].0.id, older.id);
+    let elsewhere = store
+        .list_endpoint_messages(&AppId::generate(), &other.id, None, everything(true))
+        .await
+        .expect("list_endpoint_messages failed");
+    assert!(elsewhere.items.is_empty(), "another app sees nothing");
 }

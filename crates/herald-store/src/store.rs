@@ -90,6 +90,15 @@ pub trait Store: SourceStore + Send + Sync + 'static {
 
     /// The deliveries of one message, one per endpoint it was fanned out to.
     async fn deliveries_of_message(&self, app: &AppId, msg: &MessageId) -> Result<Vec<Delivery>>;
+    /// The messages fanned out to `endpoint`, newest first, each with its
+    /// delivery there (optionally only those in `status`).
+    async fn list_endpoint_messages(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        status: Option<herald_core::model::DeliveryStatus>,
+        page: PageRequest,
+    ) -> Result<Page<(Message, Delivery)>>;
     /// Attempts of `app` matching `filter`, newest first.
     async fn list_attempts(
         &self,

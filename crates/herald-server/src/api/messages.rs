@@ -355,3 +355,55 @@ pub(crate) async fn destinations(
         data,
     }))
 }
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EndpointMessageOut {
+    #[serde(flatten)]
+    message: MessageOut,
+    status: i64,
+    status_text: &'static str,
+    next_attempt: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EndpointMessagesParams {
+    limit: Option<usize>,
+    iterator: Option<String>,
+    status: Option<i64>,
+    with_content: Option<bool>,
+}
+
+/// The messages sent (or due) to one endpoint, newest first, with that
+/// delivery's status: what a tenant looks at when one endpoint misbehaves.
+pub(crate) async fn of_endpoint(
+    State(state): State<AppState>,
+    Path((app, endpoint)): Path<(String, String)>,
+    Query(params): Query<EndpointMessagesParams>,
+) -> Result<Json<ListResponse<EndpointMessageOut>>, ApiError> {
+    let endpoint = crate::api::endpoints::load_endpoint(&state, &app, &endpoint).await?;
+    let status = params
+        .status
+        .map(|code| {
+            DeliveryStatus::from_code(code)
+                .ok_or_else(|| ApiError::invalid_query("status", "must be 0, 1, 2 or 3"))
+        })
+        .transpose()?;
+    let request = page_request(params.limit, params.iterator.as_deref(), None, true)?;
+    let with_content = params.with_content.unwrap_or(true);
+    let page = state
+        .store
+        .list_endpoint_messages(&endpoint.app_id, &endpoint.id, status, request.clone())
+        .await?;
+    Ok(Json(list_response(
+        page,
+        &request,
+        |(message, _)| message.id.to_string(),
+        |(message, delivery)| EndpointMessageOut {
+            message: MessageOut::new(message, with_content),
+            status: delivery.status.code(),
+            status_text: status_text(delivery.status),
+            next_attempt: delivery.next_attempt_at.map(|at| at.to_rfc3339()),
+        },
+    )))
+}

@@ -72,6 +72,10 @@ pub(crate) fn authenticated() -> Router<AppState> {
             "/app/{app}/endpoint/{endpoint}/stats",
             get(endpoints::stats),
         )
+        .route(
+            "/app/{app}/endpoint/{endpoint}/msg",
+            get(messages::of_endpoint),
+        )
         .route("/app/{app}/msg", get(messages::list).post(messages::create))
         .route("/app/{app}/msg/{msg}", get(messages::get))
         .route("/app/{app}/msg/{msg}/endpoint", get(messages::destinations))
