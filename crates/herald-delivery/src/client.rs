@@ -38,6 +38,9 @@ impl Client {
         let guard = Arc::new(guard);
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the endpoint's host itself, past the
+            // SSRF guard: deliveries never use the environment's proxy.
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver::new(guard.clone())))
             .connect_timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(60))

@@ -45,9 +45,12 @@ impl Default for DeliveryConfig {
 }
 
 impl DeliveryConfig {
-    /// A lease outlives the longest possible attempt by a wide margin, so a
-    /// slow but live attempt is never taken over by another node.
+    /// A lease outlives the longest a claim can take, so a slow but live
+    /// attempt is never taken over: at most two rounds of its endpoint's
+    /// attempts ahead of it, at most three rounds waiting for a worker (the
+    /// engine keeps no more than four claims per worker, one of them
+    /// sending), its own request, and a wide margin for the commit.
     pub fn lease_duration(&self) -> Duration {
-        self.request_timeout * 2 + Duration::from_secs(30)
+        self.request_timeout * 6 + Duration::from_secs(30)
     }
 }

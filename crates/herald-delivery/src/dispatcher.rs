@@ -24,12 +24,13 @@ use crate::{DeliveryConfig, DeliveryError};
 /// Most deliveries leased in one store call.
 const CLAIM_BATCH: usize = 256;
 
-/// Claims that may wait for their result to be committed, per worker.
+/// Claims outstanding at once (waiting for a worker, sending, or waiting for
+/// their result to commit), per worker: enough to keep workers busy while
+/// results wait for a group commit (see `DeliveryConfig::lease_duration`).
 const UNRECORDED_PER_WORKER: usize = 4;
 
-/// An endpoint may have this many times its concurrency leased at once:
-/// enough that its next attempts are ready when one finishes, few enough
-/// that they are all sent long before their leases end.
+/// An endpoint may have this many times its concurrency claimed at once, so
+/// its next attempts are ready when one finishes.
 const QUEUED_PER_SLOT: usize = 2;
 
 /// Tells the engine that new work may be due.
@@ -158,10 +159,7 @@ impl Engine {
         &self,
         tasks: &mut JoinSet<()>,
     ) -> Result<bool, herald_store::StoreError> {
-        let free = self
-            .pool
-            .available_permits()
-            .min(self.unrecorded.available_permits());
+        let free = self.unrecorded.available_permits();
         if free == 0 {
             return Ok(false);
         }
@@ -181,21 +179,21 @@ impl Engine {
             .await?;
         let full = claims.len() == limit;
         for claim in claims {
-            let (Ok(permit), Ok(record_permit)) = (
-                self.pool.clone().try_acquire_owned(),
-                self.unrecorded.clone().try_acquire_owned(),
-            ) else {
+            let Ok(record_permit) = self.unrecorded.clone().try_acquire_owned() else {
                 // Cannot happen: we claimed no more than the free permits
                 // and only this loop takes them. The lease will expire.
-                tracing::error!("worker pool unexpectedly full");
+                tracing::error!("claim budget unexpectedly exhausted");
                 break;
             };
             let endpoint_permit = self.reserve_endpoint(&claim.endpoint_id);
-            tasks.spawn(self.attempt_task(claim, permit, record_permit, endpoint_permit));
+            tasks.spawn(self.attempt_task(claim, record_permit, endpoint_permit));
         }
         Ok(full)
     }
 
+    /// Endpoints with `QUEUED_PER_SLOT` times their concurrency outstanding;
+    /// a claim adds at most one concurrency's worth, so no claim waits
+    /// behind more than two rounds of its endpoint's attempts.
     fn saturated_endpoints(&self) -> Vec<EndpointId> {
         let limit = self.config.per_endpoint_concurrency.max(1) * QUEUED_PER_SLOT;
         lock(&self.endpoints)
@@ -235,10 +233,10 @@ impl Engine {
     fn attempt_task(
         &self,
         claim: Claim,
-        pool_permit: OwnedSemaphorePermit,
         record_permit: OwnedSemaphorePermit,
         endpoint_slot: Arc<Semaphore>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let pool = self.pool.clone();
         let store = self.store.clone();
         let clock = self.clock.clone();
         let client = self.client.clone();
@@ -246,13 +244,17 @@ impl Engine {
         let endpoints = self.endpoints.clone();
         let wake = self.wake.clone();
         async move {
+            // The endpoint's slot first, then a worker: a claim queued
+            // behind a slow endpoint holds no worker that others could use.
             let finished = match endpoint_slot.acquire().await {
-                Ok(_endpoint_permit) => send(&*store, &*clock, &client, &schedule, &claim).await,
+                Ok(_endpoint_permit) => match pool.acquire().await {
+                    Ok(_worker) => send(&*store, &*clock, &client, &schedule, &claim).await,
+                    Err(_) => None,
+                },
                 Err(_) => None,
             };
-            // The HTTP part is over: free the worker and the endpoint's slot
-            // now, so the next attempt need not wait for this one's commit.
-            drop(pool_permit);
+            // The HTTP part is over: the worker and the endpoint's slot were
+            // freed above, so the next attempt need not wait for this commit.
             release_endpoint(&endpoints, &claim.endpoint_id);
             wake.notify_one();
             if let Some(Finished { attempt, outcome }) = finished {

@@ -298,7 +298,9 @@ pub(crate) fn resend(
              ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET
                  resend_requested = (status = 3),
                  next_attempt_at = CASE WHEN status = 3 THEN next_attempt_at ELSE ?4 END,
-                 trigger_type = CASE WHEN status = 3 THEN trigger_type ELSE 1 END,
+                 -- A pending delivery keeps its retry schedule and is only
+                 -- brought forward: a failed resend must not end it early.
+                 trigger_type = CASE WHEN status IN (1, 3) THEN trigger_type ELSE 1 END,
                  status = CASE WHEN status = 3 THEN 3 ELSE 1 END,
                  updated_at = ?4",
         )
@@ -332,6 +334,8 @@ pub(crate) fn recover_chunk(
                  SELECT msg_id, endpoint_id FROM deliveries
                  WHERE endpoint_id = ?1 AND status = 2 AND msg_created_at >= ?2
                      AND msg_created_at < ?3
+                     -- failed again since this recovery began: not picked twice
+                     AND updated_at < ?4
                  LIMIT ?5)",
         )
         .map_err(backend)?

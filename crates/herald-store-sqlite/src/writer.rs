@@ -136,7 +136,18 @@ fn run_cached(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
 fn commit_batch(connection: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
     run_cached(connection, "BEGIN IMMEDIATE").map_err(|error| error.to_string())?;
     for job in batch.iter_mut() {
-        job.run(connection);
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(connection)));
+        if ran.is_err() {
+            // The job's answer was never set, so its caller gets an error;
+            // the transaction is abandoned so nothing half-done commits.
+            let _ = run_cached(connection, "ROLLBACK");
+            return Err("a write job panicked; the batch was rolled back".into());
+        }
+        if connection.is_autocommit() {
+            // SQLite rolled the whole transaction back (disk full, I/O
+            // error): running further jobs now would commit each on its own.
+            return Err("the transaction was rolled back by sqlite".into());
+        }
     }
     if let Err(error) = run_cached(connection, "COMMIT") {
         let _ = connection.execute_batch("ROLLBACK");

@@ -1654,6 +1654,21 @@ async fn resend_queues_a_manual_attempt(store: &dyn Store) {
         "a resent delivery must be claimed as a manual attempt"
     );
 
+    // Resending what is already pending only brings it forward: the retry
+    // schedule stays, so a failed resend does not end the delivery early.
+    let pending = publish(store, new_message(&app.id, "invoice.paid", at(5500))).await;
+    store
+        .resend(&app.id, &pending.id, &paid_only.id, at(5600))
+        .await
+        .expect("resend failed");
+    let brought_forward = delivery(store, &app.id, &pending.id, &paid_only.id).await;
+    assert_eq!(
+        (brought_forward.status, brought_forward.trigger),
+        (DeliveryStatus::Pending, TriggerType::Scheduled),
+        "a pending delivery keeps its retry schedule when resent"
+    );
+    assert!(brought_forward.next_attempt_at <= Some(at(5600)));
+
     store
         .resend(&app.id, &message.id, &sent_only.id, at(6000))
         .await

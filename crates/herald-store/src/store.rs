@@ -115,7 +115,8 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     ) -> Result<Option<Attempt>>;
     /// Queues one manual attempt of `msg` to `endpoint`, creating the
     /// delivery if the message was never fanned out to it. If an attempt is
-    /// in flight, the manual one follows it.
+    /// in flight, the manual one follows it; a delivery still pending keeps
+    /// its retry schedule and is only made due now.
     async fn resend(
         &self,
         app: &AppId,
