@@ -244,6 +244,12 @@ impl Engine {
         let endpoints = self.endpoints.clone();
         let wake = self.wake.clone();
         async move {
+            // Counted out of the endpoint's claims when dropped, even if the
+            // attempt panics, so the endpoint never looks busy forever.
+            let reservation = Reservation {
+                endpoints,
+                endpoint: claim.endpoint_id.clone(),
+            };
             // The endpoint's slot first, then a worker: a claim queued
             // behind a slow endpoint holds no worker that others could use.
             let finished = match endpoint_slot.acquire().await {
@@ -255,7 +261,7 @@ impl Engine {
             };
             // The HTTP part is over: the worker and the endpoint's slot were
             // freed above, so the next attempt need not wait for this commit.
-            release_endpoint(&endpoints, &claim.endpoint_id);
+            drop(reservation);
             wake.notify_one();
             if let Some(Finished { attempt, outcome }) = finished {
                 if let Err(error) = store.record_attempt(attempt, outcome).await {
@@ -268,12 +274,20 @@ impl Engine {
     }
 }
 
-fn release_endpoint(endpoints: &Mutex<EndpointSlots>, endpoint: &EndpointId) {
-    let mut slots = lock(endpoints);
-    if let Some(entry) = slots.slots.get_mut(endpoint) {
-        entry.0 = entry.0.saturating_sub(1);
-        if entry.0 == 0 {
-            slots.slots.remove(endpoint);
+/// One claim counted against its endpoint until dropped.
+struct Reservation {
+    endpoints: Arc<Mutex<EndpointSlots>>,
+    endpoint: EndpointId,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut slots = lock(&self.endpoints);
+        if let Some(entry) = slots.slots.get_mut(&self.endpoint) {
+            entry.0 = entry.0.saturating_sub(1);
+            if entry.0 == 0 {
+                slots.slots.remove(&self.endpoint);
+            }
         }
     }
 }

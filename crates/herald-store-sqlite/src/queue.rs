@@ -119,11 +119,14 @@ pub(crate) fn record_attempt(
     outcome: &DeliveryOutcome,
 ) -> Result<(), StoreError> {
     if let Some(attempt) = attempt {
+        // Only while the message exists: an attempt that ends after its app
+        // was deleted leaves no orphan row behind.
         connection
             .prepare_cached(
                 "INSERT INTO attempts (id, app_id, msg_id, endpoint_id, url, timestamp, status,
                      response_status_code, response, duration_ms, trigger_type, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
+                 WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?3)",
             )
             .map_err(backend)?
             .execute(params![

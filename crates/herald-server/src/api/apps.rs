@@ -82,6 +82,14 @@ fn parse_uid(uid: Option<&str>) -> Result<Option<Uid>, ApiError> {
     .transpose()
 }
 
+/// A rate of 0 would silence the app; absent means unlimited.
+fn check_rate(rate: Option<u32>) -> Result<Option<u32>, ApiError> {
+    match rate {
+        Some(0) => Err(ApiError::invalid("throttleRate", "must be at least 1")),
+        other => Ok(other),
+    }
+}
+
 fn check_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
         return Err(ApiError::invalid("name", "must not be empty"));
@@ -140,7 +148,7 @@ pub(crate) async fn create(
         id: AppId::generate(),
         uid,
         name: input.name,
-        rate_limit: input.throttle_rate.or(input.rate_limit),
+        rate_limit: check_rate(input.throttle_rate.or(input.rate_limit))?,
         metadata: input.metadata.unwrap_or_default(),
         created_at: now,
         updated_at: now,
@@ -166,7 +174,7 @@ pub(crate) async fn put(
     check_name(&input.name)?;
     let uid = parse_uid(input.uid.as_deref())?;
     let now = state.clock.now();
-    let rate_limit = input.throttle_rate.or(input.rate_limit);
+    let rate_limit = check_rate(input.throttle_rate.or(input.rate_limit))?;
     let metadata = input.metadata.unwrap_or_default();
     match state.store.app_by_ref(&reference).await? {
         Some(mut app) => {
@@ -226,6 +234,7 @@ pub(crate) async fn patch(
         input.throttle_rate
     };
     rate.apply(&mut app.rate_limit);
+    check_rate(app.rate_limit)?;
     if let Some(metadata) = input.metadata.into_value() {
         app.metadata = metadata;
     }

@@ -20,6 +20,10 @@ use crate::extract::{Json, Query};
 use crate::state::AppState;
 use crate::wire::{list_response, parse_time, query_time, ListParams, ListResponse, Patch};
 
+/// Longest a rotated-out key may keep signing: a forgotten old key must not
+/// stay valid indefinitely.
+const MAX_GRACE_SECONDS: u64 = 7 * 24 * 3600;
+
 /// Channels an endpoint may subscribe to at most.
 const MAX_CHANNELS: usize = 10;
 
@@ -565,10 +569,16 @@ pub(crate) async fn rotate(
         None => SigningKey::generate(),
     };
     let now = state.clock.now();
-    let grace = input
-        .grace_period_seconds
-        .map(std::time::Duration::from_secs)
-        .unwrap_or(state.config.rotation_grace);
+    let grace = match input.grace_period_seconds {
+        Some(seconds) if seconds > MAX_GRACE_SECONDS => {
+            return Err(ApiError::invalid(
+                "gracePeriodSeconds",
+                format!("must be at most {MAX_GRACE_SECONDS} (7 days)"),
+            ))
+        }
+        Some(seconds) => std::time::Duration::from_secs(seconds),
+        None => state.config.rotation_grace,
+    };
     let old_key = std::mem::replace(&mut endpoint.key, new_key);
     endpoint
         .retired_keys

@@ -174,3 +174,33 @@ async fn unknown_apps_endpoints_and_messages_are_404() {
         assert_eq!(status, 404, "{path}");
     }
 }
+
+#[tokio::test]
+async fn zero_rates_and_endless_grace_periods_are_refused() {
+    let server = TestServer::start().await;
+    let api = &server.api;
+    let error = api
+        .post("/api/v1/app", json!({"name": "x", "throttleRate": 0}), 422)
+        .await;
+    assert_eq!(location(&error), json!(["body", "throttleRate"]));
+    let app = api.create_app("grace").await;
+    let (endpoint, secret) = api
+        .create_endpoint(&app, json!({"url": "https://example.com"}))
+        .await;
+    let error = api
+        .post(
+            &format!("/api/v1/app/{app}/endpoint/{endpoint}/secret/rotate"),
+            json!({"gracePeriodSeconds": 100_000_000u64}),
+            422,
+        )
+        .await;
+    assert_eq!(location(&error), json!(["body", "gracePeriodSeconds"]));
+    let unchanged = api
+        .get(&format!("/api/v1/app/{app}/endpoint/{endpoint}/secret"))
+        .await;
+    assert_eq!(
+        unchanged["key"],
+        secret.as_str(),
+        "a refused rotation changes nothing"
+    );
+}
