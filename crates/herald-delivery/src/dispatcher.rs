@@ -305,7 +305,23 @@ async fn send(
     let (message, endpoint) = match store.claim_target(claim).await {
         Ok(Some(target)) => target,
         Ok(None) => return None, // the message (and its app) were deleted
+        Err(error @ herald_store::StoreError::Corrupt(_)) => {
+            // Retrying cannot fix a row that does not decode: end the
+            // delivery as failed (visible, recoverable) instead of leasing
+            // it again forever.
+            tracing::error!(%error, msg = %claim.msg_id, "claimed delivery is unreadable; failing it");
+            return Some(Finished {
+                attempt: None,
+                outcome: claim.outcome(
+                    herald_core::model::DeliveryStatus::Fail,
+                    claim.attempt_count,
+                    None,
+                    clock.now(),
+                ),
+            });
+        }
         Err(error) => {
+            // Transient: the lease expires and the delivery is tried again.
             tracing::error!(%error, msg = %claim.msg_id, "cannot load a claimed delivery");
             return None;
         }

@@ -394,3 +394,46 @@ async fn a_slow_endpoint_does_not_hold_up_the_others() {
         slow.received().len()
     );
 }
+
+#[tokio::test]
+async fn a_delivery_whose_endpoint_row_is_unreadable_fails_instead_of_looping() {
+    let server = TestServer::start().await;
+    let api = &server.api;
+    let app = api.create_app("corrupt").await;
+    let (endpoint, _) = api
+        .create_endpoint(&app, json!({"url": "https://example.com/hook"}))
+        .await;
+    // Damage the stored row behind Herald's back, as a bad migration or a
+    // hand edit would.
+    let database = rusqlite::Connection::open(&server.database).expect("open the database");
+    database
+        .execute(
+            "UPDATE endpoints SET url = 'not a url' WHERE id = ?1",
+            [endpoint.as_str()],
+        )
+        .expect("corrupt the endpoint");
+
+    let msg = api.send(&app, "a.b", json!({})).await;
+    // The API cannot show this delivery either (its endpoint does not
+    // decode), so the database is asked directly.
+    let (status, next_attempt) = eventually("the delivery ends", DEADLINE, || async {
+        let row: (i64, Option<i64>) = database
+            .query_row(
+                "SELECT status, next_attempt_at FROM deliveries WHERE msg_id = ?1",
+                [msg.as_str()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("the delivery exists");
+        (row.0 == 2).then_some(row)
+    })
+    .await;
+    assert_eq!(
+        (status, next_attempt),
+        (2, None),
+        "failed for good, not leased again"
+    );
+    assert!(
+        api.attempts_of(&app, &msg).await.is_empty(),
+        "no HTTP attempt was made"
+    );
+}
