@@ -1,9 +1,11 @@
 //! Messages, their fan-out into deliveries, and the attempt log.
 
+use herald_core::model::DeliveryStatus;
 use herald_core::model::{Attempt, Delivery, Message};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{
-    AttemptFilter, CreatedMessage, DeliveryStats, MessageFilter, Page, PageRequest, StoreError,
+    AttemptFilter, CreatedMessage, DeliveryBucket, DeliveryStats, MessageFilter, Page, PageRequest,
+    StoreError,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -159,27 +161,110 @@ pub(crate) fn list_messages(
     filter: &MessageFilter,
     page: &PageRequest,
 ) -> Result<Page<Message>, StoreError> {
-    let mut select = Select::new(rows::MESSAGE_COLUMNS, "messages")
-        .and("app_id = ?", [text(app.as_str())])
-        .and_in("event_type", &filter.event_types);
+    let select =
+        Select::new(rows::MESSAGE_COLUMNS, "messages").and("app_id = ?", [text(app.as_str())]);
+    message_conditions(select, "messages", filter).page(connection, "id", page, rows::message)
+}
+
+/// The conditions of `filter` on the messages table known as `table`.
+fn message_conditions(mut select: Select, table: &str, filter: &MessageFilter) -> Select {
+    select = select.and_in(&format!("{table}.event_type"), &filter.event_types);
     if let Some(channel) = &filter.channel {
         select = select.and(
-            "EXISTS (SELECT 1 FROM json_each(messages.channels) WHERE value = ?)",
+            &format!("EXISTS (SELECT 1 FROM json_each({table}.channels) WHERE value = ?)"),
             [text(channel)],
         );
     }
     if let Some(tag) = &filter.tag {
         select = select.and(
-            "EXISTS (SELECT 1 FROM json_each(messages.tags) WHERE value = ?)",
+            &format!("EXISTS (SELECT 1 FROM json_each({table}.tags) WHERE value = ?)"),
             [text(tag)],
         );
     }
-    time_bounds(select, "created_at", filter.before, filter.after).page(
-        connection,
-        "id",
-        page,
-        rows::message,
+    time_bounds(
+        select,
+        &format!("{table}.created_at"),
+        filter.before,
+        filter.after,
     )
+}
+
+/// Walks `deliveries_app_status` newest message first; a message with
+/// several deliveries in `status` is kept at its first endpoint only.
+pub(crate) fn list_messages_with_status(
+    connection: &Connection,
+    app: &AppId,
+    status: DeliveryStatus,
+    filter: &MessageFilter,
+    page: &PageRequest,
+) -> Result<Page<Message>, StoreError> {
+    let columns = rows::prefixed("m", rows::MESSAGE_COLUMNS);
+    let select = Select::new(&columns, "deliveries d JOIN messages m ON m.id = d.msg_id")
+        .and(
+            "d.app_id = ? AND d.status = ?",
+            [text(app.as_str()), Value::Integer(status.code())],
+        )
+        .and(
+            "NOT EXISTS (SELECT 1 FROM deliveries other WHERE other.msg_id = d.msg_id
+                 AND other.status = d.status AND other.endpoint_id < d.endpoint_id)",
+            [],
+        );
+    message_conditions(select, "m", filter).page(connection, "d.msg_id", page, rows::message)
+}
+
+/// Counts by bucket over `deliveries_endpoint` (endpoint, status, message
+/// time): one range read per endpoint and status, never the whole table.
+pub(crate) fn delivery_histogram(
+    connection: &Connection,
+    app: &AppId,
+    endpoint: Option<&EndpointId>,
+    since: Timestamp,
+    until: Timestamp,
+    bucket_millis: i64,
+) -> Result<Vec<DeliveryBucket>, StoreError> {
+    let bucket_millis = bucket_millis.max(1);
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT (d.msg_created_at - ?3) / ?5 AS bucket, d.status, COUNT(*)
+             FROM endpoints e JOIN deliveries d ON d.endpoint_id = e.id
+             WHERE e.app_id = ?1 AND (?2 IS NULL OR e.id = ?2)
+                 AND d.status IN (0, 1, 2, 3)
+                 AND d.msg_created_at >= ?3 AND d.msg_created_at < ?4
+             GROUP BY bucket, d.status
+             ORDER BY bucket",
+        )
+        .map_err(backend)?;
+    let mut counted = statement
+        .query(params![
+            app.as_str(),
+            endpoint.map(EndpointId::as_str),
+            since.0,
+            until.0,
+            bucket_millis
+        ])
+        .map_err(backend)?;
+    let mut buckets: Vec<DeliveryBucket> = Vec::new();
+    while let Some(row) = counted.next().map_err(backend)? {
+        let bucket: i64 = row.get(0).map_err(backend)?;
+        let status: i64 = row.get(1).map_err(backend)?;
+        let count = row.get::<_, i64>(2).map_err(backend)? as u64;
+        let start = Timestamp(since.0 + bucket * bucket_millis);
+        if buckets.last().is_none_or(|last| last.start != start) {
+            buckets.push(DeliveryBucket {
+                start,
+                succeeded: 0,
+                failed: 0,
+                waiting: 0,
+            });
+        }
+        let current = buckets.last_mut().expect("a bucket was just pushed");
+        match DeliveryStatus::from_code(status) {
+            Some(DeliveryStatus::Success) => current.succeeded += count,
+            Some(DeliveryStatus::Fail) => current.failed += count,
+            _ => current.waiting += count,
+        }
+    }
+    Ok(buckets)
 }
 
 pub(crate) fn deliveries_of_message(

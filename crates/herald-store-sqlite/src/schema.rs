@@ -151,6 +151,17 @@ CREATE INDEX inbound_dedupe_expiry ON inbound_dedupe (expires_at);
     r#"
 ALTER TABLE messages ADD COLUMN headers TEXT NOT NULL DEFAULT '{}';
 "#,
+    // 4: the console. Messages of an app by delivery status and by event
+    // type without reading the others; keys that sign console sessions and
+    // portal links.
+    r#"
+CREATE INDEX deliveries_app_status ON deliveries (app_id, status, msg_id);
+CREATE INDEX messages_app_type ON messages (app_id, event_type, id);
+CREATE TABLE instance_keys (
+    name TEXT PRIMARY KEY,
+    key BLOB NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema up to date.

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{
-    AttemptFilter, Claim, CreatedMessage, DeliveryOutcome, DeliveryStats, MessageFilter, Page,
-    PageRequest, Store, StoreError,
+    AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
+    MessageFilter, Page, PageRequest, Store, StoreError,
 };
 
 use crate::{catalog, messages, queue, tokens, SqliteStore};
@@ -227,6 +227,44 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn list_messages_with_status(
+        &self,
+        app: &AppId,
+        status: herald_core::model::DeliveryStatus,
+        filter: MessageFilter,
+        page: PageRequest,
+    ) -> Result<Page<Message>> {
+        let app = app.clone();
+        self.readers
+            .read(move |connection| {
+                messages::list_messages_with_status(connection, &app, status, &filter, &page)
+            })
+            .await
+    }
+
+    async fn delivery_histogram(
+        &self,
+        app: &AppId,
+        endpoint: Option<&EndpointId>,
+        since: Timestamp,
+        until: Timestamp,
+        bucket_millis: i64,
+    ) -> Result<Vec<DeliveryBucket>> {
+        let (app, endpoint) = (app.clone(), endpoint.cloned());
+        self.readers
+            .read(move |connection| {
+                messages::delivery_histogram(
+                    connection,
+                    &app,
+                    endpoint.as_ref(),
+                    since,
+                    until,
+                    bucket_millis,
+                )
+            })
+            .await
+    }
+
     async fn deliveries_of_message(&self, app: &AppId, msg: &MessageId) -> Result<Vec<Delivery>> {
         let (app, msg) = (app.clone(), msg.clone());
         self.readers
@@ -404,5 +442,12 @@ impl Store for SqliteStore {
 
     async fn api_token_count(&self) -> Result<u64> {
         self.readers.read(tokens::api_token_count).await
+    }
+
+    async fn instance_key(&self, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |connection| tokens::instance_key(connection, &name, &candidate))
+            .await
     }
 }

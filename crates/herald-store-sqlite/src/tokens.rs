@@ -39,6 +39,28 @@ pub(crate) fn api_token_count(connection: &Connection) -> Result<u64, StoreError
         .map_err(backend)
 }
 
+/// The key named `name`, inserting `candidate` if none is stored; runs in
+/// the writer so two first calls cannot both insert.
+pub(crate) fn instance_key(
+    connection: &Connection,
+    name: &str,
+    candidate: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    connection
+        .execute(
+            "INSERT OR IGNORE INTO instance_keys (name, key) VALUES (?1, ?2)",
+            params![name, candidate],
+        )
+        .map_err(backend)?;
+    connection
+        .query_row(
+            "SELECT key FROM instance_keys WHERE name = ?1",
+            [name],
+            |row| row.get(0),
+        )
+        .map_err(backend)
+}
+
 /// Records a token hash in the database at `path` from another process
 /// (`herald token create` beside a running server). Tokens are not cached
 /// by [`crate::SqliteStore`], so this needs neither its lock nor its writer;

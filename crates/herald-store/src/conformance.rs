@@ -25,8 +25,8 @@ use herald_core::{
 };
 
 use crate::{
-    Accepted, AttemptFilter, Claim, Cursor, DedupeKey, DeliveryStats, MessageFilter, Page,
-    PageRequest, ReceivedRequest, RequestOutcome, Source, Store, StoreError,
+    Accepted, AttemptFilter, Claim, Cursor, DedupeKey, DeliveryBucket, DeliveryStats,
+    MessageFilter, Page, PageRequest, ReceivedRequest, RequestOutcome, Source, Store, StoreError,
 };
 
 /// Runs every case, each against a store returned by `fresh_store`, which
@@ -76,6 +76,9 @@ where
         a_repeated_event_id_is_a_duplicate_until_its_key_expires,
         the_request_log_keeps_the_newest_requests_and_filters_by_outcome,
         deleting_a_source_removes_its_app_log_and_dedupe_keys,
+        messages_are_found_by_delivery_status_each_once_within_their_app,
+        the_delivery_histogram_counts_outcomes_by_message_time,
+        an_instance_key_is_stored_once_and_answered_ever_after,
     );
 }
 
@@ -2696,4 +2699,253 @@ async fn an_endpoints_messages_are_listed_with_their_delivery(store: &dyn Store)
         .await
         .expect("list_endpoint_messages failed");
     assert!(elsewhere.items.is_empty(), "another app sees nothing");
+}
+
+/// Two endpoints; message `failed_twice` fails at both, `failed_once` at
+/// one, `delivered` at none, `waiting` is still pending; another app's
+/// failure must not show.
+async fn messages_are_found_by_delivery_status_each_once_within_their_app(store: &dyn Store) {
+    let app = add_app(store).await;
+    let first = add_endpoint(store, new_endpoint(&app.id)).await;
+    let second = add_endpoint(store, new_endpoint(&app.id)).await;
+    let other_app = add_app(store).await;
+    add_endpoint(store, new_endpoint(&other_app.id)).await;
+    let failed_twice = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let delivered = publish(store, new_message(&app.id, "invoice.paid", at(1))).await;
+    let failed_once = publish(store, new_message(&app.id, "invoice.voided", at(2))).await;
+    let elsewhere = publish(store, new_message(&other_app.id, "invoice.paid", at(3))).await;
+
+    let claims = claim(store, at(10), 100).await;
+    for (message, endpoint, status) in [
+        (&failed_twice, &first, DeliveryStatus::Fail),
+        (&failed_twice, &second, DeliveryStatus::Fail),
+        (&delivered, &first, DeliveryStatus::Success),
+        (&delivered, &second, DeliveryStatus::Success),
+        (&failed_once, &first, DeliveryStatus::Success),
+        (&failed_once, &second, DeliveryStatus::Fail),
+    ] {
+        settle(
+            store,
+            claim_of(&claims, &message.id, &endpoint.id),
+            status,
+            None,
+            at(20),
+        )
+        .await;
+    }
+    let elsewhere_claim = claims
+        .iter()
+        .find(|claim| claim.msg_id == elsewhere.id)
+        .expect("the other app's message was claimed");
+    settle(store, elsewhere_claim, DeliveryStatus::Fail, None, at(20)).await;
+    let waiting = publish(store, new_message(&app.id, "invoice.paid", at(30))).await;
+
+    let with_status = |status: DeliveryStatus, filter: MessageFilter, page: PageRequest| {
+        let app = app.id.clone();
+        async move {
+            store
+                .list_messages_with_status(&app, status, filter, page)
+                .await
+                .expect("list_messages_with_status failed")
+        }
+    };
+    let failed = with_status(
+        DeliveryStatus::Fail,
+        MessageFilter::default(),
+        everything(true),
+    )
+    .await;
+    assert_eq!(
+        message_ids(failed),
+        (vec![failed_once.id.clone(), failed_twice.id.clone()], false),
+        "list_messages_with_status must list each message with a failed delivery once, newest first, only of its app"
+    );
+    let succeeded = with_status(
+        DeliveryStatus::Success,
+        MessageFilter::default(),
+        everything(true),
+    )
+    .await;
+    assert_eq!(
+        message_ids(succeeded),
+        (vec![failed_once.id.clone(), delivered.id.clone()], false),
+        "a message with deliveries in several states is found by each of them"
+    );
+    let pending = with_status(
+        DeliveryStatus::Pending,
+        MessageFilter::default(),
+        everything(true),
+    )
+    .await;
+    assert_eq!(
+        message_ids(pending),
+        (vec![waiting.id.clone()], false),
+        "pending deliveries are found too"
+    );
+    let voided = with_status(
+        DeliveryStatus::Fail,
+        MessageFilter {
+            event_types: vec!["invoice.voided".to_owned()],
+            ..MessageFilter::default()
+        },
+        everything(true),
+    )
+    .await;
+    assert_eq!(
+        message_ids(voided),
+        (vec![failed_once.id.clone()], false),
+        "list_messages_with_status must apply the filter's event types"
+    );
+    let early = with_status(
+        DeliveryStatus::Fail,
+        MessageFilter {
+            before: Some(at(1)),
+            ..MessageFilter::default()
+        },
+        everything(true),
+    )
+    .await;
+    assert_eq!(
+        message_ids(early),
+        (vec![failed_twice.id.clone()], false),
+        "list_messages_with_status must apply the filter's time bounds"
+    );
+    let first_page = with_status(
+        DeliveryStatus::Fail,
+        MessageFilter::default(),
+        PageRequest {
+            limit: 1,
+            cursor: Cursor::Start,
+            newest_first: true,
+        },
+    )
+    .await;
+    assert_eq!(
+        message_ids(first_page),
+        (vec![failed_once.id.clone()], true),
+        "a page of one says more follow"
+    );
+    let second_page = with_status(
+        DeliveryStatus::Fail,
+        MessageFilter::default(),
+        PageRequest {
+            limit: 1,
+            cursor: Cursor::After(failed_once.id.to_string()),
+            newest_first: true,
+        },
+    )
+    .await;
+    assert_eq!(
+        message_ids(second_page),
+        (vec![failed_twice.id.clone()], false),
+        "the next page continues after the cursor"
+    );
+}
+
+async fn the_delivery_histogram_counts_outcomes_by_message_time(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+    let neighbour = add_endpoint(store, new_endpoint(&app.id)).await;
+    let other_app = add_app(store).await;
+    add_endpoint(store, new_endpoint(&other_app.id)).await;
+    // Buckets of one second from T0: messages at 0.1 s, 0.2 s, 2.5 s, and
+    // one at 5 s that lies past `until`.
+    let early = publish(store, new_message(&app.id, "invoice.paid", at(100))).await;
+    let also_early = publish(store, new_message(&app.id, "invoice.paid", at(200))).await;
+    let later = publish(store, new_message(&app.id, "invoice.paid", at(2500))).await;
+    publish(store, new_message(&app.id, "invoice.paid", at(5000))).await;
+    publish(store, new_message(&other_app.id, "invoice.paid", at(100))).await;
+
+    let claims = claim(store, at(3000), 100).await;
+    for (message, target, status) in [
+        (&early, &endpoint, DeliveryStatus::Success),
+        (&early, &neighbour, DeliveryStatus::Fail),
+        (&also_early, &endpoint, DeliveryStatus::Fail),
+    ] {
+        settle(
+            store,
+            claim_of(&claims, &message.id, &target.id),
+            status,
+            None,
+            at(3000),
+        )
+        .await;
+    }
+    // also_early → neighbour stays sending; later → both stay sending.
+    let _ = later;
+
+    let whole_app = store
+        .delivery_histogram(&app.id, None, T0, at(4000), 1000)
+        .await
+        .expect("delivery_histogram failed");
+    assert_eq!(
+        whole_app,
+        vec![
+            DeliveryBucket {
+                start: T0,
+                succeeded: 1,
+                failed: 2,
+                waiting: 1
+            },
+            DeliveryBucket {
+                start: at(2000),
+                succeeded: 0,
+                failed: 0,
+                waiting: 2
+            },
+        ],
+        "delivery_histogram must count an app's deliveries by outcome per bucket of message time, leaving out empty buckets and what lies outside [since, until)"
+    );
+    let one_endpoint = store
+        .delivery_histogram(&app.id, Some(&endpoint.id), T0, at(4000), 1000)
+        .await
+        .expect("delivery_histogram failed");
+    assert_eq!(
+        one_endpoint,
+        vec![
+            DeliveryBucket {
+                start: T0,
+                succeeded: 1,
+                failed: 1,
+                waiting: 0
+            },
+            DeliveryBucket {
+                start: at(2000),
+                succeeded: 0,
+                failed: 0,
+                waiting: 1
+            },
+        ],
+        "delivery_histogram of one endpoint must count only its deliveries"
+    );
+    let foreign_endpoint = store
+        .delivery_histogram(&other_app.id, Some(&endpoint.id), T0, at(4000), 1000)
+        .await
+        .expect("delivery_histogram failed");
+    assert!(
+        foreign_endpoint.is_empty(),
+        "an endpoint of another app counts nothing: {foreign_endpoint:?}"
+    );
+}
+
+async fn an_instance_key_is_stored_once_and_answered_ever_after(store: &dyn Store) {
+    let first = store
+        .instance_key("console", vec![1, 2, 3])
+        .await
+        .expect("instance_key failed");
+    assert_eq!(first, vec![1, 2, 3], "the first candidate is stored");
+    let again = store
+        .instance_key("console", vec![9, 9, 9])
+        .await
+        .expect("instance_key failed");
+    assert_eq!(
+        again,
+        vec![1, 2, 3],
+        "instance_key must answer the stored key, not a later candidate"
+    );
+    let other = store
+        .instance_key("portal", vec![4])
+        .await
+        .expect("instance_key failed");
+    assert_eq!(other, vec![4], "keys are kept by name");
 }

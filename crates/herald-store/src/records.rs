@@ -43,6 +43,17 @@ pub struct DeliveryStats {
     pub fail: u64,
 }
 
+/// Delivery counts of messages created in one time bucket (the console's
+/// chart): `start` is the bucket's first instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryBucket {
+    pub start: Timestamp,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Pending or being sent.
+    pub waiting: u64,
+}
+
 /// A delivery leased to this node for one attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {

@@ -5,8 +5,8 @@ use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 
 use crate::{
-    AttemptFilter, Claim, CreatedMessage, DeliveryOutcome, DeliveryStats, MessageFilter, Page,
-    PageRequest, SourceStore, StoreError,
+    AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
+    MessageFilter, Page, PageRequest, SourceStore, StoreError,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -86,6 +86,18 @@ pub trait Store: SourceStore + Send + Sync + 'static {
         page: PageRequest,
     ) -> Result<Page<Message>>;
 
+    /// Messages of `app` with at least one delivery in `status`, newest
+    /// first, each once, also matching `filter`. Backends drive this from
+    /// an index on the deliveries of an app by status, so finding the few
+    /// failed messages among many delivered ones reads only the failed.
+    async fn list_messages_with_status(
+        &self,
+        app: &AppId,
+        status: herald_core::model::DeliveryStatus,
+        filter: MessageFilter,
+        page: PageRequest,
+    ) -> Result<Page<Message>>;
+
     // Deliveries and attempts.
 
     /// The deliveries of one message, one per endpoint it was fanned out to.
@@ -142,6 +154,19 @@ pub trait Store: SourceStore + Send + Sync + 'static {
         until: Option<Timestamp>,
     ) -> Result<DeliveryStats>;
 
+    /// Deliveries of the current endpoints of `app` (or of `endpoint`
+    /// alone), by the creation time of their message, counted by outcome
+    /// in buckets of `bucket_millis` from `since` until before `until`;
+    /// buckets without deliveries are left out, the rest come oldest first.
+    async fn delivery_histogram(
+        &self,
+        app: &AppId,
+        endpoint: Option<&EndpointId>,
+        since: Timestamp,
+        until: Timestamp,
+        bucket_millis: i64,
+    ) -> Result<Vec<DeliveryBucket>>;
+
     // The delivery queue.
 
     /// Leases up to `limit` pending deliveries due at `now` (oldest due
@@ -186,4 +211,13 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     async fn api_token_exists(&self, hash: &str) -> Result<bool>;
     /// How many tokens exist (zero on a fresh database).
     async fn api_token_count(&self) -> Result<u64>;
+
+    // Keys of this installation.
+
+    /// The secret stored under `name`, storing `candidate` first if there
+    /// is none. Every node sharing the database gets the same answer (the
+    /// first stored wins), so what one node signs with it (console
+    /// sessions, portal links) every other node accepts, also after a
+    /// restart.
+    async fn instance_key(&self, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>>;
 }
