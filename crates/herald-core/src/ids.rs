@@ -37,6 +37,14 @@ macro_rules! prefixed_id {
                 Self(format!("{}{}", Self::PREFIX, next_ulid()))
             }
 
+            /// The smallest id of an object created at `at`: every id made
+            /// earlier sorts below it, which turns a time cut-off into a
+            /// primary-key range (retention purges walk ids, not timestamps).
+            pub fn first_at(at: crate::Timestamp) -> Self {
+                let millis = u64::try_from(at.0).unwrap_or(0);
+                Self(format!("{}{}", Self::PREFIX, Ulid::from_parts(millis, 0)))
+            }
+
             /// Accepts a string only if it has this kind's prefix and a ULID body.
             pub fn parse(value: &str) -> Option<Self> {
                 let body = value.strip_prefix(Self::PREFIX)?;
@@ -112,5 +120,23 @@ mod tests {
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(ids, sorted);
+    }
+
+    #[test]
+    fn first_at_bounds_the_ids_made_before_and_after_it() {
+        let before = MessageId::generate();
+        let now = crate::Timestamp(
+            i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock after 1970")
+                    .as_millis(),
+            )
+            .expect("fits"),
+        );
+        let bound = MessageId::first_at(crate::Timestamp(now.0 + 2));
+        assert!(MessageId::parse(bound.as_str()).is_some());
+        assert!(before < bound);
+        assert!(MessageId::first_at(crate::Timestamp(now.0 - 60_000)) < before);
     }
 }

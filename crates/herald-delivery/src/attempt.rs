@@ -1,5 +1,7 @@
 //! One attempt of one delivery: sign, send, classify, decide what comes next.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use herald_core::model::{
     Attempt, AttemptError, DeliveryStatus, Endpoint, Message, TriggerType, RESERVED_HEADERS,
@@ -60,6 +62,45 @@ fn headers(endpoint: &Endpoint, message: &Message, now: Timestamp) -> HeaderMap 
 pub(crate) struct Finished {
     pub(crate) attempt: Option<Attempt>,
     pub(crate) outcome: DeliveryOutcome,
+    /// What the attempt said about the endpoint; `None` when no request
+    /// was made (endpoint gone or disabled, unreadable rows).
+    pub(crate) verdict: Option<Verdict>,
+}
+
+/// How an endpoint answered, for its health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Succeeded,
+    Failed,
+    /// `410 Gone`: the receiver says the endpoint no longer exists.
+    Gone,
+}
+
+/// When failed attempts are tried again.
+#[derive(Debug, Clone)]
+pub(crate) struct RetryPolicy {
+    pub(crate) schedule: RetrySchedule,
+    /// The longest `Retry-After` obeyed; a receiver cannot park a delivery
+    /// for longer than this with one answer.
+    pub(crate) retry_after_cap: Duration,
+}
+
+impl RetryPolicy {
+    /// When to try again after failed attempt number `attempts`, or `None`
+    /// when the schedule is used up. A `Retry-After` (within the cap) moves
+    /// the retry later, never earlier.
+    fn next_try(
+        &self,
+        attempts: u32,
+        retry_after: Option<Duration>,
+        now: Timestamp,
+    ) -> Option<Timestamp> {
+        let delay = self
+            .schedule
+            .delay_after(attempts, &mut rand::thread_rng())?;
+        let asked = retry_after.map_or(Duration::ZERO, |asked| asked.min(self.retry_after_cap));
+        Some(now.plus(delay.max(asked)))
+    }
 }
 
 /// Works one claim whose message and endpoint were loaded. `endpoint` is
@@ -68,7 +109,7 @@ pub(crate) struct Finished {
 pub(crate) async fn perform(
     client: &Client,
     clock: &dyn Clock,
-    schedule: &RetrySchedule,
+    policy: &RetryPolicy,
     claim: &Claim,
     message: &Message,
     endpoint: Option<&Endpoint>,
@@ -81,14 +122,16 @@ pub(crate) async fn perform(
         return Finished {
             attempt: None,
             outcome: end(DeliveryStatus::Fail, claim.attempt_count, None),
+            verdict: None,
         };
     };
     let response = if endpoint.disabled {
         Response {
             status: None,
             body: "endpoint is disabled".into(),
-            duration: std::time::Duration::ZERO,
+            duration: Duration::ZERO,
             error: Some(AttemptError::EndpointDisabled),
+            retry_after: None,
         }
     } else {
         client
@@ -103,6 +146,15 @@ pub(crate) async fn perform(
         && response
             .status
             .is_some_and(|code| (200..300).contains(&code));
+    let verdict = if endpoint.disabled {
+        None
+    } else if succeeded {
+        Some(Verdict::Succeeded)
+    } else if response.status == Some(410) {
+        Some(Verdict::Gone)
+    } else {
+        Some(Verdict::Failed)
+    };
     let attempts = claim.attempt_count.saturating_add(1);
     let attempt = Attempt {
         id: AttemptId::generate(),
@@ -124,21 +176,22 @@ pub(crate) async fn perform(
     };
     let outcome = if succeeded {
         end(DeliveryStatus::Success, attempts, None)
-    } else if endpoint.disabled || claim.trigger == TriggerType::Manual {
-        // A manual resend is one attempt; a disabled endpoint gets none until recovered.
+    } else if endpoint.disabled
+        || claim.trigger == TriggerType::Manual
+        || verdict == Some(Verdict::Gone)
+    {
+        // A manual resend is one attempt; a disabled endpoint gets none
+        // until recovered, nor one that answered it is gone.
         end(DeliveryStatus::Fail, attempts, None)
     } else {
-        match schedule.delay_after(attempts, &mut rand::thread_rng()) {
-            Some(delay) => end(
-                DeliveryStatus::Pending,
-                attempts,
-                Some(clock.now().plus(delay)),
-            ),
+        match policy.next_try(attempts, response.retry_after, clock.now()) {
+            Some(next) => end(DeliveryStatus::Pending, attempts, Some(next)),
             None => end(DeliveryStatus::Fail, attempts, None),
         }
     };
     Finished {
         attempt: Some(attempt),
         outcome,
+        verdict,
     }
 }

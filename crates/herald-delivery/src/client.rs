@@ -4,7 +4,7 @@
 
 use std::error::Error as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use herald_core::model::AttemptError;
@@ -20,6 +20,8 @@ pub(crate) struct Response {
     pub(crate) body: String,
     pub(crate) duration: Duration,
     pub(crate) error: Option<AttemptError>,
+    /// How long a `429` or `503` asked us to wait (`Retry-After`).
+    pub(crate) retry_after: Option<Duration>,
 }
 
 pub(crate) struct Client {
@@ -63,6 +65,7 @@ impl Client {
             body: detail,
             duration: started.elapsed(),
             error: Some(error),
+            retry_after: None,
         };
         let parsed = match reqwest::Url::parse(url) {
             Ok(parsed) => parsed,
@@ -86,6 +89,14 @@ impl Client {
             }
         };
         let status = response.status().as_u16();
+        let retry_after = match status {
+            429 | 503 => response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| parse_retry_after(value, SystemTime::now())),
+            _ => None,
+        };
         let mut body = Vec::new();
         let mut error = None;
         while body.len() < self.body_cap {
@@ -104,8 +115,20 @@ impl Client {
             body: String::from_utf8_lossy(&body).into_owned(),
             duration: started.elapsed(),
             error,
+            retry_after,
         }
     }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3); a
+/// date in the past means "now".
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Maps a client error onto the attempt log's error kinds.
@@ -151,4 +174,27 @@ fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 use herald_core::RetrySchedule;
 use ipnet::IpNet;
 
+use crate::HealthConfig;
+
 /// How deliveries are made.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
@@ -27,6 +29,15 @@ pub struct DeliveryConfig {
     pub exclusive_store: bool,
     /// How often the dispatcher looks for overdue work when nothing woke it.
     pub sweep_interval: Duration,
+    /// The longest `Retry-After` (on a `429` or `503`) obeyed.
+    pub retry_after_cap: Duration,
+    /// Failure streaks, the circuit breaker and automatic disabling.
+    pub health: HealthConfig,
+    /// Attempts and finished messages older than this are purged; `None`
+    /// keeps everything.
+    pub retention: Option<Duration>,
+    /// How often the retention purge runs.
+    pub purge_interval: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -40,6 +51,10 @@ impl Default for DeliveryConfig {
             response_body_cap: 4096,
             exclusive_store: true,
             sweep_interval: Duration::from_secs(1),
+            retry_after_cap: Duration::from_secs(3600),
+            health: HealthConfig::default(),
+            retention: Some(Duration::from_secs(90 * 24 * 3600)),
+            purge_interval: Duration::from_secs(600),
         }
     }
 }

@@ -8,16 +8,25 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use herald_core::{Clock, EndpointId};
-use herald_store::{Claim, Store};
+use herald_core::model::{Attempt, DeliveryStatus, Endpoint, Message, TriggerType};
+use herald_core::{Clock, EndpointId, Timestamp};
+use herald_store::{Claim, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::attempt::{perform, Finished};
+use crate::attempt::{perform, Finished, RetryPolicy, Verdict};
 use crate::client::Client;
+use crate::health::{Disable, Health};
+use crate::metrics::EngineMetrics;
+use crate::operational::{
+    AttemptEvent, DisableTrigger, LastAttempt, Operational, OperationalEvent,
+    FAILING_AFTER_ATTEMPTS,
+};
+use crate::rate::RateLimits;
+use crate::retention;
 use crate::ssrf::Guard;
 use crate::{DeliveryConfig, DeliveryError};
 
@@ -33,16 +42,40 @@ const UNRECORDED_PER_WORKER: usize = 4;
 /// its next attempts are ready when one finishes.
 const QUEUED_PER_SLOT: usize = 2;
 
-/// Tells the engine that new work may be due.
-#[derive(Clone, Debug)]
+/// What the API needs of the engine: waking it, raising operational
+/// events, telling it an endpoint changed, and its metrics. Cheap to clone.
+#[derive(Clone)]
 pub struct EngineHandle {
-    wake: Arc<Notify>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle").finish_non_exhaustive()
+    }
 }
 
 impl EngineHandle {
     /// Wakes the dispatcher now instead of at its next timer.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.shared.wake.notify_one();
+    }
+
+    /// Operational events (the API raises `endpoint.enabled`/`disabled`
+    /// when an operator flips an endpoint).
+    pub fn operational(&self) -> &Operational {
+        &self.shared.operational
+    }
+
+    /// The engine's metrics, for the server's registry.
+    pub fn metrics(&self) -> &Arc<EngineMetrics> {
+        &self.shared.metrics
+    }
+
+    /// Forgets what the engine learnt of `endpoint`'s health (an operator
+    /// re-enabled or edited it: its circuit closes, its streak restarts).
+    pub fn endpoint_changed(&self, endpoint: &EndpointId) {
+        self.shared.health.forget(endpoint);
     }
 }
 
@@ -52,19 +85,29 @@ struct EndpointSlots {
     slots: HashMap<EndpointId, (usize, Arc<Semaphore>)>,
 }
 
-/// The delivery engine.
-pub struct Engine {
+/// What every attempt task uses, shared once instead of field by field.
+struct Shared {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    config: DeliveryConfig,
-    client: Arc<Client>,
-    wake: Arc<Notify>,
+    client: Client,
+    policy: RetryPolicy,
+    health: Health,
+    rates: RateLimits,
+    operational: Operational,
+    metrics: Arc<EngineMetrics>,
+    wake: Notify,
     /// One permit per HTTP attempt in flight (`workers`).
-    pool: Arc<Semaphore>,
+    pool: Semaphore,
+    endpoints: Mutex<EndpointSlots>,
+}
+
+/// The delivery engine.
+pub struct Engine {
+    shared: Arc<Shared>,
+    config: DeliveryConfig,
     /// One permit per claim not yet recorded: bounds the attempts whose
     /// results wait for a commit, so a slow disk slows claiming down.
     unrecorded: Arc<Semaphore>,
-    endpoints: Arc<Mutex<EndpointSlots>>,
 }
 
 impl Engine {
@@ -79,24 +122,35 @@ impl Engine {
             config.request_timeout,
             config.response_body_cap,
         )?;
-        Ok(Self {
+        let shared = Shared {
+            operational: Operational::new(store.clone(), clock.clone()),
             store,
             clock,
-            pool: Arc::new(Semaphore::new(config.workers.max(1))),
+            client,
+            policy: RetryPolicy {
+                schedule: config.retry_schedule.clone(),
+                retry_after_cap: config.retry_after_cap,
+            },
+            health: Health::new(config.health.clone()),
+            rates: RateLimits::default(),
+            metrics: Arc::new(EngineMetrics::default()),
+            wake: Notify::new(),
+            pool: Semaphore::new(config.workers.max(1)),
+            endpoints: Mutex::new(EndpointSlots::default()),
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
             unrecorded: Arc::new(Semaphore::new(
                 config.workers.max(1) * UNRECORDED_PER_WORKER,
             )),
             config,
-            client: Arc::new(client),
-            wake: Arc::new(Notify::new()),
-            endpoints: Arc::new(Mutex::new(EndpointSlots::default())),
         })
     }
 
-    /// A handle the API uses to wake the dispatcher.
+    /// A handle the API uses to wake the dispatcher and raise events.
     pub fn handle(&self) -> EngineHandle {
         EngineHandle {
-            wake: self.wake.clone(),
+            shared: self.shared.clone(),
         }
     }
 
@@ -105,23 +159,34 @@ impl Engine {
     /// and are retried after it expires (or at the next start).
     pub async fn run(self, shutdown: CancellationToken, drain: Duration) {
         let mut tasks = JoinSet::new();
+        let store = &self.shared.store;
+        let clock = &self.shared.clock;
         if self.config.exclusive_store {
-            match self.store.release_leases(self.clock.now(), true).await {
+            match store.release_leases(clock.now(), true).await {
                 Ok(0) => {}
                 Ok(released) => tracing::info!(released, "resuming deliveries left in flight"),
                 Err(error) => tracing::error!(%error, "cannot release leases at start"),
             }
         }
-        let mut last_sweep = self.clock.now();
+        let purging = self.config.retention.map(|period| {
+            tokio::spawn(retention::purge_loop(
+                store.clone(),
+                clock.clone(),
+                period,
+                self.config.purge_interval,
+                shutdown.clone(),
+            ))
+        });
+        let mut last_sweep = clock.now();
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
             while tasks.try_join_next().is_some() {}
-            let now = self.clock.now();
+            let now = clock.now();
             if now.0 - last_sweep.0 >= self.config.sweep_interval.as_millis() as i64 {
                 last_sweep = now;
-                if let Err(error) = self.store.release_leases(now, false).await {
+                if let Err(error) = store.release_leases(now, false).await {
                     tracing::warn!(%error, "lease sweep failed");
                 }
             }
@@ -137,7 +202,7 @@ impl Engine {
             }
             let wait = self.time_to_next(now).await;
             tokio::select! {
-                () = self.wake.notified() => {}
+                () = self.shared.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
                 () = shutdown.cancelled() => {}
             }
@@ -151,32 +216,39 @@ impl Engine {
             );
             tasks.abort_all();
         }
+        if let Some(purging) = purging {
+            if let Err(error) = purging.await {
+                tracing::error!(%error, "retention task failed");
+            }
+        }
     }
 
     /// Leases what is due and can run now; answers whether the batch came
     /// back full (more may be due at once).
-    async fn dispatch_due(
-        &self,
-        tasks: &mut JoinSet<()>,
-    ) -> Result<bool, herald_store::StoreError> {
+    async fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Result<bool, StoreError> {
         let free = self.unrecorded.available_permits();
         if free == 0 {
             return Ok(false);
         }
         let limit = free.min(CLAIM_BATCH);
-        let saturated = self.saturated_endpoints();
-        let now = self.clock.now();
+        let now = self.shared.clock.now();
+        let skipped = self.skipped_endpoints(now);
         let lease_until = now.plus(self.config.lease_duration());
+        let started = Instant::now();
         let claims = self
+            .shared
             .store
             .claim_due(
                 now,
                 limit,
                 self.config.per_endpoint_concurrency.max(1),
-                &saturated,
+                &skipped,
                 lease_until,
             )
             .await?;
+        self.shared
+            .metrics
+            .observe_store("claim_due", started.elapsed());
         let full = claims.len() == limit;
         for claim in claims {
             let Ok(record_permit) = self.unrecorded.clone().try_acquire_owned() else {
@@ -186,27 +258,35 @@ impl Engine {
                 break;
             };
             let endpoint_permit = self.reserve_endpoint(&claim.endpoint_id);
-            tasks.spawn(self.attempt_task(claim, record_permit, endpoint_permit));
+            tasks.spawn(attempt_task(
+                self.shared.clone(),
+                claim,
+                record_permit,
+                endpoint_permit,
+            ));
         }
         Ok(full)
     }
 
-    /// Endpoints with `QUEUED_PER_SLOT` times their concurrency outstanding;
-    /// a claim adds at most one concurrency's worth, so no claim waits
-    /// behind more than two rounds of its endpoint's attempts.
-    fn saturated_endpoints(&self) -> Vec<EndpointId> {
+    /// Endpoints claims leave alone: those with `QUEUED_PER_SLOT` times
+    /// their concurrency outstanding (a claim adds at most one
+    /// concurrency's worth, so no claim waits behind more than two rounds
+    /// of its endpoint's attempts) and those whose circuit is open.
+    fn skipped_endpoints(&self, now: Timestamp) -> Vec<EndpointId> {
         let limit = self.config.per_endpoint_concurrency.max(1) * QUEUED_PER_SLOT;
-        lock(&self.endpoints)
+        let mut skipped: Vec<EndpointId> = lock(&self.shared.endpoints)
             .slots
             .iter()
             .filter(|(_, (in_flight, _))| *in_flight >= limit)
             .map(|(id, _)| id.clone())
-            .collect()
+            .collect();
+        skipped.extend(self.shared.health.open_endpoints(now));
+        skipped
     }
 
     fn reserve_endpoint(&self, endpoint: &EndpointId) -> Arc<Semaphore> {
         let limit = self.config.per_endpoint_concurrency.max(1);
-        let mut slots = lock(&self.endpoints);
+        let mut slots = lock(&self.shared.endpoints);
         let entry = slots
             .slots
             .entry(endpoint.clone())
@@ -215,9 +295,9 @@ impl Engine {
         entry.1.clone()
     }
 
-    async fn time_to_next(&self, now: herald_core::Timestamp) -> Duration {
+    async fn time_to_next(&self, now: Timestamp) -> Duration {
         let sweep = self.config.sweep_interval;
-        match self.store.next_due_at().await {
+        match self.shared.store.next_due_at().await {
             // Due work we could not take (pool or endpoint full): a finishing
             // attempt wakes us, the sweep timer is only a backstop.
             Ok(Some(next)) if next <= now => sweep,
@@ -229,60 +309,304 @@ impl Engine {
             }
         }
     }
+}
 
-    fn attempt_task(
-        &self,
-        claim: Claim,
-        record_permit: OwnedSemaphorePermit,
-        endpoint_slot: Arc<Semaphore>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let pool = self.pool.clone();
-        let store = self.store.clone();
-        let clock = self.clock.clone();
-        let client = self.client.clone();
-        let schedule = self.config.retry_schedule.clone();
-        let endpoints = self.endpoints.clone();
-        let wake = self.wake.clone();
-        async move {
-            // Counted out of the endpoint's claims when dropped, even if the
-            // attempt panics, so the endpoint never looks busy forever.
-            let reservation = Reservation {
-                endpoints,
-                endpoint: claim.endpoint_id.clone(),
-            };
-            // The endpoint's slot first, then a worker: a claim queued
-            // behind a slow endpoint holds no worker that others could use.
-            let finished = match endpoint_slot.acquire().await {
-                Ok(_endpoint_permit) => match pool.acquire().await {
-                    Ok(_worker) => send(&*store, &*clock, &client, &schedule, &claim).await,
-                    Err(_) => None,
-                },
-                Err(_) => None,
-            };
-            // The HTTP part is over: the worker and the endpoint's slot were
-            // freed above, so the next attempt need not wait for this commit.
-            drop(reservation);
-            wake.notify_one();
-            if let Some(Finished { attempt, outcome }) = finished {
-                if let Err(error) = store.record_attempt(attempt, outcome).await {
-                    tracing::error!(%error, msg = %claim.msg_id, "cannot record an attempt; it will be retried");
-                }
+/// Works one claim from its endpoint's slot to its recorded outcome.
+async fn attempt_task(
+    shared: Arc<Shared>,
+    claim: Claim,
+    record_permit: OwnedSemaphorePermit,
+    endpoint_slot: Arc<Semaphore>,
+) {
+    // Counted out of the endpoint's claims when dropped, even if the
+    // attempt panics, so the endpoint never looks busy forever.
+    let reservation = Reservation {
+        shared: shared.clone(),
+        endpoint: claim.endpoint_id.clone(),
+    };
+    // The endpoint's slot first, then a worker: a claim queued behind a
+    // slow endpoint holds no worker that others could use.
+    let worked = match endpoint_slot.acquire().await {
+        Ok(_endpoint_permit) => shared.work(&claim).await,
+        Err(_) => None,
+    };
+    // The HTTP part is over: the worker and the endpoint's slot were freed
+    // above, so the next attempt need not wait for this commit.
+    drop(reservation);
+    shared.wake.notify_one();
+    if let Some(worked) = worked {
+        shared.finish(&claim, worked).await;
+    }
+    drop(record_permit);
+    shared.wake.notify_one();
+}
+
+/// A worked claim and what it was about.
+struct Worked {
+    finished: Finished,
+    message: Option<Message>,
+    endpoint: Option<Endpoint>,
+}
+
+impl Shared {
+    /// Loads and attempts one claim; answers what to record. On a store
+    /// failure nothing is recorded and the lease is left to expire, which
+    /// retries the delivery: at-least-once, never lost.
+    async fn work(&self, claim: &Claim) -> Option<Worked> {
+        let (message, endpoint) = match self.store.claim_target(claim).await {
+            Ok(Some(target)) => target,
+            Ok(None) => return None, // the message (and its app) were deleted
+            Err(error @ StoreError::Corrupt(_)) => {
+                // Retrying cannot fix a row that does not decode: end the
+                // delivery as failed (visible, recoverable) instead of
+                // leasing it again forever.
+                tracing::error!(%error, msg = %claim.msg_id, "claimed delivery is unreadable; failing it");
+                let outcome = claim.outcome(
+                    DeliveryStatus::Fail,
+                    claim.attempt_count,
+                    None,
+                    self.clock.now(),
+                );
+                return Some(Worked {
+                    finished: Finished {
+                        attempt: None,
+                        outcome,
+                        verdict: None,
+                    },
+                    message: None,
+                    endpoint: None,
+                });
             }
-            drop(record_permit);
-            wake.notify_one();
+            Err(error) => {
+                // Transient: the lease expires and the delivery is tried again.
+                tracing::error!(%error, msg = %claim.msg_id, "cannot load a claimed delivery");
+                return None;
+            }
+        };
+        if let Some(endpoint) = endpoint.as_ref().filter(|endpoint| !endpoint.disabled) {
+            if let Some(until) = self.health.open_until(&endpoint.id, self.clock.now()) {
+                // The circuit is open: put the delivery off until it closes,
+                // without an attempt and without using up a retry.
+                let outcome = claim.outcome(
+                    DeliveryStatus::Pending,
+                    claim.attempt_count,
+                    Some(until),
+                    self.clock.now(),
+                );
+                return Some(Worked {
+                    finished: Finished {
+                        attempt: None,
+                        outcome,
+                        verdict: None,
+                    },
+                    message: Some(message),
+                    endpoint: Some(endpoint.clone()),
+                });
+            }
+            if let Some(per_second) = endpoint.rate_limit {
+                self.rates.wait(&endpoint.id, per_second).await;
+            }
+        }
+        let _worker = self.pool.acquire().await.ok()?;
+        let finished = perform(
+            &self.client,
+            &*self.clock,
+            &self.policy,
+            claim,
+            &message,
+            endpoint.as_ref(),
+        )
+        .await;
+        if let Some(attempt) = &finished.attempt {
+            tracing::debug!(
+                msg = %attempt.msg_id,
+                endpoint = %attempt.endpoint_id,
+                status = attempt.response_status_code,
+                error = attempt.error.map(|error| error.as_str()),
+                "attempt finished"
+            );
+        }
+        Some(Worked {
+            finished,
+            message: Some(message),
+            endpoint,
+        })
+    }
+
+    /// Records a worked claim, then acts on what it showed: endpoint health
+    /// and operational events. Nothing is raised for an outcome that could
+    /// not be recorded (the delivery will be tried again).
+    async fn finish(&self, claim: &Claim, worked: Worked) {
+        let Worked {
+            finished,
+            message,
+            endpoint,
+        } = worked;
+        let started = Instant::now();
+        let recorded = self
+            .store
+            .record_attempt(finished.attempt.clone(), finished.outcome.clone())
+            .await;
+        self.metrics
+            .observe_store("record_attempt", started.elapsed());
+        if let Err(error) = recorded {
+            tracing::error!(%error, msg = %claim.msg_id, "cannot record an attempt; it will be retried");
+            return;
+        }
+        self.count(&finished);
+        let (Some(verdict), Some(endpoint), Some(attempt)) =
+            (finished.verdict, endpoint, finished.attempt.as_ref())
+        else {
+            return;
+        };
+        let now = self.clock.now();
+        match self
+            .health
+            .observe(&*self.store, &endpoint.id, verdict, now)
+            .await
+        {
+            Ok(Some(disable)) => self.disable(&endpoint, disable).await,
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, endpoint = %endpoint.id, "cannot record endpoint health")
+            }
+        }
+        let kind = match (verdict, finished.outcome.status) {
+            (Verdict::Succeeded, _) if claim.attempt_count >= FAILING_AFTER_ATTEMPTS => {
+                Some(AttemptEvent::Recovered)
+            }
+            (Verdict::Failed | Verdict::Gone, DeliveryStatus::Fail)
+                if claim.trigger == TriggerType::Scheduled =>
+            {
+                Some(AttemptEvent::Exhausted)
+            }
+            (Verdict::Failed | Verdict::Gone, DeliveryStatus::Pending)
+                if finished.outcome.attempt_count == FAILING_AFTER_ATTEMPTS =>
+            {
+                Some(AttemptEvent::Failing)
+            }
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            self.raise_attempt_event(kind, claim, message.as_ref(), attempt)
+                .await;
+        }
+    }
+
+    fn count(&self, finished: &Finished) {
+        if let Some(attempt) = &finished.attempt {
+            let outcome = if attempt.status == DeliveryStatus::Success {
+                "success"
+            } else {
+                "failure"
+            };
+            EngineMetrics::count(&self.metrics.attempts, outcome);
+            self.metrics
+                .attempt_duration
+                .observe(attempt.response_duration_ms as f64 / 1000.0);
+        }
+        let outcome = match (finished.outcome.status, &finished.attempt) {
+            (DeliveryStatus::Success, _) => "delivered",
+            (DeliveryStatus::Pending, None) => "deferred",
+            (DeliveryStatus::Pending | DeliveryStatus::Sending, _) => "retrying",
+            (DeliveryStatus::Fail, _) => "failed",
+        };
+        EngineMetrics::count(&self.metrics.deliveries, outcome);
+    }
+
+    /// Turns `endpoint` off (a `410 Gone`, or failing for too long) and
+    /// tells the operator.
+    async fn disable(&self, endpoint: &Endpoint, disable: Disable) {
+        let result: Result<Option<Endpoint>, StoreError> = async {
+            let Some(mut current) = self
+                .store
+                .endpoint_by_ref(&endpoint.app_id, endpoint.id.as_str())
+                .await?
+            else {
+                return Ok(None);
+            };
+            if current.disabled {
+                return Ok(None);
+            }
+            current.disabled = true;
+            current.updated_at = self.clock.now();
+            Ok(Some(self.store.update_endpoint(current).await?))
+        }
+        .await;
+        let disabled = match result {
+            Ok(Some(disabled)) => disabled,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(%error, endpoint = %endpoint.id, "cannot disable a failing endpoint");
+                return;
+            }
+        };
+        self.health.forget(&endpoint.id);
+        tracing::warn!(endpoint = %endpoint.id, fail_since = %disable.fail_since, "endpoint disabled");
+        let app_uid = self.app_uid(&endpoint.app_id).await;
+        self.raise(OperationalEvent::EndpointDisabled {
+            endpoint: Box::new(disabled),
+            app_uid,
+            fail_since: Some(disable.fail_since),
+            trigger: DisableTrigger::Automatic,
+        })
+        .await;
+    }
+
+    async fn raise_attempt_event(
+        &self,
+        kind: AttemptEvent,
+        claim: &Claim,
+        message: Option<&Message>,
+        attempt: &Attempt,
+    ) {
+        let app_uid = self.app_uid(&claim.app_id).await;
+        self.raise(OperationalEvent::Attempt {
+            kind,
+            app_id: claim.app_id.clone(),
+            app_uid,
+            msg_id: claim.msg_id.clone(),
+            msg_event_id: message.and_then(|message| message.event_id.clone()),
+            endpoint_id: claim.endpoint_id.clone(),
+            last_attempt: LastAttempt {
+                id: attempt.id.clone(),
+                response_status_code: attempt.response_status_code,
+                timestamp: attempt.timestamp,
+            },
+        })
+        .await;
+    }
+
+    async fn app_uid(&self, app: &herald_core::AppId) -> Option<herald_core::Uid> {
+        match self.store.app_by_ref(app.as_str()).await {
+            Ok(found) => found.and_then(|app| app.uid),
+            Err(error) => {
+                tracing::warn!(%error, %app, "cannot read an app for an operational event");
+                None
+            }
+        }
+    }
+
+    async fn raise(&self, event: OperationalEvent) {
+        match self.operational.emit(&event).await {
+            Ok(true) => self.wake.notify_one(),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(%error, event = event.event_type(), "cannot raise an operational event");
+            }
         }
     }
 }
 
 /// One claim counted against its endpoint until dropped.
 struct Reservation {
-    endpoints: Arc<Mutex<EndpointSlots>>,
+    shared: Arc<Shared>,
     endpoint: EndpointId,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut slots = lock(&self.endpoints);
+        let mut slots = lock(&self.shared.endpoints);
         if let Some(entry) = slots.slots.get_mut(&self.endpoint) {
             entry.0 = entry.0.saturating_sub(1);
             if entry.0 == 0 {
@@ -290,53 +614,6 @@ impl Drop for Reservation {
             }
         }
     }
-}
-
-/// Loads and attempts one claim; answers what to record. On a store
-/// failure nothing is recorded and the lease is left to expire, which
-/// retries the delivery: at-least-once, never lost.
-async fn send(
-    store: &dyn Store,
-    clock: &dyn Clock,
-    client: &Client,
-    schedule: &herald_core::RetrySchedule,
-    claim: &Claim,
-) -> Option<Finished> {
-    let (message, endpoint) = match store.claim_target(claim).await {
-        Ok(Some(target)) => target,
-        Ok(None) => return None, // the message (and its app) were deleted
-        Err(error @ herald_store::StoreError::Corrupt(_)) => {
-            // Retrying cannot fix a row that does not decode: end the
-            // delivery as failed (visible, recoverable) instead of leasing
-            // it again forever.
-            tracing::error!(%error, msg = %claim.msg_id, "claimed delivery is unreadable; failing it");
-            return Some(Finished {
-                attempt: None,
-                outcome: claim.outcome(
-                    herald_core::model::DeliveryStatus::Fail,
-                    claim.attempt_count,
-                    None,
-                    clock.now(),
-                ),
-            });
-        }
-        Err(error) => {
-            // Transient: the lease expires and the delivery is tried again.
-            tracing::error!(%error, msg = %claim.msg_id, "cannot load a claimed delivery");
-            return None;
-        }
-    };
-    let finished = perform(client, clock, schedule, claim, &message, endpoint.as_ref()).await;
-    if let Some(attempt) = &finished.attempt {
-        tracing::debug!(
-            msg = %attempt.msg_id,
-            endpoint = %attempt.endpoint_id,
-            status = attempt.response_status_code,
-            error = attempt.error.map(|error| error.as_str()),
-            "attempt finished"
-        );
-    }
-    Some(finished)
 }
 
 fn lock(slots: &Mutex<EndpointSlots>) -> std::sync::MutexGuard<'_, EndpointSlots> {

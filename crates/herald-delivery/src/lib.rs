@@ -13,8 +13,14 @@ mod client;
 mod config;
 mod dispatcher;
 mod error;
+mod health;
+pub mod metrics;
+pub mod operational;
+mod rate;
+mod retention;
 pub mod ssrf;
 
 pub use config::DeliveryConfig;
 pub use dispatcher::{Engine, EngineHandle};
 pub use error::DeliveryError;
+pub use health::HealthConfig;

@@ -8,6 +8,7 @@
 mod cache;
 mod catalog;
 mod error;
+mod housekeeping;
 mod messages;
 mod paging;
 mod queue;

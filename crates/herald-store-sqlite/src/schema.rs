@@ -162,6 +162,11 @@ CREATE TABLE instance_keys (
     key BLOB NOT NULL
 );
 "#,
+    // 5: endpoint health. When an endpoint began failing without a success
+    // since (NULL while healthy), so "failing for five days" outlasts restarts.
+    r#"
+ALTER TABLE endpoints ADD COLUMN failing_since INTEGER;
+"#,
 ];
 
 /// Brings the schema up to date.

@@ -7,10 +7,10 @@ use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{
     AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
-    MessageFilter, Page, PageRequest, Store, StoreError,
+    MessageFilter, Page, PageRequest, QueueDepth, Store, StoreError,
 };
 
-use crate::{catalog, messages, queue, tokens, SqliteStore};
+use crate::{catalog, housekeeping, messages, queue, tokens, SqliteStore};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -423,6 +423,31 @@ impl Store for SqliteStore {
     async fn release_leases(&self, now: Timestamp, all: bool) -> Result<u64> {
         self.writer
             .write(move |connection| queue::release_leases(connection, now, all))
+            .await
+    }
+
+    async fn set_endpoint_failing(
+        &self,
+        endpoint: &EndpointId,
+        since: Option<Timestamp>,
+    ) -> Result<Option<Timestamp>> {
+        let endpoint = endpoint.clone();
+        self.writer
+            .write(move |connection| {
+                housekeeping::set_endpoint_failing(connection, &endpoint, since)
+            })
+            .await
+    }
+
+    async fn purge_before(&self, cutoff: Timestamp, limit: usize) -> Result<u64> {
+        self.writer
+            .write(move |connection| housekeeping::purge_before(connection, cutoff, limit))
+            .await
+    }
+
+    async fn queue_depths(&self, limit: usize) -> Result<Vec<QueueDepth>> {
+        self.readers
+            .read(move |connection| housekeeping::queue_depths(connection, limit))
             .await
     }
 

@@ -79,6 +79,9 @@ where
         messages_are_found_by_delivery_status_each_once_within_their_app,
         the_delivery_histogram_counts_outcomes_by_message_time,
         an_instance_key_is_stored_once_and_answered_ever_after,
+        an_endpoint_failure_streak_keeps_its_start_until_it_ends,
+        purging_removes_old_attempts_and_finished_messages_only,
+        queue_depths_count_pending_deliveries_per_endpoint,
     );
 }
 
@@ -2948,4 +2951,233 @@ async fn an_instance_key_is_stored_once_and_answered_ever_after(store: &dyn Stor
         .await
         .expect("instance_key failed");
     assert_eq!(other, vec![4], "keys are kept by name");
+}
+
+// Endpoint health and housekeeping.
+
+async fn an_endpoint_failure_streak_keeps_its_start_until_it_ends(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+    let failing = |since: Option<Timestamp>| {
+        let id = endpoint.id.clone();
+        async move {
+            store
+                .set_endpoint_failing(&id, since)
+                .await
+                .expect("set_endpoint_failing failed")
+        }
+    };
+    assert_eq!(failing(Some(at(1))).await, Some(at(1)), "a streak starts");
+    assert_eq!(
+        failing(Some(at(5))).await,
+        Some(at(1)),
+        "a running streak must keep its start"
+    );
+    assert_eq!(failing(None).await, None, "a success ends the streak");
+    assert_eq!(
+        failing(Some(at(9))).await,
+        Some(at(9)),
+        "a new streak starts afresh"
+    );
+    assert_eq!(
+        store
+            .set_endpoint_failing(&EndpointId::generate(), Some(at(1)))
+            .await
+            .expect("set_endpoint_failing failed"),
+        None,
+        "an unknown endpoint has no streak"
+    );
+}
+
+async fn purging_removes_old_attempts_and_finished_messages_only(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+    // Ids carry their creation time, and purges cut on ids: fix both.
+    let message_at = |offset: i64| {
+        let mut message = new_message(&app.id, "invoice.paid", at(offset));
+        message.id = MessageId::first_at(at(offset));
+        message
+    };
+    let old_done = publish(store, message_at(1)).await;
+    let old_done_too = publish(store, message_at(4)).await;
+    let old_owed = publish(store, message_at(2)).await;
+    let new_done = publish(store, message_at(10_000)).await;
+    let claims = claim(store, at(20_000), 10).await;
+    settle(
+        store,
+        claim_of(&claims, &old_done.id, &endpoint.id),
+        DeliveryStatus::Success,
+        None,
+        at(20_001),
+    )
+    .await;
+    settle(
+        store,
+        claim_of(&claims, &old_done_too.id, &endpoint.id),
+        DeliveryStatus::Success,
+        None,
+        at(20_001),
+    )
+    .await;
+    settle(
+        store,
+        claim_of(&claims, &new_done.id, &endpoint.id),
+        DeliveryStatus::Success,
+        None,
+        at(20_001),
+    )
+    .await;
+    // The owed message failed once long ago and waits for a retry.
+    let owed_claim = claim_of(&claims, &old_owed.id, &endpoint.id);
+    let mut old_attempt = settle(
+        store,
+        owed_claim,
+        DeliveryStatus::Pending,
+        Some(at(90_000)),
+        at(3),
+    )
+    .await;
+    old_attempt.id = AttemptId::first_at(at(3));
+    store
+        .record_attempt(
+            Some(old_attempt.clone()),
+            owed_claim.outcome(DeliveryStatus::Pending, 1, Some(at(90_000)), at(3)),
+        )
+        .await
+        .expect("record_attempt failed");
+
+    let mut batches = 0;
+    loop {
+        let removed = store
+            .purge_before(at(5_000), 1)
+            .await
+            .expect("purge_before failed");
+        if removed == 0 {
+            break;
+        }
+        batches += 1;
+        assert!(batches < 100, "purge_before never finishes");
+    }
+    assert!(batches > 1, "purge_before must honour its batch limit");
+
+    let app_id = app.id.clone();
+    let found = |id: MessageId| {
+        let app_id = app_id.clone();
+        async move {
+            store
+                .message_by_ref(&app_id, id.as_str())
+                .await
+                .expect("message_by_ref failed")
+        }
+    };
+    assert_eq!(
+        found(old_done.id.clone()).await,
+        None,
+        "an old finished message is purged"
+    );
+    assert_eq!(
+        found(old_done_too.id.clone()).await,
+        None,
+        "every old finished message is purged"
+    );
+    assert!(
+        deliveries(store, &app.id, &old_done.id).await.is_empty(),
+        "a purged message's deliveries go with it"
+    );
+    assert!(
+        attempts(
+            store,
+            &app.id,
+            AttemptFilter {
+                msg_id: Some(old_done.id.clone()),
+                ..AttemptFilter::default()
+            }
+        )
+        .await
+        .is_empty(),
+        "a purged message's attempts go with it"
+    );
+    assert!(
+        found(old_owed.id.clone()).await.is_some(),
+        "a message still owed must stay"
+    );
+    assert_eq!(
+        delivery(store, &app.id, &old_owed.id, &endpoint.id)
+            .await
+            .status,
+        DeliveryStatus::Pending,
+        "an owed delivery must survive a purge"
+    );
+    let owed_attempts = attempts(
+        store,
+        &app.id,
+        AttemptFilter {
+            msg_id: Some(old_owed.id.clone()),
+            ..AttemptFilter::default()
+        },
+    )
+    .await;
+    assert!(
+        owed_attempts
+            .iter()
+            .all(|attempt| attempt.id != old_attempt.id),
+        "an attempt logged before the cut-off is purged"
+    );
+    assert_eq!(
+        owed_attempts.len(),
+        1,
+        "a newer attempt of an owed message stays"
+    );
+    assert!(
+        found(new_done.id.clone()).await.is_some(),
+        "a newer message stays"
+    );
+}
+
+async fn queue_depths_count_pending_deliveries_per_endpoint(store: &dyn Store) {
+    let app = add_app(store).await;
+    let busy = add_endpoint(store, new_endpoint(&app.id)).await;
+    let mut quiet = new_endpoint(&app.id);
+    quiet.filter_types = Some(vec![type_name("invoice.paid")]);
+    let quiet = add_endpoint(store, quiet).await;
+    for offset in [5, 1, 3] {
+        publish(store, new_message(&app.id, "user.created", at(offset))).await;
+    }
+    publish(store, new_message(&app.id, "invoice.paid", at(7))).await;
+    let depths = store.queue_depths(10).await.expect("queue_depths failed");
+    let summary: Vec<(EndpointId, u64, Timestamp)> = depths
+        .iter()
+        .map(|depth| {
+            (
+                depth.endpoint_id.clone(),
+                depth.pending,
+                depth.oldest_created_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(busy.id.clone(), 4, at(1)), (quiet.id.clone(), 1, at(7))],
+        "depths come deepest first with the oldest message's time"
+    );
+    assert!(depths.iter().all(|depth| depth.app_id == app.id));
+    assert_eq!(
+        store
+            .queue_depths(1)
+            .await
+            .expect("queue_depths failed")
+            .len(),
+        1,
+        "queue_depths honours its limit"
+    );
+    let leased = claim(store, at(10), 10).await;
+    assert_eq!(leased.len(), 5);
+    assert!(
+        store
+            .queue_depths(10)
+            .await
+            .expect("queue_depths failed")
+            .is_empty(),
+        "leased deliveries are not waiting"
+    );
 }

@@ -102,3 +102,14 @@ pub struct DeliveryOutcome {
     /// The lease of the claim this outcome ends (see [`Claim::lease_until`]).
     pub lease_until: Timestamp,
 }
+
+/// The backlog of one endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueDepth {
+    pub app_id: AppId,
+    pub endpoint_id: EndpointId,
+    /// Deliveries waiting for an attempt (pending, not leased).
+    pub pending: u64,
+    /// When the oldest of their messages was created: the backlog's age.
+    pub oldest_created_at: Timestamp,
+}

@@ -6,7 +6,7 @@ use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 
 use crate::{
     AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
-    MessageFilter, Page, PageRequest, SourceStore, StoreError,
+    MessageFilter, Page, PageRequest, QueueDepth, SourceStore, StoreError,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -202,6 +202,27 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     /// `now`, or every lease when `all` (a single node starting up owns them
     /// all). Answers how many.
     async fn release_leases(&self, now: Timestamp, all: bool) -> Result<u64>;
+
+    // Endpoint health and housekeeping.
+
+    /// Starts (`Some`) or ends (`None`) the failure streak of `endpoint`: a
+    /// streak already running keeps its start, so the answer is when the
+    /// endpoint began failing without a success since (`None` once ended).
+    /// Kept in the database because "failing for five days" must outlast
+    /// restarts; the engine calls it only when an endpoint changes state.
+    async fn set_endpoint_failing(
+        &self,
+        endpoint: &EndpointId,
+        since: Option<Timestamp>,
+    ) -> Result<Option<Timestamp>>;
+    /// Deletes, at most `limit` rows per table per call, attempts logged
+    /// before `cutoff` and messages created before it that have nothing left
+    /// to deliver (with their deliveries); answers how many rows went. Small
+    /// batches keep each write short so delivery never stalls behind it.
+    async fn purge_before(&self, cutoff: Timestamp, limit: usize) -> Result<u64>;
+    /// Pending deliveries per endpoint, deepest queue first, at most `limit`
+    /// endpoints (the backlog gauges of `/metrics`).
+    async fn queue_depths(&self, limit: usize) -> Result<Vec<QueueDepth>>;
 
     // API tokens (stored as SHA-256 hashes, never in clear).
 

@@ -1,0 +1,102 @@
+//! Endpoint health, retention and backlog figures: what the engine's
+//! background duties read and write besides the delivery queue.
+
+use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
+use herald_store::{QueueDepth, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::backend;
+
+pub(crate) fn set_endpoint_failing(
+    connection: &Connection,
+    endpoint: &EndpointId,
+    since: Option<Timestamp>,
+) -> Result<Option<Timestamp>, StoreError> {
+    // COALESCE keeps a running streak's start; NULL ends the streak.
+    let stored: Option<Option<i64>> = connection
+        .prepare_cached(
+            "UPDATE endpoints SET failing_since = CASE WHEN ?2 IS NULL THEN NULL
+                 ELSE COALESCE(failing_since, ?2) END
+             WHERE id = ?1 RETURNING failing_since",
+        )
+        .map_err(backend)?
+        .query_row(params![endpoint.as_str(), since.map(|at| at.0)], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(backend)?;
+    Ok(stored.flatten().map(Timestamp))
+}
+
+pub(crate) fn purge_before(
+    connection: &Connection,
+    cutoff: Timestamp,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // Ids are time-ordered, so the cut-off is a primary-key range: each
+    // batch reads only what it deletes.
+    let attempts = connection
+        .prepare_cached(
+            "DELETE FROM attempts WHERE id IN (
+                 SELECT id FROM attempts WHERE id < ?1 ORDER BY id LIMIT ?2)",
+        )
+        .map_err(backend)?
+        .execute(params![AttemptId::first_at(cutoff).as_str(), limit])
+        .map_err(backend)?;
+    // A message still owed to an endpoint stays, however old.
+    let purged: Vec<String> = connection
+        .prepare_cached(
+            "SELECT id FROM messages m WHERE id < ?1 AND NOT EXISTS (
+                 SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status IN (1, 3))
+             ORDER BY id LIMIT ?2",
+        )
+        .map_err(backend)?
+        .query_map(
+            params![MessageId::first_at(cutoff).as_str(), limit],
+            |row| row.get(0),
+        )
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    let mut removed = attempts as u64;
+    for id in &purged {
+        for sql in [
+            "DELETE FROM attempts WHERE msg_id = ?1",
+            "DELETE FROM deliveries WHERE msg_id = ?1",
+            "DELETE FROM messages WHERE id = ?1",
+        ] {
+            removed += connection
+                .prepare_cached(sql)
+                .map_err(backend)?
+                .execute([id])
+                .map_err(backend)? as u64;
+        }
+    }
+    Ok(removed)
+}
+
+pub(crate) fn queue_depths(
+    connection: &Connection,
+    limit: usize,
+) -> Result<Vec<QueueDepth>, StoreError> {
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT app_id, endpoint_id, COUNT(*), MIN(msg_created_at) FROM deliveries
+             WHERE status = 1 GROUP BY endpoint_id ORDER BY COUNT(*) DESC LIMIT ?1",
+        )
+        .map_err(backend)?;
+    let mut rows = statement
+        .query([i64::try_from(limit).unwrap_or(i64::MAX)])
+        .map_err(backend)?;
+    let mut depths = Vec::new();
+    while let Some(row) = rows.next().map_err(backend)? {
+        depths.push(QueueDepth {
+            app_id: AppId::from_stored(row.get(0).map_err(backend)?),
+            endpoint_id: EndpointId::from_stored(row.get(1).map_err(backend)?),
+            pending: row.get::<_, i64>(2).map_err(backend)?.max(0) as u64,
+            oldest_created_at: Timestamp(row.get(3).map_err(backend)?),
+        });
+    }
+    Ok(depths)
+}
