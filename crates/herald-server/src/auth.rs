@@ -62,7 +62,7 @@ impl Tokens {
         }
     }
 
-    async fn accepts(&self, token: &str) -> Result<bool, StoreError> {
+    pub(crate) async fn accepts(&self, token: &str) -> Result<bool, StoreError> {
         let hash = hash_token(token);
         // Comparing hashes by set lookup leaks nothing useful about a token:
         // an attacker cannot choose inputs that produce hash prefixes.

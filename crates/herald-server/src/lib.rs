@@ -6,6 +6,7 @@
 
 mod api;
 pub mod auth;
+mod console;
 mod digest;
 mod error;
 mod extract;
@@ -34,15 +35,21 @@ pub fn router(state: AppState) -> Router {
     // Leave room for the JSON envelope around a payload of the maximum size;
     // the payload itself is checked against the exact limit.
     let body_limit = state.config.max_payload_bytes.saturating_add(64 * 1024);
-    let authenticated = api::authenticated().route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
+    let authenticated = api::authenticated()
+        .route(
+            "/auth/app-portal-access/{app}",
+            axum::routing::post(console::portal_access),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     let ingest = api::ingest::routes().route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::require_token,
     ));
     Router::new()
+        .merge(console::routes(&state))
         .nest("/api/v1", authenticated.merge(api::public()))
         .nest("/ingest/api/v1", ingest)
         // Public: a source's verifier authenticates its requests, and the

@@ -8,6 +8,7 @@ use herald_delivery::EngineHandle;
 use herald_store::Store;
 
 use crate::auth::Tokens;
+use crate::console::ConsoleKeys;
 use crate::gateway::{Gateway, InboundCount};
 
 /// Settings of the HTTP edge.
@@ -46,6 +47,7 @@ pub struct AppState {
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) tokens: Tokens,
     pub(crate) gateway: Arc<Gateway>,
+    pub(crate) console: Arc<ConsoleKeys>,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
             config: Arc::new(config),
             tokens,
             gateway: Arc::new(Gateway::default()),
+            console: Arc::new(ConsoleKeys::default()),
         }
     }
 

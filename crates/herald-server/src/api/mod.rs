@@ -2,7 +2,7 @@
 
 mod apps;
 mod attempts;
-mod endpoints;
+pub(crate) mod endpoints;
 mod event_types;
 mod health;
 pub(crate) mod ingest;

@@ -7,6 +7,8 @@ mod api;
 mod bad_input;
 mod binary;
 mod cli;
+mod console;
+mod console_browser;
 mod delivery;
 mod durability;
 mod gateway;
