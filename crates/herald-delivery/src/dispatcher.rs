@@ -3,8 +3,9 @@
 //!
 //! It never polls the database in a loop. It sleeps until whichever comes
 //! first: the earliest due delivery, a wake-up from the API (new message,
-//! resend, recover), a finished attempt freeing capacity, or the sweep
-//! interval (which also frees leases left behind by a crashed node).
+//! resend, recover), a wake-up from another node sharing the store, a
+//! finished attempt freeing capacity, or the sweep interval (which also
+//! frees leases left behind by a crashed node).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -161,7 +162,9 @@ impl Engine {
         let mut tasks = JoinSet::new();
         let store = &self.shared.store;
         let clock = &self.shared.clock;
-        if self.config.exclusive_store {
+        // A shared store's live leases may belong to other nodes mid-attempt:
+        // only the sweep below, which frees expired leases, may touch them.
+        if self.config.exclusive_store && !store.is_shared() {
             match store.release_leases(clock.now(), true).await {
                 Ok(0) => {}
                 Ok(released) => tracing::info!(released, "resuming deliveries left in flight"),
@@ -177,6 +180,7 @@ impl Engine {
                 shutdown.clone(),
             ))
         });
+        let remote = store.remote_wakeups();
         let mut last_sweep = clock.now();
         loop {
             if shutdown.is_cancelled() {
@@ -203,6 +207,7 @@ impl Engine {
             let wait = self.time_to_next(now).await;
             tokio::select! {
                 () = self.shared.wake.notified() => {}
+                () = remote_wakeup(remote.as_deref()) => {}
                 () = tokio::time::sleep(wait) => {}
                 () = shutdown.cancelled() => {}
             }
@@ -613,6 +618,14 @@ impl Drop for Reservation {
                 slots.slots.remove(&self.endpoint);
             }
         }
+    }
+}
+
+/// Resolves when another node signals new work; never without a signal.
+async fn remote_wakeup(remote: Option<&Notify>) {
+    match remote {
+        Some(notify) => notify.notified().await,
+        None => std::future::pending().await,
     }
 }
 

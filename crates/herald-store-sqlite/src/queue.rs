@@ -73,6 +73,9 @@ pub(crate) fn claim_due(
             attempt_count: row.get(3).map_err(backend)?,
             trigger: TriggerType::from_code(row.get(4).map_err(backend)?),
             lease_until,
+            // One node owns the file and a delivery is claimed again only
+            // after its lease ended, so the lease's end tells claims apart.
+            lease_token: lease_until.0,
         };
         claims.push((due, claim));
     }
@@ -165,7 +168,7 @@ pub(crate) fn record_attempt(
             outcome.attempt_count,
             outcome.next_attempt_at.map(|at| at.0),
             outcome.updated_at.0,
-            outcome.lease_until.0,
+            outcome.lease_token,
         ])
         .map_err(backend)?;
     if moved == 0 {

@@ -63,9 +63,12 @@ pub struct Claim {
     /// Attempts made before this one.
     pub attempt_count: u32,
     pub trigger: TriggerType,
-    /// The lease this claim holds; its outcome is only written while the
-    /// delivery still carries this lease (fencing a late or duplicate worker).
+    /// When this claim's lease runs out.
     pub lease_until: Timestamp,
+    /// The backend's fencing token for this lease, different for every claim
+    /// of the delivery on any node: its outcome is only written while the
+    /// delivery still carries this token (fencing a late or duplicate worker).
+    pub lease_token: i64,
 }
 
 impl Claim {
@@ -84,7 +87,7 @@ impl Claim {
             attempt_count,
             next_attempt_at,
             updated_at,
-            lease_until: self.lease_until,
+            lease_token: self.lease_token,
         }
     }
 }
@@ -99,8 +102,8 @@ pub struct DeliveryOutcome {
     /// `None` once no retry is left.
     pub next_attempt_at: Option<Timestamp>,
     pub updated_at: Timestamp,
-    /// The lease of the claim this outcome ends (see [`Claim::lease_until`]).
-    pub lease_until: Timestamp,
+    /// The lease of the claim this outcome ends (see [`Claim::lease_token`]).
+    pub lease_token: i64,
 }
 
 /// The backlog of one endpoint.

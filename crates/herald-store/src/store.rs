@@ -1,8 +1,11 @@
 //! The storage trait.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
+use tokio::sync::Notify;
 
 use crate::{
     AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
@@ -202,6 +205,18 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     /// `now`, or every lease when `all` (a single node starting up owns them
     /// all). Answers how many.
     async fn release_leases(&self, now: Timestamp, all: bool) -> Result<u64>;
+    /// Whether other nodes may be using the same database at once. A node
+    /// of a shared store must never release leases that have not run out:
+    /// they may belong to a live node in the middle of an attempt.
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Signalled when another node committed work that may be due now, so
+    /// an idle engine wakes without polling; `None` when no other node can
+    /// add work (the engine's own wake-ups then cover everything).
+    fn remote_wakeups(&self) -> Option<Arc<Notify>> {
+        None
+    }
 
     // Endpoint health and housekeeping.
 

@@ -1,0 +1,92 @@
+//! Endpoint health, retention and backlog figures: what the engine's
+//! background duties read and write besides the delivery queue.
+
+use deadpool_postgres::GenericClient;
+use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
+use herald_store::QueueDepth;
+
+use crate::error::Result;
+use crate::rows::as_bigint;
+
+pub(crate) async fn set_endpoint_failing(
+    client: &impl GenericClient,
+    endpoint: &EndpointId,
+    since: Option<Timestamp>,
+) -> Result<Option<Timestamp>> {
+    // COALESCE keeps a running streak's start (also one another node
+    // started); NULL ends the streak.
+    let statement = client
+        .prepare_cached(
+            "UPDATE endpoints SET failing_since = CASE WHEN $2::bigint IS NULL THEN NULL
+                 ELSE COALESCE(failing_since, $2::bigint) END
+             WHERE id = $1 RETURNING failing_since",
+        )
+        .await?;
+    let stored: Option<Option<i64>> = client
+        .query_opt(&statement, &[&endpoint.as_str(), &since.map(|at| at.0)])
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    Ok(stored.flatten().map(Timestamp))
+}
+
+/// Deletes one batch; ids are time-ordered, so the cut-off is a
+/// primary-key range and each batch reads only what it deletes. Runs in
+/// the caller's transaction.
+pub(crate) async fn purge_before(
+    client: &impl GenericClient,
+    cutoff: Timestamp,
+    limit: usize,
+) -> Result<u64> {
+    let limit = as_bigint(limit);
+    let attempts = client
+        .execute(
+            "DELETE FROM attempts WHERE id IN (
+                 SELECT id FROM attempts WHERE id < $1 ORDER BY id LIMIT $2)",
+            &[&AttemptId::first_at(cutoff).as_str(), &limit],
+        )
+        .await?;
+    // A message still owed to an endpoint stays, however old.
+    let purged: Vec<String> = client
+        .query(
+            "SELECT id FROM messages m WHERE id < $1 AND NOT EXISTS (
+                 SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status IN (1, 3))
+             ORDER BY id LIMIT $2",
+            &[&MessageId::first_at(cutoff).as_str(), &limit],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut removed = attempts;
+    for sql in [
+        "DELETE FROM attempts WHERE msg_id = ANY($1)",
+        "DELETE FROM deliveries WHERE msg_id = ANY($1)",
+        "DELETE FROM messages WHERE id = ANY($1)",
+    ] {
+        removed += client.execute(sql, &[&purged]).await?;
+    }
+    Ok(removed)
+}
+
+pub(crate) async fn queue_depths(
+    client: &impl GenericClient,
+    limit: usize,
+) -> Result<Vec<QueueDepth>> {
+    let statement = client
+        .prepare_cached(
+            "SELECT app_id, endpoint_id, COUNT(*), MIN(msg_created_at) FROM deliveries
+             WHERE status = 1 GROUP BY app_id, endpoint_id ORDER BY COUNT(*) DESC LIMIT $1",
+        )
+        .await?;
+    let mut depths = Vec::new();
+    for row in client.query(&statement, &[&as_bigint(limit)]).await? {
+        depths.push(QueueDepth {
+            app_id: AppId::from_stored(row.try_get(0)?),
+            endpoint_id: EndpointId::from_stored(row.try_get(1)?),
+            pending: u64::try_from(row.try_get::<_, i64>(2)?).unwrap_or(0),
+            oldest_created_at: Timestamp(row.try_get(3)?),
+        });
+    }
+    Ok(depths)
+}

@@ -1,0 +1,334 @@
+//! Several stores on one schema behave as several Herald nodes on one
+//! database: what one node leases, commits or announces, the others see.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use herald_core::model::{App, DeliveryStatus, Endpoint, Message, Metadata};
+use herald_core::{
+    AppId, EndpointId, EndpointUrl, EventTypeName, MessageId, SigningKey, Timestamp,
+};
+use herald_store::Store;
+use herald_store_postgres::testing::TestSchema;
+use herald_store_postgres::PostgresStore;
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+const LEASE: i64 = 60_000;
+
+/// A schema with `count` stores (nodes) on it, or `None` when skipping.
+async fn nodes(count: usize) -> Option<(TestSchema, Vec<PostgresStore>)> {
+    let schema = TestSchema::create().await?;
+    let mut stores = Vec::new();
+    for _ in 0..count {
+        stores.push(
+            PostgresStore::connect(&schema.url)
+                .await
+                .expect("a node connects"),
+        );
+    }
+    Some((schema, stores))
+}
+
+async fn app_with_endpoints(store: &PostgresStore, endpoints: usize) -> (App, Vec<Endpoint>) {
+    let app = App {
+        id: AppId::generate(),
+        uid: None,
+        name: "Acme".to_owned(),
+        rate_limit: None,
+        metadata: Metadata::new(),
+        created_at: T0,
+        updated_at: T0,
+    };
+    store.create_app(app.clone()).await.expect("create_app");
+    let mut created = Vec::new();
+    for _ in 0..endpoints {
+        let endpoint = Endpoint {
+            id: EndpointId::generate(),
+            app_id: app.id.clone(),
+            uid: None,
+            url: EndpointUrl::parse("https://receiver.example/hook").expect("valid url"),
+            description: String::new(),
+            version: 1,
+            disabled: false,
+            filter_types: None,
+            channels: None,
+            rate_limit: None,
+            metadata: Metadata::new(),
+            headers: BTreeMap::new(),
+            key: SigningKey::generate(),
+            retired_keys: Vec::new(),
+            created_at: T0,
+            updated_at: T0,
+        };
+        created.push(
+            store
+                .create_endpoint(endpoint)
+                .await
+                .expect("create_endpoint"),
+        );
+    }
+    (app, created)
+}
+
+fn message(app: &AppId, offset: i64) -> Message {
+    Message {
+        id: MessageId::generate(),
+        app_id: app.clone(),
+        event_type: EventTypeName::parse("invoice.paid").expect("valid type"),
+        event_id: None,
+        payload: "{}".to_owned(),
+        channels: Vec::new(),
+        tags: Vec::new(),
+        headers: BTreeMap::new(),
+        created_at: Timestamp(T0.0 + offset),
+    }
+}
+
+#[tokio::test]
+async fn nodes_started_together_migrate_once_and_share_the_data() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let (first, second, third) = tokio::join!(
+        PostgresStore::connect(&schema.url),
+        PostgresStore::connect(&schema.url),
+        PostgresStore::connect(&schema.url),
+    );
+    let (first, second, third) = (
+        first.expect("first node"),
+        second.expect("second node"),
+        third.expect("third node"),
+    );
+    let (app, _) = app_with_endpoints(&first, 0).await;
+    for node in [&second, &third] {
+        assert_eq!(
+            node.app_by_ref(app.id.as_str()).await.expect("app_by_ref"),
+            Some(app.clone()),
+            "every node reads what one node wrote"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_is_leased_to_one_node_at_a_time() {
+    let Some((_schema, nodes)) = nodes(3).await else {
+        return;
+    };
+    let (app, _) = app_with_endpoints(&nodes[0], 4).await;
+    for offset in 0..50 {
+        nodes[0]
+            .create_message(message(&app.id, offset), None)
+            .await
+            .expect("create_message");
+    }
+    let now = Timestamp(T0.0 + 1000);
+    let lease = Timestamp(now.0 + LEASE);
+    let claims = futures_join3(
+        nodes[0].claim_due(now, 500, 500, &[], lease),
+        nodes[1].claim_due(now, 500, 500, &[], lease),
+        nodes[2].claim_due(now, 500, 500, &[], lease),
+    )
+    .await;
+    let mut leased: Vec<_> = claims
+        .iter()
+        .flatten()
+        .map(|claim| (claim.msg_id.clone(), claim.endpoint_id.clone()))
+        .collect();
+    let total = leased.len();
+    leased.sort();
+    leased.dedup();
+    assert_eq!(total, 200, "every delivery is leased once");
+    assert_eq!(leased.len(), total, "no delivery is leased by two nodes");
+    let mut tokens: Vec<i64> = claims
+        .iter()
+        .flatten()
+        .map(|claim| claim.lease_token)
+        .collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(
+        tokens.len(),
+        total,
+        "every claim has a fencing token of its own"
+    );
+}
+
+async fn futures_join3<F>(a: F, b: F, c: F) -> Vec<Vec<herald_store::Claim>>
+where
+    F: std::future::Future<Output = Result<Vec<herald_store::Claim>, herald_store::StoreError>>,
+{
+    let (a, b, c) = tokio::join!(a, b, c);
+    vec![
+        a.expect("claim_due"),
+        b.expect("claim_due"),
+        c.expect("claim_due"),
+    ]
+}
+
+#[tokio::test]
+async fn leases_held_by_other_nodes_count_toward_the_per_endpoint_cap() {
+    let Some((_schema, nodes)) = nodes(2).await else {
+        return;
+    };
+    let (app, endpoints) = app_with_endpoints(&nodes[0], 2).await;
+    let (busy, idle) = (&endpoints[0], &endpoints[1]);
+    for offset in 0..6 {
+        nodes[0]
+            .create_message_for_endpoint(message(&app.id, offset), &busy.id)
+            .await
+            .expect("create_message_for_endpoint");
+    }
+    let now = Timestamp(T0.0 + 1000);
+    let lease = Timestamp(now.0 + LEASE);
+    let first = nodes[0]
+        .claim_due(now, 100, 3, &[], lease)
+        .await
+        .expect("claim_due");
+    assert_eq!(first.len(), 3, "the first node takes the endpoint's share");
+    let late = nodes[1]
+        .create_message_for_endpoint(message(&app.id, 10), &idle.id)
+        .await
+        .expect("create_message_for_endpoint")
+        .message;
+    let second = nodes[1]
+        .claim_due(now, 100, 3, &[], lease)
+        .await
+        .expect("claim_due");
+    assert_eq!(
+        second
+            .iter()
+            .map(|claim| (&claim.msg_id, &claim.endpoint_id))
+            .collect::<Vec<_>>(),
+        vec![(&late.id, &idle.id)],
+        "the busy endpoint already has its cap in flight on another node; other endpoints still get theirs"
+    );
+    // The first node's leases run out (it died): the cap is free again.
+    let later = Timestamp(lease.0 + 1);
+    nodes[1]
+        .release_leases(later, false)
+        .await
+        .expect("release_leases");
+    let taken_over = nodes[1]
+        .claim_due(later, 100, 3, &[], Timestamp(later.0 + LEASE))
+        .await
+        .expect("claim_due");
+    assert_eq!(
+        taken_over
+            .iter()
+            .filter(|claim| claim.endpoint_id == busy.id)
+            .count(),
+        3,
+        "a dead node's deliveries are leased by another once its leases ran out"
+    );
+}
+
+#[tokio::test]
+async fn an_outcome_is_fenced_even_when_two_nodes_pick_the_same_lease_end() {
+    let Some((_schema, nodes)) = nodes(2).await else {
+        return;
+    };
+    let (app, endpoints) = app_with_endpoints(&nodes[0], 1).await;
+    let sent = nodes[0]
+        .create_message(message(&app.id, 0), None)
+        .await
+        .expect("create_message")
+        .message;
+    let lease = Timestamp(T0.0 + LEASE);
+    let first = nodes[0]
+        .claim_due(T0, 10, 10, &[], lease)
+        .await
+        .expect("claim_due");
+    // The lease is taken back and the other node, configured with a
+    // shorter lease, claims the delivery with the very same lease end.
+    nodes[1]
+        .release_leases(Timestamp(lease.0 + 1), true)
+        .await
+        .expect("release_leases");
+    let second = nodes[1]
+        .claim_due(Timestamp(T0.0 + 10), 10, 10, &[], lease)
+        .await
+        .expect("claim_due");
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert_eq!(first[0].lease_until, second[0].lease_until);
+
+    let stale = first[0].outcome(DeliveryStatus::Success, 1, None, Timestamp(T0.0 + 20));
+    nodes[0]
+        .record_attempt(None, stale)
+        .await
+        .expect("record_attempt");
+    let state = nodes[0]
+        .deliveries_of_message(&app.id, &sent.id)
+        .await
+        .expect("deliveries_of_message");
+    assert_eq!(
+        (state[0].endpoint_id.clone(), state[0].status),
+        (endpoints[0].id.clone(), DeliveryStatus::Sending),
+        "the first node's late outcome must not end the second node's attempt"
+    );
+    let current = second[0].outcome(DeliveryStatus::Fail, 1, None, Timestamp(T0.0 + 30));
+    nodes[1]
+        .record_attempt(None, current)
+        .await
+        .expect("record_attempt");
+    let state = nodes[0]
+        .deliveries_of_message(&app.id, &sent.id)
+        .await
+        .expect("deliveries_of_message");
+    assert_eq!(
+        state[0].status,
+        DeliveryStatus::Fail,
+        "the lease holder's outcome applies"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_raced_by_two_nodes_makes_one_message() {
+    let Some((_schema, nodes)) = nodes(2).await else {
+        return;
+    };
+    let (app, _) = app_with_endpoints(&nodes[0], 2).await;
+    for round in 0..20 {
+        let key = format!("order-{round}");
+        let (first, second) = tokio::join!(
+            nodes[0].create_message(message(&app.id, round), Some(key.clone())),
+            nodes[1].create_message(message(&app.id, round), Some(key)),
+        );
+        let (first, second) = (first.expect("first create"), second.expect("second create"));
+        assert_eq!(
+            first.message.id, second.message.id,
+            "both nodes answer the same message"
+        );
+        assert!(
+            first.is_new != second.is_new,
+            "exactly one create is new: {} {}",
+            first.is_new,
+            second.is_new
+        );
+        let fanned_out = first.deliveries + second.deliveries;
+        assert_eq!(fanned_out, 2, "the fan-out happens once");
+    }
+}
+
+#[tokio::test]
+async fn a_node_is_woken_when_another_commits_due_work() {
+    let Some((_schema, nodes)) = nodes(2).await else {
+        return;
+    };
+    let wakeups = nodes[1]
+        .remote_wakeups()
+        .expect("a shared store delivers other nodes' wake-ups");
+    assert!(nodes[1].is_shared());
+    // The listener wakes once as it starts (to look for work announced
+    // before it listened); take that one first.
+    tokio::time::timeout(Duration::from_secs(10), wakeups.notified())
+        .await
+        .expect("the listener starts");
+    let (app, _) = app_with_endpoints(&nodes[0], 1).await;
+    nodes[0]
+        .create_message(message(&app.id, 0), None)
+        .await
+        .expect("create_message");
+    tokio::time::timeout(Duration::from_secs(10), wakeups.notified())
+        .await
+        .expect("the other node is woken by the new message");
+}
