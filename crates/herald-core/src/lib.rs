@@ -15,5 +15,5 @@ pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::ValidationError;
 pub use ids::{AppId, AttemptId, EndpointId, InboundRequestId, MessageId, SourceId, TaskId};
 pub use retry_schedule::RetrySchedule;
-pub use secret::SigningKey;
+pub use secret::{Ed25519Key, Ed25519PublicKey, HmacKey, SigningKey};
 pub use values::{Channel, EndpointUrl, EventTypeName, Uid};

@@ -2,7 +2,7 @@
 //! inbound request pays.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use herald_core::SigningKey;
+use herald_core::{HmacKey, SigningKey};
 use herald_signing::verifiers::{InboundRequest, StandardWebhooksConfig, Verifier};
 use herald_signing::{signature_header, SignedContent};
 
@@ -30,6 +30,10 @@ fn signing(c: &mut Criterion) {
     group.bench_function("two keys (during rotation)", |b| {
         b.iter(|| signature_header([&current, &retired], std::hint::black_box(content)))
     });
+    let asymmetric = SigningKey::generate_ed25519();
+    group.bench_function("one ed25519 key (v1a)", |b| {
+        b.iter(|| signature_header([&asymmetric], std::hint::black_box(content)))
+    });
     group.finish();
 
     let header = signature_header([&current], content);
@@ -40,7 +44,7 @@ fn signing(c: &mut Criterion) {
         ("webhook-signature", header.as_str()),
     ];
     let verifier = Verifier::StandardWebhooks(StandardWebhooksConfig {
-        secret: current.clone(),
+        secret: HmacKey::parse(&current.expose()).expect("a generated key parses"),
     });
     c.bench_function("verify 1 KiB (Standard Webhooks)", |b| {
         b.iter(|| {

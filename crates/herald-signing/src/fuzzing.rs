@@ -16,7 +16,7 @@ use crate::verifiers::{
     InboundRequest, Secret, ShopifyConfig, SignatureEncoding, SlackConfig, StandardWebhooksConfig,
     StripeConfig, TwilioConfig, Verifier, VerifyError,
 };
-use herald_core::SigningKey;
+use herald_core::HmacKey;
 
 /// Which verifier an input drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ impl Target {
         let secret = || Secret::new("fuzzing-secret").expect("not empty");
         match self {
             Target::StandardWebhooks => Verifier::StandardWebhooks(StandardWebhooksConfig {
-                secret: SigningKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+                secret: HmacKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
                     .expect("a valid key"),
             }),
             Target::Stripe => Verifier::Stripe(StripeConfig { secret: secret() }),

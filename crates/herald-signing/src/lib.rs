@@ -1,8 +1,9 @@
 //! Webhook signatures for Herald.
 //!
-//! - Outbound: Standard Webhooks `v1` signatures (<https://www.standardwebhooks.com>)
-//!   that the delivery engine puts on every request (`sign`, `signature_header`,
-//!   `verify`).
+//! - Outbound: Standard Webhooks signatures (<https://www.standardwebhooks.com>)
+//!   that the delivery engine puts on every request: `v1` (HMAC-SHA256,
+//!   `whsec_` keys) or `v1a` (ed25519, `whsk_` keys, verified with the
+//!   `whpk_` public key) — `sign`, `signature_header`, `verify`, `verify_v1a`.
 //! - Inbound: [`verifiers`], one per provider scheme, which the gateway runs
 //!   on every request before accepting it.
 //!
@@ -17,4 +18,4 @@ pub mod verifiers;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use standard::{sign, signature_header, verify, SignatureError, SignedContent};
+pub use standard::{sign, signature_header, verify, verify_v1a, SignatureError, SignedContent};

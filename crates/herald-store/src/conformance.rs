@@ -593,8 +593,10 @@ async fn endpoints_are_found_by_id_or_uid_within_their_own_app(store: &dyn Store
         .insert("team".to_owned(), "billing".to_owned());
     hook.headers
         .insert("x-tenant".to_owned(), "acme".to_owned());
+    // Keys of either kind persist as text and read back equal, current or
+    // retired (a rotation may change the kind).
     hook.retired_keys.push(RetiredKey {
-        key: SigningKey::generate(),
+        key: SigningKey::generate_ed25519(),
         expires_at: at(60_000),
     });
     let created = store
@@ -680,7 +682,7 @@ async fn endpoints_are_found_by_id_or_uid_within_their_own_app(store: &dyn Store
         key: hook.key.clone(),
         expires_at: at(90_000),
     }];
-    edited.key = SigningKey::generate();
+    edited.key = SigningKey::generate_ed25519();
     edited.updated_at = at(5000);
     let updated = store
         .update_endpoint(edited.clone())

@@ -27,8 +27,8 @@ const MAX_GRACE_SECONDS: u64 = 7 * 24 * 3600;
 /// Channels an endpoint may subscribe to at most.
 const MAX_CHANNELS: usize = 10;
 
-/// Create (POST) and replace (PUT) bodies; `secret` and `headers` only
-/// apply on create.
+/// Create (POST) and replace (PUT) bodies; `secret`, `keyType` and
+/// `headers` only apply on create.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct EndpointIn {
@@ -54,9 +54,60 @@ pub(crate) struct EndpointIn {
     #[serde(default)]
     secret: Option<String>,
     #[serde(default)]
+    key_type: Option<KeyType>,
+    #[serde(default)]
     metadata: Option<Metadata>,
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
+}
+
+/// The kind of signing key Herald generates when the caller gives none
+/// (`keyType`, a Herald extension named after Svix's
+/// `default_signature_type` values). Svix's API has no such field and its
+/// SDKs never send it, so they keep getting `hmac256` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum KeyType {
+    /// A `whsec_` key: `v1` signatures, the receiver holds the secret.
+    Hmac256,
+    /// A `whsk_` key pair: `v1a` signatures, the receiver holds only the
+    /// `whpk_` public key.
+    Ed25519,
+}
+
+impl KeyType {
+    fn of(key: &SigningKey) -> Self {
+        if key.is_asymmetric() {
+            Self::Ed25519
+        } else {
+            Self::Hmac256
+        }
+    }
+}
+
+/// The key a create or rotate asked for: the one given in `field`
+/// (`whsec_…` or `whsk_…`), else a new one of `key_type` (HMAC by default,
+/// as Svix does). A given key and a `keyType` of another kind contradict
+/// each other and are refused rather than one silently winning.
+fn signing_key(
+    given: Option<&str>,
+    key_type: Option<KeyType>,
+    field: &str,
+) -> Result<SigningKey, ApiError> {
+    let Some(text) = given else {
+        return Ok(match key_type {
+            Some(KeyType::Ed25519) => SigningKey::generate_ed25519(),
+            Some(KeyType::Hmac256) | None => SigningKey::generate(),
+        });
+    };
+    let key = SigningKey::parse(text).map_err(|error| error.at(field))?;
+    match key_type {
+        Some(kind) if kind != KeyType::of(&key) => Err(ApiError::invalid(
+            "keyType",
+            format!("does not match the kind of key given in {field}"),
+        )),
+        _ => Ok(key),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,13 +364,9 @@ fn new_endpoint(
     state: &AppState,
     app: herald_core::AppId,
     settings: Settings,
-    secret: Option<&str>,
+    key: SigningKey,
     headers: BTreeMap<String, String>,
 ) -> Result<Endpoint, ApiError> {
-    let key = match secret {
-        Some(secret) => SigningKey::parse(secret).map_err(|error| error.at("secret"))?,
-        None => SigningKey::generate(),
-    };
     check_headers(&headers)?;
     let now = state.clock.now();
     Ok(Endpoint {
@@ -342,7 +389,8 @@ fn new_endpoint(
     })
 }
 
-/// Creates an endpoint; without `secret` one is generated.
+/// Creates an endpoint; without `secret` a key is generated, an ed25519
+/// pair if `keyType` is `ed25519`.
 pub(crate) async fn create(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -360,11 +408,12 @@ pub(crate) async fn create_in(
     mut input: EndpointIn,
 ) -> Result<Endpoint, ApiError> {
     let settings = settings(&mut input)?;
+    let key = signing_key(input.secret.as_deref(), input.key_type, "secret")?;
     let endpoint = new_endpoint(
         state,
         app,
         settings,
-        input.secret.as_deref(),
+        key,
         input.headers.take().unwrap_or_default(),
     )?;
     Ok(state.store.create_endpoint(endpoint).await?)
@@ -419,11 +468,12 @@ pub(crate) async fn replace_in(
                 settings.uid =
                     parse_uid(Some(reference)).map_err(|_| ApiError::NotFound("endpoint"))?;
             }
+            let key = signing_key(input.secret.as_deref(), input.key_type, "secret")?;
             let endpoint = new_endpoint(
                 state,
                 app,
                 settings,
-                input.secret.as_deref(),
+                key,
                 input.headers.take().unwrap_or_default(),
             )?;
             let endpoint = state.store.create_endpoint(endpoint).await?;
@@ -510,6 +560,9 @@ pub(crate) async fn remove(state: &AppState, endpoint: &Endpoint) -> Result<Stat
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What a receiver verifies with. For an ed25519 endpoint that is the
+/// `whpk_` public key: the `whsk_` secret key never leaves Herald, so a
+/// leaked API response cannot be used to forge deliveries.
 #[derive(Debug, Serialize)]
 pub(crate) struct EndpointSecretOut {
     key: String,
@@ -518,12 +571,13 @@ pub(crate) struct EndpointSecretOut {
 impl From<&Endpoint> for EndpointSecretOut {
     fn from(endpoint: &Endpoint) -> Self {
         Self {
-            key: endpoint.key.expose(),
+            key: endpoint.key.receiver_key(),
         }
     }
 }
 
-/// The endpoint's current signing secret.
+/// The key receivers verify the endpoint's signatures with: its `whsec_`
+/// secret, or its `whpk_` public key if it signs with ed25519.
 pub(crate) async fn secret(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -538,11 +592,15 @@ pub(crate) struct EndpointSecretRotateIn {
     #[serde(default)]
     key: Option<String>,
     #[serde(default)]
+    key_type: Option<KeyType>,
+    #[serde(default)]
     grace_period_seconds: Option<u64>,
 }
 
 /// Replaces the signing secret. The old one keeps signing (both signatures
-/// are sent) until the grace period ends, so receivers can switch over.
+/// are sent) until the grace period ends, so receivers can switch over —
+/// also between kinds (`whsec_` to `whsk_` or back): each key signs with
+/// its own version. Answers what receivers verify the new key with.
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -564,10 +622,7 @@ pub(crate) async fn rotate(
     } else {
         crate::extract::parse_json(body)?
     };
-    let new_key = match input.key.as_deref() {
-        Some(key) => SigningKey::parse(key).map_err(|error| error.at("key"))?,
-        None => SigningKey::generate(),
-    };
+    let new_key = signing_key(input.key.as_deref(), input.key_type, "key")?;
     let now = state.clock.now();
     let grace = match input.grace_period_seconds {
         Some(seconds) if seconds > MAX_GRACE_SECONDS => {

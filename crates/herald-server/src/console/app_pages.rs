@@ -501,7 +501,7 @@ async fn endpoint_page(
             }
             dt { "Signing secret" } dd {
                 @if is_revealed {
-                    code #secret { (endpoint.key.expose()) }
+                    code #secret { (endpoint.key.receiver_key()) }
                     " " a href=(scope.endpoint_url(endpoint.id.as_str())) { "Hide" }
                 } @else {
                     a #reveal-secret href={ (scope.endpoint_url(endpoint.id.as_str())) "?reveal=secret" } { "Reveal secret" }

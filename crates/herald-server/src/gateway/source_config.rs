@@ -24,7 +24,7 @@
 use std::time::Duration;
 
 use herald_core::retry_schedule::parse_duration;
-use herald_core::SigningKey;
+use herald_core::HmacKey;
 use herald_signing::verifiers::{
     ApiKeyConfig, BasicAuthConfig, GitHubConfig, GitLabConfig, HmacAlgorithm, HmacConfig, Secret,
     ShopifyConfig, SignatureEncoding, SlackConfig, StandardWebhooksConfig, StripeConfig,
@@ -220,8 +220,8 @@ pub(crate) fn parse(source_type: &str, config: &Value) -> Result<SourceSettings,
     let (provider, verifier, signed_url) = match source_type {
         kind if STANDARD_WEBHOOKS_TYPES.contains(&kind) => {
             let text = shared_secret.ok_or_else(|| error("config.secret", "is required"))?;
-            let key = SigningKey::parse(text)
-                .map_err(|failure| error("config.secret", failure.message))?;
+            let key =
+                HmacKey::parse(text).map_err(|failure| error("config.secret", failure.message))?;
             (
                 Provider::StandardWebhooks,
                 Verifier::StandardWebhooks(StandardWebhooksConfig { secret: key }),

@@ -8,7 +8,7 @@
 //! [`TIMESTAMP_TOLERANCE_SECS`] away from now where the scheme signs one.
 //!
 //! What must stay true: no secret reaches `Debug` output (configs hold them
-//! as [`Secret`] or [`SigningKey`]), and no input, however malformed, panics
+//! as [`Secret`] or [`HmacKey`]), and no input, however malformed, panics
 //! (the fuzz targets in `fuzz/` and the `fuzzing` harness check this).
 
 mod api_key;
@@ -44,7 +44,7 @@ pub use timestamp::TIMESTAMP_TOLERANCE_SECS;
 pub use twilio::TwilioConfig;
 
 #[cfg(doc)]
-use herald_core::SigningKey;
+use herald_core::HmacKey;
 
 /// How a source authenticates the requests it receives: one variant per
 /// scheme, each with the configuration it needs.

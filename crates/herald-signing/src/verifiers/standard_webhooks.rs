@@ -4,7 +4,7 @@
 //! `v1` entry that is the base64 HMAC-SHA256 of `"{id}.{timestamp}.{body}"`
 //! under the `whsec_` key verifies. Other versions (`v1a`) are skipped.
 
-use herald_core::SigningKey;
+use herald_core::HmacKey;
 use subtle::Choice;
 
 use super::mac::{self, HmacAlgorithm};
@@ -39,7 +39,7 @@ const FAMILIES: [Family; 2] = [
 #[derive(Debug, Clone)]
 pub struct StandardWebhooksConfig {
     /// The sender's `whsec_…` key; `Debug` redacts it.
-    pub secret: SigningKey,
+    pub secret: HmacKey,
 }
 
 impl StandardWebhooksConfig {
@@ -122,7 +122,7 @@ mod tests {
 
     fn verifier(key: &str) -> Verifier {
         Verifier::StandardWebhooks(StandardWebhooksConfig {
-            secret: SigningKey::parse(key).expect("test key is valid"),
+            secret: HmacKey::parse(key).expect("test key is valid"),
         })
     }
 

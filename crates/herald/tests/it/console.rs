@@ -492,3 +492,31 @@ async fn a_read_only_portal_link_changes_nothing_and_expiry_is_bounded() {
         .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn revealing_an_ed25519_endpoint_key_shows_only_its_public_key() {
+    let server = TestServer::start().await;
+    let app = server.api.create_app("asymmetric").await;
+    let secret = herald_core::SigningKey::generate_ed25519();
+    let (endpoint, public_key) = server
+        .api
+        .create_endpoint(
+            &app,
+            json!({ "url": "https://example.com/hook", "secret": secret.expose() }),
+        )
+        .await;
+    assert_eq!(public_key, secret.receiver_key());
+    let session = sign_in(&server).await;
+    let (status, _, page) = get(
+        &server,
+        &format!("/console/app/{app}/endpoint/{endpoint}?reveal=secret"),
+        Some(&session),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&public_key), "the whpk_ key is shown");
+    assert!(
+        !page.contains(&secret.expose()["whsk_".len()..]),
+        "the whsk_ secret key never is"
+    );
+}

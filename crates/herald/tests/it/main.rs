@@ -1,7 +1,8 @@
 //! Herald's integration tests: the real server on an ephemeral port with a
-//! fresh SQLite file, real receivers on loopback, and an independent
-//! Standard Webhooks implementation (the `standardwebhooks` crate) to check
-//! signatures.
+//! fresh SQLite file, real receivers on loopback, and implementations
+//! independent of Herald's to check signatures: the `standardwebhooks` crate
+//! for `v1` (HMAC) and libsodium through PyNaCl (`tests/sdk/verify_v1a.py`)
+//! for `v1a` (ed25519), which no Standard Webhooks library verifies yet.
 
 mod api;
 mod bad_input;

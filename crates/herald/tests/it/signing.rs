@@ -135,3 +135,265 @@ async fn endpoint_headers_are_sent_but_cannot_replace_signatures() {
     assert_eq!(request.header("x-tenant"), "42");
     assert!(verifies(&secret, &request));
 }
+
+/// A Python interpreter with PyNaCl (libsodium), in a virtualenv created on
+/// first use under Cargo's target directory and shared by the tests here.
+fn python_with_pynacl() -> &'static std::path::Path {
+    static PYTHON: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pynacl-venv");
+        let python = venv.join("bin").join("python");
+        let run = |command: &mut std::process::Command| {
+            let status = command
+                .status()
+                .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+            assert!(status.success(), "{command:?} failed with {status}");
+        };
+        let ready = std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import importlib.metadata as m; assert m.version('pynacl') == '1.6.2'",
+            ])
+            .status()
+            .is_ok_and(|status| status.success());
+        if !ready {
+            run(std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv));
+            run(std::process::Command::new(&python).args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "pynacl==1.6.2",
+            ]));
+        }
+        python
+    })
+}
+
+/// Runs `tests/sdk/verify_v1a.py` with one JSON request.
+async fn libsodium(request: serde_json::Value) -> serde_json::Value {
+    use tokio::io::AsyncWriteExt as _;
+
+    let python = python_with_pynacl();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/verify_v1a.py");
+    let mut child = tokio::process::Command::new(python)
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the verifier runs");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin
+        .write_all(request.to_string().as_bytes())
+        .await
+        .expect("the verifier reads its request");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("the verifier ends");
+    assert!(
+        output.status.success(),
+        "verify_v1a.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the verifier answers JSON")
+}
+
+/// Whether libsodium verifies each request with only the given `whpk_` key.
+async fn v1a_verifies(checks: &[(&str, &Received)]) -> Vec<bool> {
+    use base64::Engine as _;
+
+    let checks: Vec<serde_json::Value> = checks
+        .iter()
+        .map(|(public_key, request)| {
+            let headers: serde_json::Map<String, serde_json::Value> = request
+                .headers
+                .iter()
+                .filter_map(|(name, value)| Some((name.to_string(), json!(value.to_str().ok()?))))
+                .collect();
+            json!({
+                "public_key": public_key,
+                "headers": headers,
+                "body_b64": base64::engine::general_purpose::STANDARD.encode(&request.body),
+            })
+        })
+        .collect();
+    let answer = libsodium(json!({ "checks": checks })).await;
+    serde_json::from_value(answer["verified"].clone()).expect("one answer per check")
+}
+
+#[tokio::test]
+async fn asymmetric_deliveries_verify_with_the_public_key_alone() {
+    // Set up the verifier first: nothing else runs on this thread yet.
+    python_with_pynacl();
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let api = &server.api;
+    let app = api.create_app("asymmetric").await;
+    let (_, public_key) = api
+        .create_endpoint(
+            &app,
+            json!({"url": receiver.url("hook"), "keyType": "ed25519"}),
+        )
+        .await;
+    assert!(
+        public_key.starts_with("whpk_"),
+        "the API answers the public key, never the secret one: {public_key}"
+    );
+    let msg = api.send(&app, "user.created", json!({"name": "Ada"})).await;
+
+    let request = eventually("the delivery arrives", DEADLINE, || async {
+        receiver.received().into_iter().next()
+    })
+    .await;
+    assert_eq!(request.header("webhook-id"), msg);
+    let signature = request.header("webhook-signature");
+    assert!(signature.starts_with("v1a,"), "{signature}");
+    assert_eq!(request.header("svix-signature"), signature);
+    assert!(
+        !verifies("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &request),
+        "an HMAC library finds no v1 entry to accept"
+    );
+
+    let stranger = libsodium(json!({"generate": true})).await["public"]
+        .as_str()
+        .expect("a public key")
+        .to_owned();
+    let svix_copy = with_svix_headers_only(&request);
+    assert_eq!(
+        v1a_verifies(&[
+            (&public_key, &request),
+            (&public_key, &svix_copy),
+            (&stranger, &request)
+        ])
+        .await,
+        [true, true, false],
+        "webhook-* and svix-* verify with the endpoint's public key, not another"
+    );
+}
+
+#[tokio::test]
+async fn a_rotation_from_whsec_to_whsk_sends_both_signatures_during_grace() {
+    python_with_pynacl();
+    // A key pair made by libsodium, not by Herald: Herald must read its
+    // `whsk_` layout and answer the same `whpk_`.
+    let pair = libsodium(json!({"generate": true})).await;
+    let new_secret = pair["secret"].as_str().expect("whsk_").to_owned();
+    let new_public = pair["public"].as_str().expect("whpk_").to_owned();
+
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let api = &server.api;
+    let app = api.create_app("rotate-to-ed25519").await;
+    let (endpoint, old_secret) = api
+        .create_endpoint(&app, json!({"url": receiver.url("hook")}))
+        .await;
+    assert!(old_secret.starts_with("whsec_"));
+    let rotated = api
+        .post(
+            &format!("/api/v1/app/{app}/endpoint/{endpoint}/secret/rotate"),
+            json!({"key": new_secret, "gracePeriodSeconds": 3600}),
+            200,
+        )
+        .await;
+    assert_eq!(rotated["key"], new_public.as_str());
+    let fetched = api
+        .get(&format!("/api/v1/app/{app}/endpoint/{endpoint}/secret"))
+        .await;
+    assert_eq!(
+        fetched["key"],
+        new_public.as_str(),
+        "the secret endpoint answers the public key, not the whsk_ it was given"
+    );
+
+    api.send(&app, "during.grace", json!({"n": 1})).await;
+    let during = eventually("the delivery arrives", DEADLINE, || async {
+        receiver.received().into_iter().next()
+    })
+    .await;
+    let signature = during.header("webhook-signature");
+    let versions: Vec<&str> = signature
+        .split(' ')
+        .filter_map(|entry| entry.split_once(',').map(|(version, _)| version))
+        .collect();
+    assert_eq!(versions, ["v1a", "v1"], "{signature}");
+    assert_eq!(during.header("svix-signature"), signature);
+    assert!(
+        verifies(&old_secret, &during),
+        "the old whsec_ still verifies during the grace period"
+    );
+    assert_eq!(
+        v1a_verifies(&[(&new_public, &during)]).await,
+        [true],
+        "the new whpk_ verifies"
+    );
+}
+
+#[tokio::test]
+async fn bad_signing_keys_are_refused_naming_the_field() {
+    use base64::Engine as _;
+
+    let server = TestServer::start().await;
+    let api = &server.api;
+    let app = api.create_app("bad-keys").await;
+    let path = format!("/api/v1/app/{app}/endpoint");
+    let url = "https://example.com/hook";
+    let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let public_key = herald_core::SigningKey::generate_ed25519().receiver_key();
+    // A valid seed followed by a public key that is not its own.
+    let mismatched = format!("whsk_{}", base64(&[7u8; 64]));
+    let cases = [
+        json!({"url": url, "secret": "whsk_garbage!"}),
+        json!({"url": url, "secret": format!("whsk_{}", base64(&[7u8; 32]))}),
+        json!({"url": url, "secret": mismatched}),
+        json!({"url": url, "secret": public_key}),
+    ];
+    for body in cases {
+        let error = api.post(&path, body.clone(), 422).await;
+        assert_eq!(
+            error["detail"][0]["loc"],
+            json!(["body", "secret"]),
+            "{body}: {error}"
+        );
+    }
+    let error = api
+        .post(
+            &path,
+            json!({"url": url, "keyType": "ed25519", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+            422,
+        )
+        .await;
+    assert_eq!(
+        error["detail"][0]["loc"],
+        json!(["body", "keyType"]),
+        "{error}"
+    );
+    let error = api
+        .post(&path, json!({"url": url, "keyType": "rsa"}), 422)
+        .await;
+    assert_eq!(
+        error["detail"][0]["loc"],
+        json!(["body", "keyType"]),
+        "{error}"
+    );
+    assert!(api.get(&path).await["data"]
+        .as_array()
+        .expect("data")
+        .is_empty());
+
+    let (endpoint, secret) = api.create_endpoint(&app, json!({"url": url})).await;
+    let rotate = format!("{path}/{endpoint}/secret/rotate");
+    let error = api.post(&rotate, json!({"key": public_key}), 422).await;
+    assert_eq!(error["detail"][0]["loc"], json!(["body", "key"]), "{error}");
+    let error = api.post(&rotate, json!({"key": "whsk_AAAA"}), 422).await;
+    assert_eq!(error["detail"][0]["loc"], json!(["body", "key"]), "{error}");
+    let unchanged = api.get(&format!("{path}/{endpoint}/secret")).await;
+    assert_eq!(
+        unchanged["key"],
+        secret.as_str(),
+        "a refused rotation changes nothing"
+    );
+}
