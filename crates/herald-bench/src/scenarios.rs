@@ -367,8 +367,19 @@ impl Bench {
             let probe = std::net::TcpListener::bind(ANY_PORT)?;
             probe.local_addr()?
         };
-        let herald =
-            Herald::start(&self.herald, &["--retry-schedule".into(), String::new()]).await?;
+        // No circuit breaker: it would put the backlog off (pending, for a
+        // cool-down) instead of failing it, and the drain would measure the
+        // cool-down rather than the engine.
+        let herald = Herald::start(
+            &self.herald,
+            &[
+                "--retry-schedule".into(),
+                String::new(),
+                "--circuit-breaker-failures".into(),
+                u32::MAX.to_string(),
+            ],
+        )
+        .await?;
         let app = herald.api.create_app("backlog").await?;
         let endpoint = herald
             .api

@@ -237,7 +237,7 @@ impl Engine {
         }
         let limit = free.min(CLAIM_BATCH);
         let now = self.shared.clock.now();
-        let skipped = self.skipped_endpoints(now);
+        let skipped = self.skipped_endpoints();
         let lease_until = now.plus(self.config.lease_duration());
         let started = Instant::now();
         let claims = self
@@ -276,17 +276,18 @@ impl Engine {
     /// Endpoints claims leave alone: those with `QUEUED_PER_SLOT` times
     /// their concurrency outstanding (a claim adds at most one
     /// concurrency's worth, so no claim waits behind more than two rounds
-    /// of its endpoint's attempts) and those whose circuit is open.
-    fn skipped_endpoints(&self, now: Timestamp) -> Vec<EndpointId> {
+    /// of its endpoint's attempts). Endpoints with an open circuit are
+    /// claimed: their deliveries are put off to when it closes, which takes
+    /// them out of the due queue instead of leaving a growing heap of due
+    /// work every claim would have to step over.
+    fn skipped_endpoints(&self) -> Vec<EndpointId> {
         let limit = self.config.per_endpoint_concurrency.max(1) * QUEUED_PER_SLOT;
-        let mut skipped: Vec<EndpointId> = lock(&self.shared.endpoints)
+        lock(&self.shared.endpoints)
             .slots
             .iter()
             .filter(|(_, (in_flight, _))| *in_flight >= limit)
             .map(|(id, _)| id.clone())
-            .collect();
-        skipped.extend(self.shared.health.open_endpoints(now));
-        skipped
+            .collect()
     }
 
     fn reserve_endpoint(&self, endpoint: &EndpointId) -> Arc<Semaphore> {

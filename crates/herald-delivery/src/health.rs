@@ -84,15 +84,6 @@ impl Health {
             .filter(|until| *until > now)
     }
 
-    /// Endpoints whose circuit is open at `now` (claims skip them).
-    pub(crate) fn open_endpoints(&self, now: Timestamp) -> Vec<EndpointId> {
-        self.lock()
-            .iter()
-            .filter(|(_, state)| state.open_until.is_some_and(|until| until > now))
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-
     /// Drops what is known of `endpoint` (re-enabled, edited or deleted), so
     /// an operator's fresh start is not judged by the old streak.
     pub(crate) fn forget(&self, endpoint: &EndpointId) {

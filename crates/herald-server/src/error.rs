@@ -36,6 +36,12 @@ pub enum ApiError {
         message: String,
         kind: &'static str,
     },
+    /// Too many requests for a rate limit; retry after the given seconds.
+    #[error("more than {limit} messages per second for this application")]
+    RateLimited { limit: u32, retry_after_secs: u64 },
+    /// A dependency (the database) is not answering.
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// Storage failed; details go to the log only.
     #[error("internal error")]
     Internal(String),
@@ -86,6 +92,8 @@ impl IntoResponse for ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let body = match &self {
@@ -103,6 +111,16 @@ impl IntoResponse for ApiError {
             }
             other => json!({ "code": code, "detail": other.to_string() }),
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Self::RateLimited {
+            retry_after_secs, ..
+        } = &self
+        {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*retry_after_secs),
+            );
+        }
+        response
     }
 }

@@ -11,6 +11,8 @@ mod digest;
 mod error;
 mod extract;
 mod gateway;
+mod metrics;
+mod rate_limit;
 mod state;
 mod wire;
 
@@ -55,6 +57,8 @@ pub fn router(state: AppState) -> Router {
         // Public: a source's verifier authenticates its requests, and the
         // receiver reads the raw body itself, with the source's size limit.
         .route("/in/{source}", axum::routing::post(gateway::receive))
+        // Public like /api/v1/health, for scrapers: counts and ids only.
+        .route("/metrics", axum::routing::get(metrics::scrape))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -82,8 +86,12 @@ pub async fn serve(
     shutdown: CancellationToken,
     drain: Duration,
 ) -> Result<(), ServeError> {
+    let delivery_allowlist = delivery.ssrf_allowlist.clone();
     let engine = Engine::new(store.clone(), clock.clone(), delivery)?;
-    let state = AppState::new(store, clock, engine.handle(), server);
+    let mut state = AppState::new(store, clock, engine.handle(), server);
+    state.ssrf = Arc::new(herald_delivery::ssrf::Guard::new(
+        delivery_allowlist.clone(),
+    ));
     let engine_task = tokio::spawn(engine.run(shutdown.clone(), drain));
     let stop = shutdown.clone();
     // The peer address reaches handlers (the gateway's IP allowlist).

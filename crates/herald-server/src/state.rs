@@ -3,13 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::Clock;
+use herald_core::{AppId, Clock};
+use herald_delivery::ssrf::Guard;
 use herald_delivery::EngineHandle;
 use herald_store::Store;
 
 use crate::auth::Tokens;
 use crate::console::ConsoleKeys;
 use crate::gateway::{Gateway, InboundCount};
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 
 /// Settings of the HTTP edge.
 #[derive(Debug, Clone)]
@@ -25,6 +28,9 @@ pub struct ServerConfig {
     /// sources' `ingestUrl` (`{public_url}/in/{source}`) and the URL Twilio
     /// signs.
     pub public_url: String,
+    /// Messages per second an application may create through the API when
+    /// it sets no `rateLimit` of its own; `None` is unlimited.
+    pub app_rate_limit: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +40,7 @@ impl Default for ServerConfig {
             rotation_grace: Duration::from_secs(24 * 3600),
             admin_token: None,
             public_url: "http://127.0.0.1:8071".to_owned(),
+            app_rate_limit: None,
         }
     }
 }
@@ -48,6 +55,12 @@ pub struct AppState {
     pub(crate) tokens: Tokens,
     pub(crate) gateway: Arc<Gateway>,
     pub(crate) console: Arc<ConsoleKeys>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Refuses endpoint URLs that name a blocked address outright; the
+    /// engine's resolver checks hostnames at connect time.
+    pub(crate) ssrf: Arc<Guard>,
+    /// Message-creation buckets per application.
+    pub(crate) app_limiter: Arc<RateLimiter<AppId>>,
 }
 
 impl AppState {
@@ -59,6 +72,7 @@ impl AppState {
         config: ServerConfig,
     ) -> Self {
         let tokens = Tokens::new(store.clone(), config.admin_token.as_deref());
+        let metrics = Arc::new(Metrics::new(engine.metrics()));
         Self {
             store,
             clock,
@@ -67,6 +81,9 @@ impl AppState {
             tokens,
             gateway: Arc::new(Gateway::default()),
             console: Arc::new(ConsoleKeys::default()),
+            metrics,
+            ssrf: Arc::new(Guard::default()),
+            app_limiter: Arc::new(RateLimiter::default()),
         }
     }
 

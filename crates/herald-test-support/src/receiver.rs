@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 impl Received {
@@ -46,6 +49,15 @@ pub enum Behaviour {
     AlwaysFail { status: u16 },
     /// Answers 200 after `delay`.
     Slow { delay: Duration },
+    /// `status` with `Retry-After: seconds` for the first `times`
+    /// requests, 200 after.
+    RetryAfter {
+        times: usize,
+        status: u16,
+        seconds: u64,
+    },
+    /// `302 Found` pointing at `to`.
+    Redirect { to: SocketAddr },
 }
 
 struct Shared {
@@ -96,6 +108,11 @@ impl Receiver {
         listener.local_addr().expect("address")
     }
 
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
     /// The URL to register as an endpoint; `path` distinguishes endpoints.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}/{}", self.address, path.trim_start_matches('/'))
@@ -141,29 +158,50 @@ async fn record(
     uri: axum::http::Uri,
     mut headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
     if let Ok(path) = uri.path().parse() {
         headers.insert("x-receiver-path", path);
     }
     let (behaviour, seen) = {
         let mut shared = shared.lock().expect("receiver lock");
-        shared.received.push(Received { headers, body });
+        shared.received.push(Received {
+            headers,
+            body,
+            at: Instant::now(),
+        });
         (shared.behaviour, shared.received.len())
     };
-    let status = match behaviour {
-        Behaviour::Accept => 200,
+    let code =
+        |status: u16| StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match behaviour {
+        Behaviour::Accept => StatusCode::OK.into_response(),
         Behaviour::FailFirst { times, status } => {
             if seen <= times {
-                status
+                code(status).into_response()
             } else {
-                200
+                StatusCode::OK.into_response()
             }
         }
-        Behaviour::AlwaysFail { status } => status,
+        Behaviour::AlwaysFail { status } => code(status).into_response(),
         Behaviour::Slow { delay } => {
             tokio::time::sleep(delay).await;
-            200
+            StatusCode::OK.into_response()
         }
-    };
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        Behaviour::RetryAfter {
+            times,
+            status,
+            seconds,
+        } => {
+            if seen <= times {
+                (code(status), [(header::RETRY_AFTER, seconds.to_string())]).into_response()
+            } else {
+                StatusCode::OK.into_response()
+            }
+        }
+        Behaviour::Redirect { to } => (
+            StatusCode::FOUND,
+            [(header::LOCATION, format!("http://{to}/redirected"))],
+        )
+            .into_response(),
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::{RetrySchedule, SystemClock};
-use herald_delivery::DeliveryConfig;
+use herald_delivery::{DeliveryConfig, HealthConfig};
 use herald_server::ServerConfig;
 use herald_store_sqlite::SqliteStore;
 use reqwest::Method;
@@ -29,6 +29,14 @@ pub struct TestServerOptions {
     pub max_payload_bytes: usize,
     pub per_endpoint_concurrency: usize,
     pub workers: usize,
+    /// Private ranges deliveries may reach; loopback by default so tests'
+    /// receivers on 127.0.0.1 are reachable.
+    pub ssrf_allowlist: Vec<ipnet::IpNet>,
+    pub health: HealthConfig,
+    pub retry_after_cap: Duration,
+    pub app_rate_limit: Option<u32>,
+    /// Purged after this long (checked every 200 ms); `None` keeps all.
+    pub retention: Option<Duration>,
 }
 
 impl Default for TestServerOptions {
@@ -46,6 +54,11 @@ impl Default for TestServerOptions {
             max_payload_bytes: 1024 * 1024,
             per_endpoint_concurrency: 16,
             workers: 64,
+            ssrf_allowlist: vec!["127.0.0.0/8".parse().expect("cidr")],
+            health: HealthConfig::default(),
+            retry_after_cap: Duration::from_secs(3600),
+            app_rate_limit: None,
+            retention: None,
         }
     }
 }
@@ -78,6 +91,7 @@ impl TestServer {
             max_payload_bytes: options.max_payload_bytes,
             admin_token: Some(TEST_TOKEN.into()),
             public_url: format!("http://{address}"),
+            app_rate_limit: options.app_rate_limit,
             ..ServerConfig::default()
         };
         let delivery = DeliveryConfig {
@@ -85,7 +99,11 @@ impl TestServer {
             per_endpoint_concurrency: options.per_endpoint_concurrency,
             retry_schedule: options.retry_schedule,
             request_timeout: options.request_timeout,
-            ssrf_allowlist: vec!["127.0.0.0/8".parse().expect("cidr")],
+            ssrf_allowlist: options.ssrf_allowlist,
+            health: options.health,
+            retry_after_cap: options.retry_after_cap,
+            retention: options.retention,
+            purge_interval: Duration::from_millis(200),
             sweep_interval: Duration::from_millis(200),
             ..DeliveryConfig::default()
         };

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use herald_core::retry_schedule::parse_duration;
 use herald_core::RetrySchedule;
+use herald_delivery::HealthConfig;
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -62,6 +63,30 @@ pub(crate) struct Layer {
     /// [default: http://{listen}].
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub(crate) public_url: Option<String>,
+    /// Response bytes kept in the attempt log [default: 4096].
+    #[arg(long, env = "HERALD_RESPONSE_BODY_CAP")]
+    pub(crate) response_body_cap: Option<usize>,
+    /// Longest Retry-After obeyed on a 429/503 [default: 1h].
+    #[arg(long, env = "HERALD_RETRY_AFTER_CAP")]
+    pub(crate) retry_after_cap: Option<String>,
+    /// Disable an endpoint failing without a success this long [default: 5d].
+    #[arg(long, env = "HERALD_DISABLE_FAILING_ENDPOINTS_AFTER")]
+    pub(crate) disable_failing_endpoints_after: Option<String>,
+    /// Consecutive failures that open an endpoint's circuit [default: 20].
+    #[arg(long, env = "HERALD_CIRCUIT_BREAKER_FAILURES")]
+    pub(crate) circuit_breaker_failures: Option<u32>,
+    /// First cool-down of an open circuit, doubling per failed probe [default: 30s].
+    #[arg(long, env = "HERALD_CIRCUIT_BREAKER_COOLDOWN")]
+    pub(crate) circuit_breaker_cooldown: Option<String>,
+    /// Longest cool-down of an open circuit [default: 10m].
+    #[arg(long, env = "HERALD_CIRCUIT_BREAKER_MAX_COOLDOWN")]
+    pub(crate) circuit_breaker_max_cooldown: Option<String>,
+    /// Purge attempts and finished messages older than this; "off" keeps all [default: 90d].
+    #[arg(long, env = "HERALD_RETENTION")]
+    pub(crate) retention: Option<String>,
+    /// Messages per second an app may create when it sets no rateLimit; 0 is unlimited [default: 0].
+    #[arg(long, env = "HERALD_APP_RATE_LIMIT")]
+    pub(crate) app_rate_limit: Option<u32>,
 }
 
 impl Layer {
@@ -83,6 +108,22 @@ impl Layer {
             shutdown_grace: self.shutdown_grace.or(below.shutdown_grace),
             log_format: self.log_format.or(below.log_format),
             public_url: self.public_url.or(below.public_url),
+            response_body_cap: self.response_body_cap.or(below.response_body_cap),
+            retry_after_cap: self.retry_after_cap.or(below.retry_after_cap),
+            disable_failing_endpoints_after: self
+                .disable_failing_endpoints_after
+                .or(below.disable_failing_endpoints_after),
+            circuit_breaker_failures: self
+                .circuit_breaker_failures
+                .or(below.circuit_breaker_failures),
+            circuit_breaker_cooldown: self
+                .circuit_breaker_cooldown
+                .or(below.circuit_breaker_cooldown),
+            circuit_breaker_max_cooldown: self
+                .circuit_breaker_max_cooldown
+                .or(below.circuit_breaker_max_cooldown),
+            retention: self.retention.or(below.retention),
+            app_rate_limit: self.app_rate_limit.or(below.app_rate_limit),
         }
     }
 }
@@ -111,6 +152,13 @@ pub(crate) struct Config {
     /// Without a trailing `/`; `None` derives it from the bound address
     /// (`http://{address}`, the real port when listening on port 0).
     pub(crate) public_url: Option<String>,
+    pub(crate) response_body_cap: usize,
+    pub(crate) retry_after_cap: Duration,
+    pub(crate) health: HealthConfig,
+    /// `None` keeps everything.
+    pub(crate) retention: Option<Duration>,
+    /// `None` is unlimited.
+    pub(crate) app_rate_limit: Option<u32>,
 }
 
 fn parse_layer(text: &str, origin: &str) -> anyhow::Result<Layer> {
@@ -190,6 +238,25 @@ impl Config {
             Some("text") | None => LogFormat::Text,
             Some(other) => bail!("log_format: '{other}' is neither 'text' nor 'json'"),
         };
+        let health = HealthConfig {
+            disable_after: duration(
+                "disable_failing_endpoints_after",
+                layer.disable_failing_endpoints_after,
+            )?,
+            breaker_threshold: match layer.circuit_breaker_failures {
+                Some(0) | None => bail!("circuit_breaker_failures must be at least 1"),
+                Some(failures) => failures,
+            },
+            breaker_cooldown: duration("circuit_breaker_cooldown", layer.circuit_breaker_cooldown)?,
+            breaker_cooldown_max: duration(
+                "circuit_breaker_max_cooldown",
+                layer.circuit_breaker_max_cooldown,
+            )?,
+        };
+        let retention = match layer.retention.as_deref().map(str::trim) {
+            Some("off") => None,
+            other => Some(duration("retention", other.map(str::to_owned))?),
+        };
         Ok(Config {
             listen,
             database: PathBuf::from(database),
@@ -205,6 +272,13 @@ impl Config {
             shutdown_grace: duration("shutdown_grace", layer.shutdown_grace)?,
             log_format,
             public_url,
+            response_body_cap: layer
+                .response_body_cap
+                .context("response_body_cap is not set")?,
+            retry_after_cap: duration("retry_after_cap", layer.retry_after_cap)?,
+            health,
+            retention,
+            app_rate_limit: layer.app_rate_limit.filter(|limit| *limit > 0),
         })
     }
 }

@@ -130,6 +130,7 @@ async fn serve(config: Config, admin_token: Option<String>) -> anyhow::Result<()
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{address}")),
+        app_rate_limit: config.app_rate_limit,
     };
     let delivery = DeliveryConfig {
         workers: config.workers,
@@ -137,6 +138,10 @@ async fn serve(config: Config, admin_token: Option<String>) -> anyhow::Result<()
         retry_schedule: config.retry_schedule,
         request_timeout: config.request_timeout,
         ssrf_allowlist: config.ssrf_allowlist,
+        response_body_cap: config.response_body_cap,
+        retry_after_cap: config.retry_after_cap,
+        health: config.health,
+        retention: config.retention,
         exclusive_store: true,
         ..DeliveryConfig::default()
     };

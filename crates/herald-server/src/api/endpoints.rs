@@ -10,6 +10,7 @@ use herald_core::model::{Endpoint, Metadata, RetiredKey, RESERVED_HEADERS};
 use herald_core::{
     AppId, Channel, EndpointId, EndpointUrl, EventTypeName, SigningKey, TaskId, Uid,
 };
+use herald_delivery::operational::{DisableTrigger, OperationalEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -59,6 +60,20 @@ pub(crate) struct EndpointIn {
     metadata: Option<Metadata>,
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
+}
+
+impl EndpointIn {
+    /// The event types the endpoint asks for, under whichever field name
+    /// (`filterTypes` or Svix's newer `eventTypes`) it used.
+    pub(crate) fn subscriptions(&self) -> Vec<(&'static str, &Vec<String>)> {
+        [
+            ("filterTypes", self.filter_types.as_ref()),
+            ("eventTypes", self.event_types.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(field, types)| Some((field, types?)))
+        .collect()
+    }
 }
 
 /// The kind of signing key Herald generates when the caller gives none
@@ -329,6 +344,20 @@ pub(crate) async fn list_of(
     ))
 }
 
+/// Refuses a URL whose host is a literal address the SSRF guard blocks
+/// (loopback, private, link-local, metadata…) unless allowlisted: such an
+/// endpoint could never be delivered to. Hostnames are checked when the
+/// engine connects, on every address they resolve to.
+fn check_target(state: &AppState, url: &EndpointUrl) -> Result<(), ApiError> {
+    let Ok(parsed) = url::Url::parse(url.as_str()) else {
+        return Ok(());
+    };
+    state
+        .ssrf
+        .check_literal(&parsed)
+        .map_err(|blocked| ApiError::invalid("url", blocked.to_string()))
+}
+
 /// The fields shared by create and replace, validated.
 struct Settings {
     url: EndpointUrl,
@@ -408,6 +437,7 @@ pub(crate) async fn create_in(
     mut input: EndpointIn,
 ) -> Result<Endpoint, ApiError> {
     let settings = settings(&mut input)?;
+    check_target(state, &settings.url)?;
     let key = signing_key(input.secret.as_deref(), input.key_type, "secret")?;
     let endpoint = new_endpoint(
         state,
@@ -448,8 +478,10 @@ pub(crate) async fn replace_in(
     mut input: EndpointIn,
 ) -> Result<(StatusCode, Endpoint), ApiError> {
     let mut settings = settings(&mut input)?;
+    check_target(state, &settings.url)?;
     match state.store.endpoint_by_ref(&app, reference).await? {
         Some(mut endpoint) => {
+            let was_disabled = endpoint.disabled;
             endpoint.url = settings.url;
             endpoint.description = settings.description;
             endpoint.uid = settings.uid;
@@ -459,8 +491,7 @@ pub(crate) async fn replace_in(
             endpoint.channels = settings.channels;
             endpoint.rate_limit = settings.rate_limit;
             endpoint.metadata = settings.metadata;
-            endpoint.updated_at = state.clock.now();
-            let endpoint = state.store.update_endpoint(endpoint).await?;
+            let endpoint = save(state, endpoint, was_disabled).await?;
             Ok((StatusCode::OK, endpoint))
         }
         None => {
@@ -489,8 +520,12 @@ pub(crate) async fn patch(
     Json(input): Json<EndpointPatch>,
 ) -> Result<Json<EndpointOut>, ApiError> {
     let mut endpoint = load_endpoint(&state, &app, &reference).await?;
+    let was_disabled = endpoint.disabled;
     match input.url {
-        Patch::Value(url) => endpoint.url = EndpointUrl::parse(&url)?,
+        Patch::Value(url) => {
+            endpoint.url = EndpointUrl::parse(&url)?;
+            check_target(&state, &endpoint.url)?;
+        }
         Patch::Null => return Err(ApiError::invalid("url", "must not be null")),
         Patch::Absent => {}
     }
@@ -538,8 +573,52 @@ pub(crate) async fn patch(
     if let Some(metadata) = input.metadata.into_value() {
         endpoint.metadata = metadata;
     }
+    Ok(Json(save(&state, endpoint, was_disabled).await?.into()))
+}
+
+/// Stores an edited endpoint. The engine forgets what it learnt of the
+/// endpoint's health (an operator's edit is a fresh start), and turning it
+/// on or off raises `endpoint.enabled` / `endpoint.disabled` for the
+/// operator's operational endpoints; re-enabling also ends its failure
+/// streak, so it is not disabled again for failures from before.
+pub(crate) async fn save(
+    state: &AppState,
+    mut endpoint: Endpoint,
+    was_disabled: bool,
+) -> Result<Endpoint, ApiError> {
     endpoint.updated_at = state.clock.now();
-    Ok(Json(state.store.update_endpoint(endpoint).await?.into()))
+    let endpoint = state.store.update_endpoint(endpoint).await?;
+    state.engine.endpoint_changed(&endpoint.id);
+    if endpoint.disabled == was_disabled {
+        return Ok(endpoint);
+    }
+    if !endpoint.disabled {
+        state.store.set_endpoint_failing(&endpoint.id, None).await?;
+        // Deliveries that waited while it was disabled may be due now.
+        state.engine.wake();
+    }
+    let app_uid = state
+        .store
+        .app_by_ref(endpoint.app_id.as_str())
+        .await?
+        .and_then(|app| app.uid);
+    let event = if endpoint.disabled {
+        OperationalEvent::EndpointDisabled {
+            endpoint: Box::new(endpoint.clone()),
+            app_uid,
+            fail_since: None,
+            trigger: DisableTrigger::Manual,
+        }
+    } else {
+        OperationalEvent::EndpointEnabled {
+            endpoint: Box::new(endpoint.clone()),
+            app_uid,
+        }
+    };
+    if state.engine.operational().emit(&event).await? {
+        state.engine.wake();
+    }
+    Ok(endpoint)
 }
 
 /// Deletes an endpoint; its queued deliveries end as failed.

@@ -181,6 +181,21 @@ async fn app_for_create(
     }
 }
 
+/// Takes one message from `app`'s budget: its own `rateLimit` (messages
+/// per second), else the server-wide default.
+fn check_app_rate(state: &AppState, app: &App) -> Result<(), ApiError> {
+    let Some(limit) = app.rate_limit.or(state.config.app_rate_limit) else {
+        return Ok(());
+    };
+    state
+        .app_limiter
+        .check(&app.id, limit, std::time::Instant::now())
+        .map_err(|wait| ApiError::RateLimited {
+            limit,
+            retry_after_secs: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
+        })
+}
+
 /// Accepts a message: answers 202 only after the message and its fan-out
 /// are committed. An `idempotency-key` already used for this app answers
 /// the first message again and queues nothing.
@@ -208,6 +223,7 @@ pub(crate) async fn create(
         .transpose()?;
     let event_type = EventTypeName::parse(&input.event_type)?;
     let app = app_for_create(&state, &app, input.application).await?;
+    check_app_rate(&state, &app)?;
     let message = build_message(
         &state,
         app.id,
@@ -217,7 +233,15 @@ pub(crate) async fn create(
         input.channels.unwrap_or_default(),
         input.tags.unwrap_or_default(),
     )?;
+    let started = std::time::Instant::now();
     let created = state.store.create_message(message, idempotency_key).await?;
+    state
+        .engine
+        .metrics()
+        .observe_store("create_message", started.elapsed());
+    if created.is_new {
+        state.metrics.accepted("api");
+    }
     if created.deliveries > 0 {
         state.engine.wake();
     }

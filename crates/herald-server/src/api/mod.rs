@@ -7,6 +7,7 @@ mod event_types;
 mod health;
 pub(crate) mod ingest;
 mod messages;
+mod operational;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -89,9 +90,33 @@ pub(crate) fn authenticated() -> Router<AppState> {
             "/app/{app}/attempt/endpoint/{endpoint}",
             get(attempts::by_endpoint),
         )
+        .route(
+            "/operational-webhook/endpoint",
+            get(operational::list).post(operational::create),
+        )
+        .route(
+            "/operational-webhook/endpoint/{endpoint}",
+            get(operational::get)
+                .put(operational::put)
+                .delete(operational::delete),
+        )
+        .route(
+            "/operational-webhook/endpoint/{endpoint}/secret",
+            get(operational::secret),
+        )
+        .route(
+            "/operational-webhook/endpoint/{endpoint}/secret/rotate",
+            post(operational::rotate_secret),
+        )
+        .route(
+            "/operational-webhook/endpoint/{endpoint}/headers",
+            get(operational::headers).put(operational::put_headers),
+        )
 }
 
 /// Routes open without a token.
 pub(crate) fn public() -> Router<AppState> {
-    Router::new().route("/health", get(health::health))
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/health/ready", get(health::ready))
 }

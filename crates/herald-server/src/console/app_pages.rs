@@ -601,13 +601,9 @@ async fn toggle_endpoint(
     Path(EndpointPath { endpoint }): Path<EndpointPath>,
 ) -> PageResult {
     let mut endpoint = scope.endpoint(&state, &endpoint).await?;
-    endpoint.disabled = !endpoint.disabled;
-    endpoint.updated_at = state.clock.now();
-    let endpoint = state.store.update_endpoint(endpoint).await?;
-    if !endpoint.disabled {
-        // Deliveries that waited while it was disabled may be due now.
-        state.engine.wake();
-    }
+    let was_disabled = endpoint.disabled;
+    endpoint.disabled = !was_disabled;
+    let endpoint = crate::api::endpoints::save(&state, endpoint, was_disabled).await?;
     let done = if endpoint.disabled {
         "disabled"
     } else {

@@ -16,7 +16,6 @@
 
 mod counters;
 mod events;
-mod rate_limit;
 mod request_headers;
 pub(crate) mod source_config;
 
@@ -35,9 +34,9 @@ use herald_store::{Accepted, DedupeKey, ReceivedRequest, RequestOutcome, Source,
 use serde_json::{json, Value};
 
 pub use counters::InboundCount;
-pub(crate) use rate_limit::RateLimiter;
 
 use crate::digest::sha256_hex;
+use crate::rate_limit::RateLimiter;
 use crate::state::AppState;
 use counters::Counters;
 use request_headers::{header_pairs, RequestHeaders};
@@ -46,7 +45,7 @@ use source_config::SourceSettings;
 /// The gateway's in-memory state: rate buckets and counters.
 #[derive(Debug, Default)]
 pub(crate) struct Gateway {
-    pub(crate) limiter: RateLimiter,
+    pub(crate) limiter: RateLimiter<herald_core::SourceId>,
     pub(crate) counters: Counters,
 }
 
@@ -442,6 +441,7 @@ async fn accept(
     {
         Ok(Accepted::Forwarded(created)) => {
             state.engine.wake();
+            state.metrics.accepted("inbound");
             state
                 .gateway
                 .counters

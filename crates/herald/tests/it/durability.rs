@@ -16,7 +16,14 @@ fn start(database: &std::path::Path) -> Herald {
     let schedule = ["1s"; 30].join(",");
     Herald::start(
         database,
-        &["--retry-schedule", &schedule],
+        // The receiver is down on purpose: no circuit breaker, or deliveries
+        // would be put off past the test's deadline.
+        &[
+            "--retry-schedule",
+            &schedule,
+            "--circuit-breaker-failures",
+            "1000000",
+        ],
         &[("HERALD_ADMIN_TOKEN", TOKEN)],
     )
 }

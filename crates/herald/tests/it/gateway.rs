@@ -848,7 +848,14 @@ async fn an_acknowledged_inbound_event_survives_kill_9_and_is_forwarded_after_re
     let start = || {
         crate::binary::Herald::start(
             &database,
-            &["--retry-schedule", &["1s"; 30].join(",")],
+            // The receiver is down on purpose: no circuit breaker, or deliveries
+            // would be put off past the test's deadline.
+            &[
+                "--retry-schedule",
+                &["1s"; 30].join(","),
+                "--circuit-breaker-failures",
+                "1000000",
+            ],
             &[("HERALD_ADMIN_TOKEN", TOKEN)],
         )
     };

@@ -12,7 +12,10 @@ mod console;
 mod console_browser;
 mod delivery;
 mod durability;
+mod endpoint_health;
 mod gateway;
+mod limits;
+mod operations;
 mod python_sdk;
 mod signing;
 

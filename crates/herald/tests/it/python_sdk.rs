@@ -20,7 +20,7 @@ fn run(command: &mut Command) {
 }
 
 /// A Python interpreter with the svix package importable.
-fn python_with_svix() -> PathBuf {
+pub(crate) fn python_with_svix() -> PathBuf {
     if let Ok(python) = std::env::var("HERALD_PYTHON") {
         return PathBuf::from(python);
     }

@@ -31,6 +31,7 @@ fn with_svix_headers_only(request: &Received) -> Received {
     Received {
         headers,
         body: request.body.clone(),
+        at: request.at,
     }
 }
 

@@ -1,15 +1,15 @@
-//! Per-source rate limiting: one token bucket per source, in memory.
+//! Request rate limits: one token bucket per key (an inbound source, an
+//! application's message API), in memory.
 //!
 //! In memory is enough for one node: a limit protects this node and the
 //! destinations behind it, and forgetting the buckets on restart only lets
-//! one extra burst through. A source's bucket holds `rate` tokens (one
-//! second's worth), refilled continuously.
+//! one extra burst through. A bucket holds `rate` tokens (one second's
+//! worth), refilled continuously.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use herald_core::SourceId;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -17,16 +17,24 @@ struct Bucket {
     refilled_at: Instant,
 }
 
-/// The buckets of every source that has a limit.
-#[derive(Debug, Default)]
-pub(crate) struct RateLimiter {
-    buckets: Mutex<HashMap<SourceId, Bucket>>,
+/// The buckets of every key that has a limit.
+#[derive(Debug)]
+pub(crate) struct RateLimiter<K> {
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
-impl RateLimiter {
-    /// Takes one token from `source`'s bucket (`rate` per second) at `now`;
+impl<K> Default for RateLimiter<K> {
+    fn default() -> Self {
+        Self {
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
+    /// Takes one token from `key`'s bucket (`rate` per second) at `now`;
     /// when it is empty, answers how long until the next token.
-    pub(crate) fn check(&self, source: &SourceId, rate: u32, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check(&self, key: &K, rate: u32, now: Instant) -> Result<(), Duration> {
         let rate = f64::from(rate.max(1));
         // A poisoned lock only means another request panicked mid-update;
         // a bucket is valid in every state.
@@ -34,7 +42,7 @@ impl RateLimiter {
             .buckets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let bucket = buckets.entry(source.clone()).or_insert(Bucket {
+        let bucket = buckets.entry(key.clone()).or_insert(Bucket {
             tokens: rate,
             refilled_at: now,
         });
@@ -49,17 +57,19 @@ impl RateLimiter {
         }
     }
 
-    /// Forgets a deleted source's bucket.
-    pub(crate) fn forget(&self, source: &SourceId) {
+    /// Forgets a deleted key's bucket.
+    pub(crate) fn forget(&self, key: &K) {
         self.buckets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(source);
+            .remove(key);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use herald_core::SourceId;
+
     use super::*;
 
     #[test]
