@@ -316,3 +316,43 @@ async fn exhausted_retries_reach_an_operational_endpoint_created_with_the_offici
         .iter()
         .all(|request| request.json()["type"] == "message.attempt.exhausted"));
 }
+
+#[tokio::test]
+async fn a_delivery_failing_four_times_then_succeeding_raises_failing_then_recovered() {
+    let server = TestServer::start_with(TestServerOptions {
+        retry_schedule: herald_core::RetrySchedule::new(vec![Duration::from_millis(10); 6], 0.0),
+        ..without_breaker()
+    })
+    .await;
+    let flaky = Receiver::start(Behaviour::FailFirst {
+        times: 4,
+        status: 500,
+    })
+    .await;
+    let operator = Receiver::start(Behaviour::Accept).await;
+    let secret = operational_endpoint(
+        &server,
+        &operator.url("ops"),
+        &["message.attempt.failing", "message.attempt.recovered"],
+    )
+    .await;
+    let app = server.api.create_app("Tenant").await;
+    server
+        .api
+        .create_endpoint(&app, json!({ "url": flaky.url("hook") }))
+        .await;
+    let msg = server.api.send(&app, "invoice.paid", json!({})).await;
+
+    let recovered = eventually("message.attempt.recovered arrives", DEADLINE, || async {
+        operational_event(&operator, &secret, "message.attempt.recovered")
+    })
+    .await;
+    let failing = operational_event(&operator, &secret, "message.attempt.failing")
+        .expect("failing was raised before recovered");
+    assert_eq!(failing["data"]["msgId"], msg.as_str());
+    assert_eq!(failing["data"]["lastAttempt"]["responseStatusCode"], 500);
+    assert_eq!(recovered["data"]["msgId"], msg.as_str());
+    assert_eq!(recovered["data"]["lastAttempt"]["responseStatusCode"], 200);
+    assert_eq!(flaky.received().len(), 5);
+    assert_eq!(operator.received().len(), 2, "one of each, nothing else");
+}
