@@ -67,6 +67,17 @@ pub(crate) struct Finished {
     pub(crate) verdict: Option<Verdict>,
 }
 
+impl Finished {
+    /// A claim settled without a request.
+    pub(crate) fn without_attempt(outcome: DeliveryOutcome) -> Self {
+        Self {
+            attempt: None,
+            outcome,
+            verdict: None,
+        }
+    }
+}
+
 /// How an endpoint answered, for its health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -119,11 +130,7 @@ pub(crate) async fn perform(
         claim.outcome(status, attempts, next, clock.now())
     };
     let Some(endpoint) = endpoint else {
-        return Finished {
-            attempt: None,
-            outcome: end(DeliveryStatus::Fail, claim.attempt_count, None),
-            verdict: None,
-        };
+        return Finished::without_attempt(end(DeliveryStatus::Fail, claim.attempt_count, None));
     };
     let response = if endpoint.disabled {
         Response {

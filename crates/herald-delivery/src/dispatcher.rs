@@ -374,11 +374,7 @@ impl Shared {
                     self.clock.now(),
                 );
                 return Some(Worked {
-                    finished: Finished {
-                        attempt: None,
-                        outcome,
-                        verdict: None,
-                    },
+                    finished: Finished::without_attempt(outcome),
                     message: None,
                     endpoint: None,
                 });
@@ -400,11 +396,7 @@ impl Shared {
                     self.clock.now(),
                 );
                 return Some(Worked {
-                    finished: Finished {
-                        attempt: None,
-                        outcome,
-                        verdict: None,
-                    },
+                    finished: Finished::without_attempt(outcome),
                     message: Some(message),
                     endpoint: Some(endpoint.clone()),
                 });

@@ -43,9 +43,10 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
         .sum()
 }
 
-#[tokio::test]
-async fn metrics_parse_and_count_what_happened() {
-    let server = TestServer::start().await;
+/// An app with an endpoint that accepts `invoice.paid` and one at a closed
+/// port for `invoice.failed`; answers the app, the live receiver and the
+/// dead endpoint's id.
+async fn fine_and_down_endpoints(server: &TestServer) -> (String, Receiver, String) {
     let fine = Receiver::start(Behaviour::Accept).await;
     let down = Receiver::unused_address().await;
     let app = server.api.create_app("Tenant").await;
@@ -63,6 +64,13 @@ async fn metrics_parse_and_count_what_happened() {
             json!({ "url": format!("http://{down}/hook"), "filterTypes": ["invoice.failed"] }),
         )
         .await;
+    (app, fine, down_endpoint)
+}
+
+#[tokio::test]
+async fn metrics_parse_and_count_what_happened() {
+    let server = TestServer::start().await;
+    let (app, _fine, down_endpoint) = fine_and_down_endpoints(&server).await;
     for n in 0..7 {
         server
             .api
@@ -191,23 +199,7 @@ async fn finished_messages_past_retention_are_purged_and_owed_ones_kept() {
         ..TestServerOptions::default()
     })
     .await;
-    let fine = Receiver::start(Behaviour::Accept).await;
-    let down = Receiver::unused_address().await;
-    let app = server.api.create_app("Tenant").await;
-    server
-        .api
-        .create_endpoint(
-            &app,
-            json!({ "url": fine.url("fine"), "filterTypes": ["invoice.paid"] }),
-        )
-        .await;
-    server
-        .api
-        .create_endpoint(
-            &app,
-            json!({ "url": format!("http://{down}/hook"), "filterTypes": ["invoice.failed"] }),
-        )
-        .await;
+    let (app, fine, _) = fine_and_down_endpoints(&server).await;
     let delivered = server.api.send(&app, "invoice.paid", json!({})).await;
     let owed = server.api.send(&app, "invoice.failed", json!({})).await;
     eventually("the delivered message is purged", DEADLINE, || async {
