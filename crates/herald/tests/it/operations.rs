@@ -329,3 +329,37 @@ async fn sigterm_under_load_exits_cleanly_and_loses_nothing_acknowledged() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_without_secrets() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    const TOKEN: &str = "json-log-token-must-not-appear";
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--database")
+        .arg(dir.path().join("herald.db"))
+        .env("HERALD_ADMIN_TOKEN", TOKEN)
+        .env("HERALD_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("herald starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let started = BufReader::new(stderr)
+        .lines()
+        .map(|line| line.expect("stderr is readable"))
+        .find_map(|line| {
+            assert!(!line.contains(TOKEN), "a secret reached the log: {line}");
+            let entry: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            (entry["fields"]["message"] == "herald started").then_some(entry)
+        })
+        .expect("herald logs its start");
+    assert_eq!(started["level"], "INFO");
+    assert!(started["timestamp"].is_string(), "{started}");
+    assert!(started["fields"]["address"].is_string(), "{started}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
