@@ -77,7 +77,8 @@ pub struct PostgresStore {
 
 struct Inner {
     pool: Pool,
-    /// This node's name on its leases.
+    /// This node's name on its leases: its process id (so an operator can
+    /// tell which process holds what) and a ULID (unique across restarts).
     node: String,
     /// The schema the tables live in; the payload of this database's
     /// wake-ups, so nodes on other schemas of one server ignore them.
@@ -174,7 +175,7 @@ impl PostgresStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
-                node: format!("node_{}", ulid::Ulid::new()),
+                node: format!("pid{}-{}", std::process::id(), ulid::Ulid::new()),
                 schema,
                 work_added,
                 remote_work,

@@ -123,6 +123,12 @@ impl Receiver {
         self.shared.lock().expect("receiver lock").received.clone()
     }
 
+    /// How many requests came in, without copying them (cheap to poll
+    /// while thousands arrive).
+    pub fn count(&self) -> usize {
+        self.shared.lock().expect("receiver lock").received.len()
+    }
+
     /// Requests received on `path`.
     pub fn received_on(&self, path: &str) -> Vec<Received> {
         let wanted = format!("/{}", path.trim_start_matches('/'));

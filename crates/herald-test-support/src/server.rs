@@ -1,5 +1,6 @@
-//! Herald itself, started in-process on `127.0.0.1:0` with a fresh SQLite
-//! file in a temporary directory.
+//! Herald itself, started in-process on `127.0.0.1:0` with a fresh
+//! database: a SQLite file in a temporary directory, or a new schema on the
+//! test PostgreSQL (see [`crate::backend`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +10,12 @@ use std::time::Duration;
 use herald_core::{RetrySchedule, SystemClock};
 use herald_delivery::{DeliveryConfig, HealthConfig};
 use herald_server::ServerConfig;
+use herald_store::Store;
+use herald_store_postgres::testing::TestSchema;
+use herald_store_postgres::PostgresStore;
 use herald_store_sqlite::SqliteStore;
+
+use crate::Backend;
 use reqwest::Method;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -67,10 +73,15 @@ impl Default for TestServerOptions {
 pub struct TestServer {
     pub api: Api,
     pub address: SocketAddr,
+    /// The SQLite file (used only on the SQLite backend).
     pub database: PathBuf,
+    /// The backend this server stores its data in.
+    pub backend: Backend,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
     _dir: TempDir,
+    /// Dropped (with its tables) after the server's other fields.
+    _schema: Option<TestSchema>,
 }
 
 impl TestServer {
@@ -83,7 +94,22 @@ impl TestServer {
     pub async fn start_with(options: TestServerOptions) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = dir.path().join("herald.db");
-        let store = Arc::new(SqliteStore::open(&database).expect("store opens"));
+        let backend = crate::backend::current();
+        let (store, schema): (Arc<dyn Store>, _) = match backend {
+            Backend::Sqlite => (
+                Arc::new(SqliteStore::open(&database).expect("store opens")),
+                None,
+            ),
+            Backend::Postgres => {
+                let schema = TestSchema::create()
+                    .await
+                    .expect("the test checked that PostgreSQL is there");
+                let store = PostgresStore::connect(&schema.url)
+                    .await
+                    .expect("the store connects to its fresh schema");
+                (Arc::new(store), Some(schema))
+            }
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let shutdown = CancellationToken::new();
@@ -125,9 +151,11 @@ impl TestServer {
             api: Api::new(format!("http://{address}"), TEST_TOKEN),
             address,
             database,
+            backend,
             shutdown,
             task: Some(task),
             _dir: dir,
+            _schema: schema,
         }
     }
 

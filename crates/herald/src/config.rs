@@ -22,9 +22,13 @@ pub(crate) struct Layer {
     /// Address to listen on [default: 127.0.0.1:8071].
     #[arg(long, env = "HERALD_LISTEN")]
     pub(crate) listen: Option<String>,
-    /// SQLite file path [default: ./herald.db].
+    /// SQLite file path, or a postgres:// URL to share one PostgreSQL
+    /// database between nodes [default: ./herald.db].
     #[arg(long, env = "HERALD_DATABASE")]
     pub(crate) database: Option<String>,
+    /// A postgres:// URL; the same as giving it as --database.
+    #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
     /// Attempts in flight at once [default: 128].
     #[arg(long, env = "HERALD_WORKERS")]
     pub(crate) workers: Option<usize>,
@@ -92,9 +96,17 @@ pub(crate) struct Layer {
 impl Layer {
     /// Fields set in `self` win over those of `below`.
     fn over(self, below: Layer) -> Layer {
+        // One setting spelled two ways: a layer naming either replaces both
+        // below it.
+        let (database, database_url) = if self.database.is_some() || self.database_url.is_some() {
+            (self.database, self.database_url)
+        } else {
+            (below.database, below.database_url)
+        };
         Layer {
+            database,
+            database_url,
             listen: self.listen.or(below.listen),
-            database: self.database.or(below.database),
             workers: self.workers.or(below.workers),
             per_endpoint_concurrency: self
                 .per_endpoint_concurrency
@@ -128,6 +140,49 @@ impl Layer {
     }
 }
 
+/// Where Herald keeps its data.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Database {
+    /// An embedded SQLite file, owned by this one process.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database that any number of nodes share.
+    Postgres(String),
+}
+
+impl Database {
+    fn parse(text: String) -> Database {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Database::Postgres(text)
+        } else {
+            Database::Sqlite(PathBuf::from(text))
+        }
+    }
+}
+
+/// For logs: the path, or the URL without its password.
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(text) => match url::Url::parse(text) {
+                Ok(mut parsed) => {
+                    if parsed.password().is_some() {
+                        let _ = parsed.set_password(Some("***"));
+                    }
+                    write!(f, "{parsed}")
+                }
+                Err(_) => f.write_str("postgres://(unparsable URL)"),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({self})")
+    }
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LogFormat {
@@ -139,7 +194,7 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
-    pub(crate) database: PathBuf,
+    pub(crate) database: Database,
     pub(crate) workers: usize,
     pub(crate) per_endpoint_concurrency: usize,
     pub(crate) retry_schedule: RetrySchedule,
@@ -202,12 +257,17 @@ impl Config {
                 Some(text.trim_end_matches('/').to_owned())
             }
         };
-        let database = layer.database.context("database is not set")?;
-        if database.starts_with("postgres://") || database.starts_with("postgresql://") {
-            bail!(
-                "database: PostgreSQL is not supported by this build yet; give a SQLite file path"
-            );
-        }
+        let database = match (layer.database, layer.database_url) {
+            (Some(_), Some(_)) => {
+                bail!("database and database_url are both set; give one of them")
+            }
+            (_, Some(url)) => match Database::parse(url) {
+                Database::Postgres(url) => Database::Postgres(url),
+                Database::Sqlite(_) => bail!("database_url must be a postgres:// URL"),
+            },
+            (Some(text), None) => Database::parse(text),
+            (None, None) => bail!("database is not set"),
+        };
         let jitter = layer.retry_jitter.unwrap_or(0.2);
         if !(0.0..=1.0).contains(&jitter) {
             bail!("retry_jitter must be between 0 and 1");
@@ -259,7 +319,7 @@ impl Config {
         };
         Ok(Config {
             listen,
-            database: PathBuf::from(database),
+            database,
             workers,
             per_endpoint_concurrency,
             retry_schedule,
@@ -291,7 +351,10 @@ mod tests {
     fn defaults_alone_are_valid() {
         let config = Config::load(Layer::default(), None).expect("defaults load");
         assert_eq!(config.listen, "127.0.0.1:8071".parse().expect("address"));
-        assert_eq!(config.database, PathBuf::from("./herald.db"));
+        assert_eq!(
+            config.database,
+            Database::Sqlite(PathBuf::from("./herald.db"))
+        );
         assert_eq!(config.retry_schedule.max_attempts(), 8);
         assert_eq!(config.request_timeout, Duration::from_secs(15));
         assert!(config.ssrf_allowlist.is_empty());
@@ -355,6 +418,58 @@ mod tests {
         };
         let error = Config::load(flags, None).expect_err("bad cidr");
         assert!(error.to_string().contains("ssrf_allowlist"), "{error}");
+    }
+
+    #[test]
+    fn a_postgres_url_selects_postgres_by_either_name_and_hides_its_password() {
+        let url = "postgres://herald:secret@db.internal:5432/herald";
+        for flags in [
+            Layer {
+                database: Some(url.into()),
+                ..Layer::default()
+            },
+            Layer {
+                database_url: Some(url.into()),
+                ..Layer::default()
+            },
+        ] {
+            let config = Config::load(flags, None).expect("config loads");
+            assert_eq!(config.database, Database::Postgres(url.into()));
+            let shown = config.database.to_string();
+            assert!(!shown.contains("secret"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_database_url_in_the_file_gives_way_to_a_database_flag() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("herald.toml");
+        std::fs::write(&file, "database_url = \"postgres://db/herald\"\n").expect("write config");
+        let config = Config::load(Layer::default(), Some(&file)).expect("config loads");
+        assert_eq!(
+            config.database,
+            Database::Postgres("postgres://db/herald".into())
+        );
+        let flags = Layer {
+            database: Some("local.db".into()),
+            ..Layer::default()
+        };
+        let config = Config::load(flags, Some(&file)).expect("config loads");
+        assert_eq!(config.database, Database::Sqlite(PathBuf::from("local.db")));
+
+        let both = Layer {
+            database: Some("local.db".into()),
+            database_url: Some("postgres://db/herald".into()),
+            ..Layer::default()
+        };
+        let error = Config::load(both, None).expect_err("ambiguous");
+        assert!(error.to_string().contains("database_url"), "{error}");
+        let not_postgres = Layer {
+            database_url: Some("herald.db".into()),
+            ..Layer::default()
+        };
+        let error = Config::load(not_postgres, None).expect_err("not a URL");
+        assert!(error.to_string().contains("postgres://"), "{error}");
     }
 
     #[test]

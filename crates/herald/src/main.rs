@@ -13,10 +13,11 @@ use herald_delivery::DeliveryConfig;
 use herald_server::auth::{ensure_admin_token, generate_token, hash_token};
 use herald_server::ServerConfig;
 use herald_store::Store;
+use herald_store_postgres::PostgresStore;
 use herald_store_sqlite::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Layer, LogFormat};
+use crate::config::{Config, Database, Layer, LogFormat};
 
 /// Webhook infrastructure in one binary.
 #[derive(Debug, Parser)]
@@ -53,9 +54,12 @@ enum TokenCommand {
         /// A TOML configuration file (for the database location).
         #[arg(long, env = "HERALD_CONFIG")]
         config: Option<PathBuf>,
-        /// SQLite file path [default: ./herald.db].
+        /// SQLite file path or postgres:// URL [default: ./herald.db].
         #[arg(long, env = "HERALD_DATABASE")]
         database: Option<String>,
+        /// A postgres:// URL; the same as giving it as --database.
+        #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
 }
 
@@ -76,14 +80,20 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(serve(config, admin_token))
         }
         Command::Token {
-            command: TokenCommand::Create { config, database },
+            command:
+                TokenCommand::Create {
+                    config,
+                    database,
+                    database_url,
+                },
         } => {
             let flags = Layer {
                 database,
+                database_url,
                 ..Layer::default()
             };
             let config = Config::load(flags, config.as_deref())?;
-            create_token(config)
+            create_token(config, &runtime)
         }
     }
 }
@@ -100,14 +110,26 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqliteStore::open(&config.database)
-        .with_context(|| format!("cannot open the database at {}", config.database.display()))?;
-    Ok(Arc::new(store))
+/// Opens the configured backend, failing with the reason (a PostgreSQL
+/// that cannot be reached or used is reported within seconds).
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match &config.database {
+        Database::Sqlite(path) => {
+            let store = SqliteStore::open(path)
+                .with_context(|| format!("cannot open the database at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        Database::Postgres(url) => {
+            let store = PostgresStore::connect(url)
+                .await
+                .context("cannot start on PostgreSQL")?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 async fn serve(config: Config, admin_token: Option<String>) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     if let Some(token) = ensure_admin_token(&*store, admin_token.as_deref(), clock.now()).await? {
         // Printed once, on first start; only its hash is stored.
@@ -118,7 +140,7 @@ async fn serve(config: Config, admin_token: Option<String>) -> anyhow::Result<()
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr().context("listener has no address")?;
     println!("herald listening on http://{address}");
-    tracing::info!(%address, database = %config.database.display(), "herald started");
+    tracing::info!(%address, database = %config.database, "herald started");
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -142,7 +164,8 @@ async fn serve(config: Config, admin_token: Option<String>) -> anyhow::Result<()
         retry_after_cap: config.retry_after_cap,
         health: config.health,
         retention: config.retention,
-        exclusive_store: true,
+        // Nodes sharing PostgreSQL never take each other's live leases.
+        exclusive_store: matches!(config.database, Database::Sqlite(_)),
         ..DeliveryConfig::default()
     };
     herald_server::serve(
@@ -185,15 +208,26 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// Works beside a running server: the token goes straight into the file.
-fn create_token(config: Config) -> anyhow::Result<()> {
+/// Works beside running servers: the token goes straight into the
+/// database (the SQLite file, or the shared PostgreSQL).
+fn create_token(config: Config, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let token = generate_token();
-    herald_store_sqlite::add_api_token_to_file(
-        &config.database,
-        &hash_token(&token),
-        SystemClock.now(),
-    )
-    .with_context(|| format!("cannot store the token in {}", config.database.display()))?;
+    let hash = hash_token(&token);
+    match &config.database {
+        Database::Sqlite(path) => {
+            herald_store_sqlite::add_api_token_to_file(path, &hash, SystemClock.now())
+                .with_context(|| format!("cannot store the token in {}", path.display()))?;
+        }
+        Database::Postgres(url) => runtime.block_on(async {
+            let store = PostgresStore::connect(url)
+                .await
+                .context("cannot start on PostgreSQL")?;
+            store
+                .add_api_token(&hash, SystemClock.now())
+                .await
+                .context("cannot store the token in PostgreSQL")
+        })?,
+    }
     println!("{token}");
     Ok(())
 }

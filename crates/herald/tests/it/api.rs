@@ -4,355 +4,364 @@ use herald_test_support::TestServer;
 use reqwest::Method;
 use serde_json::json;
 
-#[tokio::test]
-async fn apps_are_created_read_updated_and_deleted_by_id_or_uid() {
-    let server = TestServer::start().await;
-    let api = &server.api;
-    let app = api
-        .post(
-            "/api/v1/app",
-            json!({"name": "Acme", "uid": "acme", "metadata": {"plan": "pro"}}),
-            201,
-        )
-        .await;
-    let id = app["id"].as_str().expect("id");
-    assert!(id.starts_with("app_"));
-    assert_eq!(app["uid"], "acme");
-    assert_eq!(app["metadata"]["plan"], "pro");
-    assert!(app["createdAt"].as_str().expect("createdAt").ends_with('Z'));
+herald_test_support::test_on_both_backends! {
+    async fn apps_are_created_read_updated_and_deleted_by_id_or_uid() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let app = api
+            .post(
+                "/api/v1/app",
+                json!({"name": "Acme", "uid": "acme", "metadata": {"plan": "pro"}}),
+                201,
+            )
+            .await;
+        let id = app["id"].as_str().expect("id");
+        assert!(id.starts_with("app_"));
+        assert_eq!(app["uid"], "acme");
+        assert_eq!(app["metadata"]["plan"], "pro");
+        assert!(app["createdAt"].as_str().expect("createdAt").ends_with('Z'));
 
-    assert_eq!(api.get(&format!("/api/v1/app/{id}")).await["name"], "Acme");
-    assert_eq!(api.get("/api/v1/app/acme").await["id"], id);
+        assert_eq!(api.get(&format!("/api/v1/app/{id}")).await["name"], "Acme");
+        assert_eq!(api.get("/api/v1/app/acme").await["id"], id);
 
-    let (status, patched) = api
-        .request(
-            Method::PATCH,
-            "/api/v1/app/acme",
-            Some(json!({"name": "Acme Inc"})),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 200, "{patched}");
-    assert_eq!(patched["name"], "Acme Inc");
-    assert_eq!(patched["uid"], "acme", "a PATCH leaves absent fields alone");
+        let (status, patched) = api
+            .request(
+                Method::PATCH,
+                "/api/v1/app/acme",
+                Some(json!({"name": "Acme Inc"})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200, "{patched}");
+        assert_eq!(patched["name"], "Acme Inc");
+        assert_eq!(patched["uid"], "acme", "a PATCH leaves absent fields alone");
 
-    let (status, replaced) = api
-        .request(
-            Method::PUT,
-            &format!("/api/v1/app/{id}"),
-            Some(json!({"name": "Replaced"})),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 200, "{replaced}");
-    assert_eq!(
-        replaced["uid"],
-        serde_json::Value::Null,
-        "a PUT replaces every field"
-    );
+        let (status, replaced) = api
+            .request(
+                Method::PUT,
+                &format!("/api/v1/app/{id}"),
+                Some(json!({"name": "Replaced"})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200, "{replaced}");
+        assert_eq!(
+            replaced["uid"],
+            serde_json::Value::Null,
+            "a PUT replaces every field"
+        );
 
-    let (status, _) = api
-        .request(Method::DELETE, &format!("/api/v1/app/{id}"), None, &[])
-        .await;
-    assert_eq!(status, 204);
-    let (status, body) = api
-        .request(Method::GET, &format!("/api/v1/app/{id}"), None, &[])
-        .await;
-    assert_eq!(status, 404);
-    assert_eq!(body["code"], "not_found");
+        let (status, _) = api
+            .request(Method::DELETE, &format!("/api/v1/app/{id}"), None, &[])
+            .await;
+        assert_eq!(status, 204);
+        let (status, body) = api
+            .request(Method::GET, &format!("/api/v1/app/{id}"), None, &[])
+            .await;
+        assert_eq!(status, 404);
+        assert_eq!(body["code"], "not_found");
+    }
 }
 
-#[tokio::test]
-async fn a_duplicate_uid_conflicts_unless_get_if_exists_is_asked() {
-    let server = TestServer::start().await;
-    let api = &server.api;
-    let first = api
-        .post(
-            "/api/v1/app",
-            json!({"name": "One", "uid": "tenant-1"}),
-            201,
-        )
-        .await;
-    let conflict = api
-        .post(
-            "/api/v1/app",
-            json!({"name": "Two", "uid": "tenant-1"}),
+herald_test_support::test_on_both_backends! {
+    async fn a_duplicate_uid_conflicts_unless_get_if_exists_is_asked() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let first = api
+            .post(
+                "/api/v1/app",
+                json!({"name": "One", "uid": "tenant-1"}),
+                201,
+            )
+            .await;
+        let conflict = api
+            .post(
+                "/api/v1/app",
+                json!({"name": "Two", "uid": "tenant-1"}),
+                409,
+            )
+            .await;
+        assert_eq!(conflict["code"], "conflict");
+        let existing = api
+            .post(
+                "/api/v1/app?get_if_exists=true",
+                json!({"name": "Two", "uid": "tenant-1"}),
+                200,
+            )
+            .await;
+        assert_eq!(existing["id"], first["id"]);
+        let list = api.get("/api/v1/app").await;
+        assert_eq!(
+            list["data"].as_array().expect("data").len(),
+            1,
+            "nothing was created twice"
+        );
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn requests_without_a_valid_token_are_refused() {
+        let server = TestServer::start().await;
+        let anonymous = herald_test_support::Api::new(server.api.base.clone(), "wrong-token");
+        let (status, body) = anonymous
+            .request(Method::GET, "/api/v1/app", None, &[])
+            .await;
+        assert_eq!(status, 401);
+        assert_eq!(body["code"], "authentication_failed");
+        let bare = reqwest::get(format!("{}/api/v1/app", server.api.base))
+            .await
+            .expect("reaches herald");
+        assert_eq!(bare.status(), 401);
+        let health = reqwest::get(format!("{}/api/v1/health", server.api.base))
+            .await
+            .expect("reaches herald");
+        assert_eq!(health.status(), 200, "health needs no token");
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn lists_page_forwards_and_backwards_with_iterators() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let mut created = Vec::new();
+        for index in 0..7 {
+            created.push(api.create_app(&format!("app {index}")).await);
+        }
+        let mut seen = Vec::new();
+        let mut iterator: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let path = match &iterator {
+                Some(iterator) => format!("/api/v1/app?limit=3&iterator={iterator}"),
+                None => "/api/v1/app?limit=3".to_owned(),
+            };
+            let page = api.get(&path).await;
+            pages += 1;
+            for app in page["data"].as_array().expect("data") {
+                seen.push(app["id"].as_str().expect("id").to_owned());
+            }
+            if page["done"].as_bool().expect("done") {
+                break;
+            }
+            iterator = Some(page["iterator"].as_str().expect("iterator").to_owned());
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seen, created, "apps list oldest first, each exactly once");
+
+        // From the last page, prevIterator leads back to the page before it.
+        let last = api
+            .get(&format!("/api/v1/app?limit=3&iterator={}", created[5]))
+            .await;
+        assert_eq!(last["data"][0]["id"], created[6].as_str());
+        let previous = last["prevIterator"].as_str().expect("prevIterator");
+        let back = api
+            .get(&format!("/api/v1/app?limit=3&iterator={previous}"))
+            .await;
+        let back_ids: Vec<_> = back["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|app| app["id"].clone())
+            .collect();
+        assert_eq!(
+            back_ids,
+            vec![json!(created[3]), json!(created[4]), json!(created[5])]
+        );
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn messages_page_newest_first() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let app = api.create_app("pager").await;
+        let mut sent = Vec::new();
+        for index in 0..5 {
+            sent.push(api.send(&app, "page.test", json!({"index": index})).await);
+        }
+        let first = api.get(&format!("/api/v1/app/{app}/msg?limit=2")).await;
+        assert_eq!(first["data"][0]["id"], sent[4].as_str());
+        assert_eq!(first["data"][1]["id"], sent[3].as_str());
+        assert_eq!(first["done"], false);
+        let next = api
+            .get(&format!(
+                "/api/v1/app/{app}/msg?limit=2&iterator={}",
+                first["iterator"].as_str().expect("iterator")
+            ))
+            .await;
+        assert_eq!(next["data"][0]["id"], sent[2].as_str());
+        let last = api
+            .get(&format!(
+                "/api/v1/app/{app}/msg?limit=2&iterator={}",
+                next["iterator"].as_str().expect("iterator")
+            ))
+            .await;
+        assert_eq!(last["data"].as_array().expect("data").len(), 1);
+        assert_eq!(last["done"], true);
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn event_types_are_managed_and_archived_on_delete() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let created = api
+            .post(
+                "/api/v1/event-type",
+                json!({"name": "invoice.paid", "description": "An invoice was paid"}),
+                201,
+            )
+            .await;
+        assert_eq!(created["deprecated"], false);
+        api.post(
+            "/api/v1/event-type",
+            json!({"name": "invoice.paid", "description": "again"}),
             409,
         )
         .await;
-    assert_eq!(conflict["code"], "conflict");
-    let existing = api
-        .post(
-            "/api/v1/app?get_if_exists=true",
-            json!({"name": "Two", "uid": "tenant-1"}),
-            200,
-        )
-        .await;
-    assert_eq!(existing["id"], first["id"]);
-    let list = api.get("/api/v1/app").await;
-    assert_eq!(
-        list["data"].as_array().expect("data").len(),
-        1,
-        "nothing was created twice"
-    );
-}
-
-#[tokio::test]
-async fn requests_without_a_valid_token_are_refused() {
-    let server = TestServer::start().await;
-    let anonymous = herald_test_support::Api::new(server.api.base.clone(), "wrong-token");
-    let (status, body) = anonymous
-        .request(Method::GET, "/api/v1/app", None, &[])
-        .await;
-    assert_eq!(status, 401);
-    assert_eq!(body["code"], "authentication_failed");
-    let bare = reqwest::get(format!("{}/api/v1/app", server.api.base))
-        .await
-        .expect("reaches herald");
-    assert_eq!(bare.status(), 401);
-    let health = reqwest::get(format!("{}/api/v1/health", server.api.base))
-        .await
-        .expect("reaches herald");
-    assert_eq!(health.status(), 200, "health needs no token");
-}
-
-#[tokio::test]
-async fn lists_page_forwards_and_backwards_with_iterators() {
-    let server = TestServer::start().await;
-    let api = &server.api;
-    let mut created = Vec::new();
-    for index in 0..7 {
-        created.push(api.create_app(&format!("app {index}")).await);
+        let (status, patched) = api
+            .request(
+                Method::PATCH,
+                "/api/v1/event-type/invoice.paid",
+                Some(json!({"deprecated": true})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(patched["deprecated"], true);
+        assert_eq!(patched["description"], "An invoice was paid");
+        let (status, _) = api
+            .request(Method::DELETE, "/api/v1/event-type/invoice.paid", None, &[])
+            .await;
+        assert_eq!(status, 204);
+        let listed = api.get("/api/v1/event-type").await;
+        assert_eq!(
+            listed["data"].as_array().expect("data").len(),
+            0,
+            "archived types are hidden"
+        );
+        let all = api.get("/api/v1/event-type?include_archived=true").await;
+        assert_eq!(all["data"][0]["archived"], true);
     }
-    let mut seen = Vec::new();
-    let mut iterator: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let path = match &iterator {
-            Some(iterator) => format!("/api/v1/app?limit=3&iterator={iterator}"),
-            None => "/api/v1/app?limit=3".to_owned(),
-        };
-        let page = api.get(&path).await;
-        pages += 1;
-        for app in page["data"].as_array().expect("data") {
-            seen.push(app["id"].as_str().expect("id").to_owned());
-        }
-        if page["done"].as_bool().expect("done") {
-            break;
-        }
-        iterator = Some(page["iterator"].as_str().expect("iterator").to_owned());
-    }
-    assert_eq!(pages, 3);
-    assert_eq!(seen, created, "apps list oldest first, each exactly once");
-
-    // From the last page, prevIterator leads back to the page before it.
-    let last = api
-        .get(&format!("/api/v1/app?limit=3&iterator={}", created[5]))
-        .await;
-    assert_eq!(last["data"][0]["id"], created[6].as_str());
-    let previous = last["prevIterator"].as_str().expect("prevIterator");
-    let back = api
-        .get(&format!("/api/v1/app?limit=3&iterator={previous}"))
-        .await;
-    let back_ids: Vec<_> = back["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .map(|app| app["id"].clone())
-        .collect();
-    assert_eq!(
-        back_ids,
-        vec![json!(created[3]), json!(created[4]), json!(created[5])]
-    );
 }
 
-#[tokio::test]
-async fn messages_page_newest_first() {
-    let server = TestServer::start().await;
-    let api = &server.api;
-    let app = api.create_app("pager").await;
-    let mut sent = Vec::new();
-    for index in 0..5 {
-        sent.push(api.send(&app, "page.test", json!({"index": index})).await);
-    }
-    let first = api.get(&format!("/api/v1/app/{app}/msg?limit=2")).await;
-    assert_eq!(first["data"][0]["id"], sent[4].as_str());
-    assert_eq!(first["data"][1]["id"], sent[3].as_str());
-    assert_eq!(first["done"], false);
-    let next = api
-        .get(&format!(
-            "/api/v1/app/{app}/msg?limit=2&iterator={}",
-            first["iterator"].as_str().expect("iterator")
-        ))
-        .await;
-    assert_eq!(next["data"][0]["id"], sent[2].as_str());
-    let last = api
-        .get(&format!(
-            "/api/v1/app/{app}/msg?limit=2&iterator={}",
-            next["iterator"].as_str().expect("iterator")
-        ))
-        .await;
-    assert_eq!(last["data"].as_array().expect("data").len(), 1);
-    assert_eq!(last["done"], true);
-}
+herald_test_support::test_on_both_backends! {
+    async fn endpoints_accept_both_filter_spellings_and_answer_with_both() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let app = api.create_app("filters").await;
+        let endpoint = api
+            .post(
+                &format!("/api/v1/app/{app}/endpoint"),
+                json!({"url": "https://example.com/hook", "filterTypes": ["a.b"], "rateLimit": 5, "uid": "main"}),
+                201,
+            )
+            .await;
+        assert_eq!(endpoint["eventTypes"], json!(["a.b"]));
+        assert_eq!(endpoint["filterTypes"], json!(["a.b"]));
+        assert_eq!(endpoint["throttleRate"], 5);
+        assert_eq!(endpoint["description"], "");
 
-#[tokio::test]
-async fn event_types_are_managed_and_archived_on_delete() {
-    let server = TestServer::start().await;
-    let api = &server.api;
-    let created = api
-        .post(
-            "/api/v1/event-type",
-            json!({"name": "invoice.paid", "description": "An invoice was paid"}),
-            201,
-        )
-        .await;
-    assert_eq!(created["deprecated"], false);
-    api.post(
-        "/api/v1/event-type",
-        json!({"name": "invoice.paid", "description": "again"}),
-        409,
-    )
-    .await;
-    let (status, patched) = api
-        .request(
-            Method::PATCH,
-            "/api/v1/event-type/invoice.paid",
-            Some(json!({"deprecated": true})),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(patched["deprecated"], true);
-    assert_eq!(patched["description"], "An invoice was paid");
-    let (status, _) = api
-        .request(Method::DELETE, "/api/v1/event-type/invoice.paid", None, &[])
-        .await;
-    assert_eq!(status, 204);
-    let listed = api.get("/api/v1/event-type").await;
-    assert_eq!(
-        listed["data"].as_array().expect("data").len(),
-        0,
-        "archived types are hidden"
-    );
-    let all = api.get("/api/v1/event-type?include_archived=true").await;
-    assert_eq!(all["data"][0]["archived"], true);
-}
+        let (status, patched) = api
+            .request(
+                Method::PATCH,
+                &format!("/api/v1/app/{app}/endpoint/main"),
+                Some(json!({"eventTypes": null, "channels": ["eu"]})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200, "{patched}");
+        assert_eq!(
+            patched["eventTypes"],
+            serde_json::Value::Null,
+            "null clears the filter"
+        );
+        assert_eq!(patched["channels"], json!(["eu"]));
+        assert_eq!(patched["url"], "https://example.com/hook");
 
-#[tokio::test]
-async fn endpoints_accept_both_filter_spellings_and_answer_with_both() {
-    let server = TestServer::start().await;
-    let api = &server.api;
-    let app = api.create_app("filters").await;
-    let endpoint = api
-        .post(
+        api.post(
             &format!("/api/v1/app/{app}/endpoint"),
-            json!({"url": "https://example.com/hook", "filterTypes": ["a.b"], "rateLimit": 5, "uid": "main"}),
-            201,
+            json!({"url": "https://x.test", "uid": "main"}),
+            409,
         )
         .await;
-    assert_eq!(endpoint["eventTypes"], json!(["a.b"]));
-    assert_eq!(endpoint["filterTypes"], json!(["a.b"]));
-    assert_eq!(endpoint["throttleRate"], 5);
-    assert_eq!(endpoint["description"], "");
-
-    let (status, patched) = api
-        .request(
-            Method::PATCH,
-            &format!("/api/v1/app/{app}/endpoint/main"),
-            Some(json!({"eventTypes": null, "channels": ["eu"]})),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 200, "{patched}");
-    assert_eq!(
-        patched["eventTypes"],
-        serde_json::Value::Null,
-        "null clears the filter"
-    );
-    assert_eq!(patched["channels"], json!(["eu"]));
-    assert_eq!(patched["url"], "https://example.com/hook");
-
-    api.post(
-        &format!("/api/v1/app/{app}/endpoint"),
-        json!({"url": "https://x.test", "uid": "main"}),
-        409,
-    )
-    .await;
+    }
 }
 
-#[tokio::test]
-async fn endpoint_headers_are_replaced_patched_and_sensitive_values_withheld() {
-    let server = TestServer::start().await;
-    let api = &server.api;
-    let app = api.create_app("headers").await;
-    let (endpoint, _) = api
-        .create_endpoint(&app, json!({"url": "https://example.com"}))
-        .await;
-    let path = format!("/api/v1/app/{app}/endpoint/{endpoint}/headers");
-    let (status, _) = api
-        .request(
-            Method::PUT,
-            &path,
-            Some(json!({"headers": {"X-Team": "core", "Authorization": "Bearer s3cret"}})),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 204);
-    let headers = api.get(&path).await;
-    assert_eq!(headers["headers"], json!({"X-Team": "core"}));
-    assert_eq!(headers["sensitive"], json!(["Authorization"]));
-    let (status, _) = api
-        .request(
-            Method::PATCH,
-            &path,
-            Some(json!({"headers": {"X-Team": null, "X-New": "1"}})),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 204);
-    assert_eq!(api.get(&path).await["headers"], json!({"X-New": "1"}));
-    let (status, error) = api
-        .request(
-            Method::PUT,
-            &path,
-            Some(json!({"headers": {"webhook-id": "forged"}})),
-            &[],
-        )
-        .await;
-    assert_eq!(
-        status, 422,
-        "signature headers cannot be overridden: {error}"
-    );
+herald_test_support::test_on_both_backends! {
+    async fn endpoint_headers_are_replaced_patched_and_sensitive_values_withheld() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let app = api.create_app("headers").await;
+        let (endpoint, _) = api
+            .create_endpoint(&app, json!({"url": "https://example.com"}))
+            .await;
+        let path = format!("/api/v1/app/{app}/endpoint/{endpoint}/headers");
+        let (status, _) = api
+            .request(
+                Method::PUT,
+                &path,
+                Some(json!({"headers": {"X-Team": "core", "Authorization": "Bearer s3cret"}})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 204);
+        let headers = api.get(&path).await;
+        assert_eq!(headers["headers"], json!({"X-Team": "core"}));
+        assert_eq!(headers["sensitive"], json!(["Authorization"]));
+        let (status, _) = api
+            .request(
+                Method::PATCH,
+                &path,
+                Some(json!({"headers": {"X-Team": null, "X-New": "1"}})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 204);
+        assert_eq!(api.get(&path).await["headers"], json!({"X-New": "1"}));
+        let (status, error) = api
+            .request(
+                Method::PUT,
+                &path,
+                Some(json!({"headers": {"webhook-id": "forged"}})),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            status, 422,
+            "signature headers cannot be overridden: {error}"
+        );
+    }
 }
 
-#[tokio::test]
-async fn secrets_can_be_supplied_read_and_rotated() {
-    let server = TestServer::start().await;
-    let api = &server.api;
-    let app = api.create_app("secrets").await;
-    let supplied = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let (endpoint, secret) = api
-        .create_endpoint(
-            &app,
-            json!({"url": "https://example.com", "secret": supplied}),
-        )
-        .await;
-    assert_eq!(secret, supplied);
-    let rotated = api
-        .post(
-            &format!("/api/v1/app/{app}/endpoint/{endpoint}/secret/rotate"),
-            json!({}),
-            200,
-        )
-        .await;
-    let new_key = rotated["key"]
-        .as_str()
-        .expect("rotation answers the new key");
-    assert!(new_key.starts_with("whsec_"));
-    assert_ne!(new_key, supplied);
-    let current = api
-        .get(&format!("/api/v1/app/{app}/endpoint/{endpoint}/secret"))
-        .await;
-    assert_eq!(current["key"], new_key);
+herald_test_support::test_on_both_backends! {
+    async fn secrets_can_be_supplied_read_and_rotated() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let app = api.create_app("secrets").await;
+        let supplied = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let (endpoint, secret) = api
+            .create_endpoint(
+                &app,
+                json!({"url": "https://example.com", "secret": supplied}),
+            )
+            .await;
+        assert_eq!(secret, supplied);
+        let rotated = api
+            .post(
+                &format!("/api/v1/app/{app}/endpoint/{endpoint}/secret/rotate"),
+                json!({}),
+                200,
+            )
+            .await;
+        let new_key = rotated["key"]
+            .as_str()
+            .expect("rotation answers the new key");
+        assert!(new_key.starts_with("whsec_"));
+        assert_ne!(new_key, supplied);
+        let current = api
+            .get(&format!("/api/v1/app/{app}/endpoint/{endpoint}/secret"))
+            .await;
+        assert_eq!(current["key"], new_key);
+    }
 }

@@ -1,4 +1,8 @@
 //! The command line: first-start token, `herald token create`, config errors.
+//!
+//! These run the binary on SQLite files (one of them is about the SQLite
+//! file lock); what the binary does with a PostgreSQL URL is in
+//! `cluster.rs`.
 
 use std::process::Command;
 

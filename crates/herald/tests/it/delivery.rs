@@ -35,366 +35,379 @@ async fn wait_for_status(
     .await
 }
 
-#[tokio::test]
-async fn endpoints_receive_only_the_types_and_channels_they_subscribe_to() {
-    let server = TestServer::start().await;
-    let receiver = Receiver::start(Behaviour::Accept).await;
-    let api = &server.api;
-    let app = api.create_app("filters").await;
-    api.create_endpoint(&app, json!({"url": receiver.url("all")}))
-        .await;
-    api.create_endpoint(
-        &app,
-        json!({"url": receiver.url("paid"), "eventTypes": ["invoice.paid"]}),
-    )
-    .await;
-    api.create_endpoint(&app, json!({"url": receiver.url("eu"), "channels": ["eu"]}))
-        .await;
-    api.create_endpoint(&app, json!({"url": receiver.url("off"), "disabled": true}))
-        .await;
-
-    let post = |body: Value| {
-        let path = format!("/api/v1/app/{app}/msg");
-        async move { api.post(&path, body, 202).await }
-    };
-    post(json!({"eventType": "invoice.paid", "payload": {"n": 1}})).await;
-    post(json!({"eventType": "invoice.sent", "payload": {"n": 2}, "channels": ["eu"]})).await;
-    post(json!({"eventType": "invoice.sent", "payload": {"n": 3}, "channels": ["us"]})).await;
-
-    eventually("every matching delivery arrives", DEADLINE, || async {
-        (receiver.received().len() >= 5).then_some(())
-    })
-    .await;
-    let numbers = |path: &str| {
-        let mut numbers: Vec<i64> = receiver
-            .received_on(path)
-            .iter()
-            .map(|request| request.json()["n"].as_i64().expect("n"))
-            .collect();
-        numbers.sort_unstable();
-        numbers
-    };
-    assert_eq!(numbers("all"), vec![1, 2, 3]);
-    assert_eq!(numbers("paid"), vec![1]);
-    assert_eq!(numbers("eu"), vec![2]);
-    assert!(numbers("off").is_empty(), "disabled endpoints get nothing");
-}
-
-#[tokio::test]
-async fn a_failing_endpoint_is_retried_until_it_succeeds() {
-    let server = TestServer::start().await;
-    let receiver = Receiver::start(Behaviour::FailFirst {
-        times: 2,
-        status: 503,
-    })
-    .await;
-    let api = &server.api;
-    let app = api.create_app("flaky").await;
-    let (endpoint, _) = api
-        .create_endpoint(&app, json!({"url": receiver.url("hook")}))
-        .await;
-    let msg = api.send(&app, "a.b", json!({})).await;
-
-    let destination = wait_for_status(&server, &app, &msg, &endpoint, 0).await;
-    assert_eq!(destination["nextAttempt"], Value::Null);
-    let attempts = api.attempts_of(&app, &msg).await;
-    let codes: Vec<_> = attempts
-        .iter()
-        .map(|attempt| attempt["responseStatusCode"].clone())
-        .collect();
-    assert_eq!(
-        codes,
-        vec![json!(200), json!(503), json!(503)],
-        "newest first"
-    );
-    assert_eq!(attempts[0]["status"], 0);
-    assert_eq!(attempts[1]["status"], 2);
-    assert_eq!(attempts[1]["triggerType"], 0);
-    assert_eq!(receiver.received().len(), 3);
-}
-
-#[tokio::test]
-async fn an_endpoint_that_always_fails_ends_in_fail_with_every_attempt_logged() {
-    let server = TestServer::start().await;
-    let receiver = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
-    let api = &server.api;
-    let app = api.create_app("broken").await;
-    let (endpoint, _) = api
-        .create_endpoint(&app, json!({"url": receiver.url("hook")}))
-        .await;
-    let msg = api.send(&app, "a.b", json!({})).await;
-
-    let destination = wait_for_status(&server, &app, &msg, &endpoint, 2).await;
-    assert_eq!(destination["nextAttempt"], Value::Null, "no retry is left");
-    let attempts = api.attempts_of(&app, &msg).await;
-    assert_eq!(attempts.len(), 4, "the first attempt and three retries");
-    assert!(attempts
-        .iter()
-        .all(|attempt| attempt["status"] == 2 && attempt["responseStatusCode"] == 500));
-    let by_endpoint = api
-        .get(&format!("/api/v1/app/{app}/attempt/endpoint/{endpoint}"))
-        .await;
-    assert_eq!(by_endpoint["data"].as_array().expect("data").len(), 4);
-    let stats = api
-        .get(&format!("/api/v1/app/{app}/endpoint/{endpoint}/stats"))
-        .await;
-    assert_eq!(stats["fail"], 1);
-    assert_eq!(stats["success"], 0);
-}
-
-#[tokio::test]
-async fn unreachable_endpoints_log_the_connection_error() {
-    let server = TestServer::start().await;
-    let address = Receiver::unused_address().await;
-    let api = &server.api;
-    let app = api.create_app("unreachable").await;
-    let (endpoint, _) = api
-        .create_endpoint(&app, json!({"url": format!("http://{address}/hook")}))
-        .await;
-    let msg = api.send(&app, "a.b", json!({})).await;
-    wait_for_status(&server, &app, &msg, &endpoint, 2).await;
-    let attempts = api.attempts_of(&app, &msg).await;
-    assert_eq!(attempts[0]["responseStatusCode"], 0);
-    assert_eq!(attempts[0]["errorKind"], "connection_refused");
-}
-
-#[tokio::test]
-async fn resend_makes_one_manual_attempt() {
-    let server = TestServer::start().await;
-    let receiver = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
-    let api = &server.api;
-    let app = api.create_app("resend").await;
-    let (endpoint, _) = api
-        .create_endpoint(&app, json!({"url": receiver.url("hook")}))
-        .await;
-    let msg = api.send(&app, "a.b", json!({"resent": true})).await;
-    wait_for_status(&server, &app, &msg, &endpoint, 2).await;
-
-    receiver.set_behaviour(Behaviour::Accept);
-    let answer = api
-        .post(
-            &format!("/api/v1/app/{app}/msg/{msg}/endpoint/{endpoint}/resend"),
-            json!(null),
-            202,
+herald_test_support::test_on_both_backends! {
+    async fn endpoints_receive_only_the_types_and_channels_they_subscribe_to() {
+        let server = TestServer::start().await;
+        let receiver = Receiver::start(Behaviour::Accept).await;
+        let api = &server.api;
+        let app = api.create_app("filters").await;
+        api.create_endpoint(&app, json!({"url": receiver.url("all")}))
+            .await;
+        api.create_endpoint(
+            &app,
+            json!({"url": receiver.url("paid"), "eventTypes": ["invoice.paid"]}),
         )
         .await;
-    assert_eq!(answer, json!({}));
-    wait_for_status(&server, &app, &msg, &endpoint, 0).await;
-    let attempts = api.attempts_of(&app, &msg).await;
-    assert_eq!(attempts.len(), 5);
-    assert_eq!(
-        attempts[0]["triggerType"], 1,
-        "the resend is a manual attempt"
-    );
-    assert_eq!(attempts[0]["status"], 0);
-}
+        api.create_endpoint(&app, json!({"url": receiver.url("eu"), "channels": ["eu"]}))
+            .await;
+        api.create_endpoint(&app, json!({"url": receiver.url("off"), "disabled": true}))
+            .await;
 
-#[tokio::test]
-async fn an_idempotency_key_makes_a_retried_create_return_the_first_message() {
-    let server = TestServer::start().await;
-    let receiver = Receiver::start(Behaviour::Accept).await;
-    let api = &server.api;
-    let app = api.create_app("idempotent").await;
-    api.create_endpoint(&app, json!({"url": receiver.url("hook")}))
-        .await;
-    let path = format!("/api/v1/app/{app}/msg");
-    let body = json!({"eventType": "a.b", "payload": {"once": true}});
-    let (status, first) = api
-        .request(
-            Method::POST,
-            &path,
-            Some(body.clone()),
-            &[("idempotency-key", "key-1")],
-        )
-        .await;
-    assert_eq!(status, 202);
-    let (status, second) = api
-        .request(
-            Method::POST,
-            &path,
-            Some(body),
-            &[("idempotency-key", "key-1")],
-        )
-        .await;
-    assert_eq!(status, 202);
-    assert_eq!(first["id"], second["id"]);
-    assert_eq!(first, second, "the same answer");
-    eventually("the delivery arrives", DEADLINE, || async {
-        (!receiver.received().is_empty()).then_some(())
-    })
-    .await;
-    let list = api.get(&path).await;
-    assert_eq!(list["data"].as_array().expect("data").len(), 1);
-    // Give a duplicate delivery every chance to show up before counting.
-    let msg = first["id"].as_str().expect("id");
-    eventually("the delivery is logged", DEADLINE, || async {
-        (api.attempts_of(&app, msg).await.len() == 1).then_some(())
-    })
-    .await;
-    assert_eq!(receiver.received().len(), 1);
-}
+        let post = |body: Value| {
+            let path = format!("/api/v1/app/{app}/msg");
+            async move { api.post(&path, body, 202).await }
+        };
+        post(json!({"eventType": "invoice.paid", "payload": {"n": 1}})).await;
+        post(json!({"eventType": "invoice.sent", "payload": {"n": 2}, "channels": ["eu"]})).await;
+        post(json!({"eventType": "invoice.sent", "payload": {"n": 3}, "channels": ["us"]})).await;
 
-#[tokio::test]
-async fn messages_are_found_by_event_id() {
-    let server = TestServer::start().await;
-    let api = &server.api;
-    let app = api.create_app("event-ids").await;
-    let sent = api
-        .post(
-            &format!("/api/v1/app/{app}/msg"),
-            json!({"eventType": "a.b", "payload": {"x": 1}, "eventId": "evt-77"}),
-            202,
-        )
+        eventually("every matching delivery arrives", DEADLINE, || async {
+            (receiver.received().len() >= 5).then_some(())
+        })
         .await;
-    let found = api.get(&format!("/api/v1/app/{app}/msg/evt-77")).await;
-    assert_eq!(found["id"], sent["id"]);
-    assert_eq!(found["payload"], json!({"x": 1}));
-    let without = api
-        .get(&format!("/api/v1/app/{app}/msg/evt-77?with_content=false"))
-        .await;
-    assert_eq!(without["payload"], json!({}));
-}
-
-#[tokio::test]
-async fn send_example_reaches_only_that_endpoint() {
-    let server = TestServer::start().await;
-    let receiver = Receiver::start(Behaviour::Accept).await;
-    let api = &server.api;
-    let app = api.create_app("examples").await;
-    api.post(
-        "/api/v1/event-type",
-        json!({"name": "order.placed", "description": "d", "schemas": {"1": {"type": "object", "examples": [{"order": 7}]}}}),
-        201,
-    )
-    .await;
-    let (target, _) = api
-        .create_endpoint(&app, json!({"url": receiver.url("target")}))
-        .await;
-    api.create_endpoint(&app, json!({"url": receiver.url("other")}))
-        .await;
-    let message = api
-        .post(
-            &format!("/api/v1/app/{app}/endpoint/{target}/send-example"),
-            json!({"eventType": "order.placed"}),
-            202,
-        )
-        .await;
-    assert_eq!(message["eventType"], "order.placed");
-    let request = eventually("the example arrives", DEADLINE, || async {
-        receiver.received_on("target").into_iter().next()
-    })
-    .await;
-    assert_eq!(request.json(), json!({"order": 7}));
-    wait_for_status(
-        &server,
-        &app,
-        message["id"].as_str().expect("id"),
-        &target,
-        0,
-    )
-    .await;
-    assert!(receiver.received_on("other").is_empty());
-}
-
-#[tokio::test]
-async fn recover_requeues_failed_deliveries() {
-    let server = TestServer::start().await;
-    let receiver = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
-    let api = &server.api;
-    let app = api.create_app("recover").await;
-    let (endpoint, _) = api
-        .create_endpoint(&app, json!({"url": receiver.url("hook")}))
-        .await;
-    let first = api.send(&app, "a.b", json!({"n": 1})).await;
-    let second = api.send(&app, "a.b", json!({"n": 2})).await;
-    wait_for_status(&server, &app, &first, &endpoint, 2).await;
-    wait_for_status(&server, &app, &second, &endpoint, 2).await;
-
-    receiver.set_behaviour(Behaviour::Accept);
-    let task = api
-        .post(
-            &format!("/api/v1/app/{app}/endpoint/{endpoint}/recover"),
-            json!({"since": "2000-01-01T00:00:00Z"}),
-            202,
-        )
-        .await;
-    assert_eq!(task["task"], "endpoint.recover");
-    wait_for_status(&server, &app, &first, &endpoint, 0).await;
-    wait_for_status(&server, &app, &second, &endpoint, 0).await;
-}
-
-#[tokio::test]
-async fn a_deleted_endpoint_stops_being_retried() {
-    let server = TestServer::start_with(TestServerOptions {
-        retry_schedule: herald_core::RetrySchedule::new(vec![Duration::from_secs(3600)], 0.0),
-        ..TestServerOptions::default()
-    })
-    .await;
-    let receiver = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
-    let api = &server.api;
-    let app = api.create_app("deleted").await;
-    let (endpoint, _) = api
-        .create_endpoint(&app, json!({"url": receiver.url("hook")}))
-        .await;
-    let msg = api.send(&app, "a.b", json!({})).await;
-    eventually("the first attempt is logged", DEADLINE, || async {
-        (api.attempts_of(&app, &msg).await.len() == 1).then_some(())
-    })
-    .await;
-    wait_for_status(&server, &app, &msg, &endpoint, 1).await;
-    let (status, _) = api
-        .request(
-            Method::DELETE,
-            &format!("/api/v1/app/{app}/endpoint/{endpoint}"),
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(status, 204);
-    let stats = api
-        .get(&format!("/api/v1/app/{app}/attempt/msg/{msg}"))
-        .await;
-    assert_eq!(
-        stats["data"].as_array().expect("data").len(),
-        1,
-        "the attempt log stays"
-    );
-    assert!(api.destinations_of(&app, &msg).await.is_empty());
-}
-
-#[tokio::test]
-async fn a_slow_endpoint_does_not_hold_up_the_others() {
-    let server = TestServer::start_with(TestServerOptions {
-        per_endpoint_concurrency: 1,
-        request_timeout: Duration::from_secs(30),
-        ..TestServerOptions::default()
-    })
-    .await;
-    let slow = Receiver::start(Behaviour::Slow {
-        delay: Duration::from_secs(10),
-    })
-    .await;
-    let fast = Receiver::start(Behaviour::Accept).await;
-    let api = &server.api;
-    let app = api.create_app("isolation").await;
-    api.create_endpoint(&app, json!({"url": slow.url("slow")}))
-        .await;
-    api.create_endpoint(&app, json!({"url": fast.url("fast")}))
-        .await;
-    for index in 0..20 {
-        api.send(&app, "a.b", json!({"n": index})).await;
+        let numbers = |path: &str| {
+            let mut numbers: Vec<i64> = receiver
+                .received_on(path)
+                .iter()
+                .map(|request| request.json()["n"].as_i64().expect("n"))
+                .collect();
+            numbers.sort_unstable();
+            numbers
+        };
+        assert_eq!(numbers("all"), vec![1, 2, 3]);
+        assert_eq!(numbers("paid"), vec![1]);
+        assert_eq!(numbers("eu"), vec![2]);
+        assert!(numbers("off").is_empty(), "disabled endpoints get nothing");
     }
-    eventually("the fast endpoint gets all 20", DEADLINE, || async {
-        (fast.received().len() == 20).then_some(())
-    })
-    .await;
-    assert!(
-        slow.received().len() <= 1,
-        "the slow endpoint is limited to one attempt at a time, got {}",
-        slow.received().len()
-    );
 }
 
+herald_test_support::test_on_both_backends! {
+    async fn a_failing_endpoint_is_retried_until_it_succeeds() {
+        let server = TestServer::start().await;
+        let receiver = Receiver::start(Behaviour::FailFirst {
+            times: 2,
+            status: 503,
+        })
+        .await;
+        let api = &server.api;
+        let app = api.create_app("flaky").await;
+        let (endpoint, _) = api
+            .create_endpoint(&app, json!({"url": receiver.url("hook")}))
+            .await;
+        let msg = api.send(&app, "a.b", json!({})).await;
+
+        let destination = wait_for_status(&server, &app, &msg, &endpoint, 0).await;
+        assert_eq!(destination["nextAttempt"], Value::Null);
+        let attempts = api.attempts_of(&app, &msg).await;
+        let codes: Vec<_> = attempts
+            .iter()
+            .map(|attempt| attempt["responseStatusCode"].clone())
+            .collect();
+        assert_eq!(
+            codes,
+            vec![json!(200), json!(503), json!(503)],
+            "newest first"
+        );
+        assert_eq!(attempts[0]["status"], 0);
+        assert_eq!(attempts[1]["status"], 2);
+        assert_eq!(attempts[1]["triggerType"], 0);
+        assert_eq!(receiver.received().len(), 3);
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn an_endpoint_that_always_fails_ends_in_fail_with_every_attempt_logged() {
+        let server = TestServer::start().await;
+        let receiver = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
+        let api = &server.api;
+        let app = api.create_app("broken").await;
+        let (endpoint, _) = api
+            .create_endpoint(&app, json!({"url": receiver.url("hook")}))
+            .await;
+        let msg = api.send(&app, "a.b", json!({})).await;
+
+        let destination = wait_for_status(&server, &app, &msg, &endpoint, 2).await;
+        assert_eq!(destination["nextAttempt"], Value::Null, "no retry is left");
+        let attempts = api.attempts_of(&app, &msg).await;
+        assert_eq!(attempts.len(), 4, "the first attempt and three retries");
+        assert!(attempts
+            .iter()
+            .all(|attempt| attempt["status"] == 2 && attempt["responseStatusCode"] == 500));
+        let by_endpoint = api
+            .get(&format!("/api/v1/app/{app}/attempt/endpoint/{endpoint}"))
+            .await;
+        assert_eq!(by_endpoint["data"].as_array().expect("data").len(), 4);
+        let stats = api
+            .get(&format!("/api/v1/app/{app}/endpoint/{endpoint}/stats"))
+            .await;
+        assert_eq!(stats["fail"], 1);
+        assert_eq!(stats["success"], 0);
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn unreachable_endpoints_log_the_connection_error() {
+        let server = TestServer::start().await;
+        let address = Receiver::unused_address().await;
+        let api = &server.api;
+        let app = api.create_app("unreachable").await;
+        let (endpoint, _) = api
+            .create_endpoint(&app, json!({"url": format!("http://{address}/hook")}))
+            .await;
+        let msg = api.send(&app, "a.b", json!({})).await;
+        wait_for_status(&server, &app, &msg, &endpoint, 2).await;
+        let attempts = api.attempts_of(&app, &msg).await;
+        assert_eq!(attempts[0]["responseStatusCode"], 0);
+        assert_eq!(attempts[0]["errorKind"], "connection_refused");
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn resend_makes_one_manual_attempt() {
+        let server = TestServer::start().await;
+        let receiver = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
+        let api = &server.api;
+        let app = api.create_app("resend").await;
+        let (endpoint, _) = api
+            .create_endpoint(&app, json!({"url": receiver.url("hook")}))
+            .await;
+        let msg = api.send(&app, "a.b", json!({"resent": true})).await;
+        wait_for_status(&server, &app, &msg, &endpoint, 2).await;
+
+        receiver.set_behaviour(Behaviour::Accept);
+        let answer = api
+            .post(
+                &format!("/api/v1/app/{app}/msg/{msg}/endpoint/{endpoint}/resend"),
+                json!(null),
+                202,
+            )
+            .await;
+        assert_eq!(answer, json!({}));
+        wait_for_status(&server, &app, &msg, &endpoint, 0).await;
+        let attempts = api.attempts_of(&app, &msg).await;
+        assert_eq!(attempts.len(), 5);
+        assert_eq!(
+            attempts[0]["triggerType"], 1,
+            "the resend is a manual attempt"
+        );
+        assert_eq!(attempts[0]["status"], 0);
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn an_idempotency_key_makes_a_retried_create_return_the_first_message() {
+        let server = TestServer::start().await;
+        let receiver = Receiver::start(Behaviour::Accept).await;
+        let api = &server.api;
+        let app = api.create_app("idempotent").await;
+        api.create_endpoint(&app, json!({"url": receiver.url("hook")}))
+            .await;
+        let path = format!("/api/v1/app/{app}/msg");
+        let body = json!({"eventType": "a.b", "payload": {"once": true}});
+        let (status, first) = api
+            .request(
+                Method::POST,
+                &path,
+                Some(body.clone()),
+                &[("idempotency-key", "key-1")],
+            )
+            .await;
+        assert_eq!(status, 202);
+        let (status, second) = api
+            .request(
+                Method::POST,
+                &path,
+                Some(body),
+                &[("idempotency-key", "key-1")],
+            )
+            .await;
+        assert_eq!(status, 202);
+        assert_eq!(first["id"], second["id"]);
+        assert_eq!(first, second, "the same answer");
+        eventually("the delivery arrives", DEADLINE, || async {
+            (!receiver.received().is_empty()).then_some(())
+        })
+        .await;
+        let list = api.get(&path).await;
+        assert_eq!(list["data"].as_array().expect("data").len(), 1);
+        // Give a duplicate delivery every chance to show up before counting.
+        let msg = first["id"].as_str().expect("id");
+        eventually("the delivery is logged", DEADLINE, || async {
+            (api.attempts_of(&app, msg).await.len() == 1).then_some(())
+        })
+        .await;
+        assert_eq!(receiver.received().len(), 1);
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn messages_are_found_by_event_id() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let app = api.create_app("event-ids").await;
+        let sent = api
+            .post(
+                &format!("/api/v1/app/{app}/msg"),
+                json!({"eventType": "a.b", "payload": {"x": 1}, "eventId": "evt-77"}),
+                202,
+            )
+            .await;
+        let found = api.get(&format!("/api/v1/app/{app}/msg/evt-77")).await;
+        assert_eq!(found["id"], sent["id"]);
+        assert_eq!(found["payload"], json!({"x": 1}));
+        let without = api
+            .get(&format!("/api/v1/app/{app}/msg/evt-77?with_content=false"))
+            .await;
+        assert_eq!(without["payload"], json!({}));
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn send_example_reaches_only_that_endpoint() {
+        let server = TestServer::start().await;
+        let receiver = Receiver::start(Behaviour::Accept).await;
+        let api = &server.api;
+        let app = api.create_app("examples").await;
+        api.post(
+            "/api/v1/event-type",
+            json!({"name": "order.placed", "description": "d", "schemas": {"1": {"type": "object", "examples": [{"order": 7}]}}}),
+            201,
+        )
+        .await;
+        let (target, _) = api
+            .create_endpoint(&app, json!({"url": receiver.url("target")}))
+            .await;
+        api.create_endpoint(&app, json!({"url": receiver.url("other")}))
+            .await;
+        let message = api
+            .post(
+                &format!("/api/v1/app/{app}/endpoint/{target}/send-example"),
+                json!({"eventType": "order.placed"}),
+                202,
+            )
+            .await;
+        assert_eq!(message["eventType"], "order.placed");
+        let request = eventually("the example arrives", DEADLINE, || async {
+            receiver.received_on("target").into_iter().next()
+        })
+        .await;
+        assert_eq!(request.json(), json!({"order": 7}));
+        wait_for_status(
+            &server,
+            &app,
+            message["id"].as_str().expect("id"),
+            &target,
+            0,
+        )
+        .await;
+        assert!(receiver.received_on("other").is_empty());
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn recover_requeues_failed_deliveries() {
+        let server = TestServer::start().await;
+        let receiver = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
+        let api = &server.api;
+        let app = api.create_app("recover").await;
+        let (endpoint, _) = api
+            .create_endpoint(&app, json!({"url": receiver.url("hook")}))
+            .await;
+        let first = api.send(&app, "a.b", json!({"n": 1})).await;
+        let second = api.send(&app, "a.b", json!({"n": 2})).await;
+        wait_for_status(&server, &app, &first, &endpoint, 2).await;
+        wait_for_status(&server, &app, &second, &endpoint, 2).await;
+
+        receiver.set_behaviour(Behaviour::Accept);
+        let task = api
+            .post(
+                &format!("/api/v1/app/{app}/endpoint/{endpoint}/recover"),
+                json!({"since": "2000-01-01T00:00:00Z"}),
+                202,
+            )
+            .await;
+        assert_eq!(task["task"], "endpoint.recover");
+        wait_for_status(&server, &app, &first, &endpoint, 0).await;
+        wait_for_status(&server, &app, &second, &endpoint, 0).await;
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn a_deleted_endpoint_stops_being_retried() {
+        let server = TestServer::start_with(TestServerOptions {
+            retry_schedule: herald_core::RetrySchedule::new(vec![Duration::from_secs(3600)], 0.0),
+            ..TestServerOptions::default()
+        })
+        .await;
+        let receiver = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
+        let api = &server.api;
+        let app = api.create_app("deleted").await;
+        let (endpoint, _) = api
+            .create_endpoint(&app, json!({"url": receiver.url("hook")}))
+            .await;
+        let msg = api.send(&app, "a.b", json!({})).await;
+        eventually("the first attempt is logged", DEADLINE, || async {
+            (api.attempts_of(&app, &msg).await.len() == 1).then_some(())
+        })
+        .await;
+        wait_for_status(&server, &app, &msg, &endpoint, 1).await;
+        let (status, _) = api
+            .request(
+                Method::DELETE,
+                &format!("/api/v1/app/{app}/endpoint/{endpoint}"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, 204);
+        let stats = api
+            .get(&format!("/api/v1/app/{app}/attempt/msg/{msg}"))
+            .await;
+        assert_eq!(
+            stats["data"].as_array().expect("data").len(),
+            1,
+            "the attempt log stays"
+        );
+        assert!(api.destinations_of(&app, &msg).await.is_empty());
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn a_slow_endpoint_does_not_hold_up_the_others() {
+        let server = TestServer::start_with(TestServerOptions {
+            per_endpoint_concurrency: 1,
+            request_timeout: Duration::from_secs(30),
+            ..TestServerOptions::default()
+        })
+        .await;
+        let slow = Receiver::start(Behaviour::Slow {
+            delay: Duration::from_secs(10),
+        })
+        .await;
+        let fast = Receiver::start(Behaviour::Accept).await;
+        let api = &server.api;
+        let app = api.create_app("isolation").await;
+        api.create_endpoint(&app, json!({"url": slow.url("slow")}))
+            .await;
+        api.create_endpoint(&app, json!({"url": fast.url("fast")}))
+            .await;
+        for index in 0..20 {
+            api.send(&app, "a.b", json!({"n": index})).await;
+        }
+        eventually("the fast endpoint gets all 20", DEADLINE, || async {
+            (fast.received().len() == 20).then_some(())
+        })
+        .await;
+        assert!(
+            slow.received().len() <= 1,
+            "the slow endpoint is limited to one attempt at a time, got {}",
+            slow.received().len()
+        );
+    }
+}
+
+// SQLite only: the test damages the row through the SQLite file itself. The
+// engine's handling of an undecodable row is the same on both backends.
 #[tokio::test]
 async fn a_delivery_whose_endpoint_row_is_unreadable_fails_instead_of_looping() {
     let server = TestServer::start().await;

@@ -1,6 +1,10 @@
 //! Nothing acknowledged is lost: the built binary is killed with SIGKILL
 //! while deliveries are pending, restarted on the same database, and every
 //! acknowledged message still arrives.
+//!
+//! SQLite only: this is one node restarted on its own file. On PostgreSQL
+//! several nodes share the database and a killed node's work is taken over
+//! by the others without a restart, which `cluster.rs` shows.
 
 use herald_test_support::{eventually, Api, Behaviour, Receiver};
 use serde_json::json;

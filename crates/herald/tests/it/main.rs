@@ -8,6 +8,7 @@ mod api;
 mod bad_input;
 mod binary;
 mod cli;
+mod cluster;
 mod console;
 mod console_browser;
 mod delivery;

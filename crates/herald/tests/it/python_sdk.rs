@@ -83,12 +83,14 @@ async fn run_sdk_script(script: &str, marker: &str) {
     .await;
 }
 
-#[tokio::test]
-async fn the_official_python_sdk_drives_herald() {
-    run_sdk_script("svix_python.py", "delivered ").await;
+herald_test_support::test_on_both_backends! {
+    async fn the_official_python_sdk_drives_herald() {
+        run_sdk_script("svix_python.py", "delivered ").await;
+    }
 }
 
-#[tokio::test]
-async fn the_official_python_sdk_manages_sources_and_destinations() {
-    run_sdk_script("svix_python_ingest.py", "ingested ").await;
+herald_test_support::test_on_both_backends! {
+    async fn the_official_python_sdk_manages_sources_and_destinations() {
+        run_sdk_script("svix_python_ingest.py", "ingested ").await;
+    }
 }

@@ -1,0 +1,398 @@
+//! Several `herald serve` processes on one PostgreSQL: nothing acknowledged
+//! is lost when one of them is killed mid-run, and a node that cannot use
+//! its database says why and exits at once.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_store_postgres::testing::{server_url, TestSchema};
+use herald_test_support::{eventually, Api, Behaviour, Receiver};
+use serde_json::json;
+
+use crate::binary::Herald;
+
+const TOKEN: &str = "cluster-token";
+const MESSAGES: usize = 10_000;
+/// Requests in flight from the test at once, over all nodes.
+const SENDERS: usize = 24;
+/// Attempts in flight per node: small, so the work a killed node leaves
+/// behind (at most four claims per worker) is small too.
+const WORKERS: usize = 16;
+
+fn start_node(url: &str) -> Herald {
+    Herald::start(
+        Path::new(url),
+        &[
+            "--workers",
+            &WORKERS.to_string(),
+            // The lease is derived from the request timeout (6 × timeout +
+            // 30 s): 1 s keeps the wait for a dead node's leases at 36 s.
+            "--request-timeout",
+            "1s",
+        ],
+        &[("HERALD_ADMIN_TOKEN", TOKEN)],
+    )
+}
+
+/// Posts a message; a node that is gone answers no status.
+async fn post_message(
+    http: &reqwest::Client,
+    api: &Api,
+    app: &str,
+    message: &serde_json::Value,
+) -> (Option<u16>, serde_json::Value) {
+    let sent = http
+        .post(format!("{}/api/v1/app/{app}/msg", api.base))
+        .bearer_auth(&api.token)
+        .json(message)
+        .send()
+        .await;
+    let Ok(response) = sent else {
+        return (None, serde_json::Value::Null);
+    };
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (Some(status), body)
+}
+
+/// (endpoint path, message id) → how many times it arrived.
+fn arrivals(receivers: &[(&str, &Receiver)]) -> HashMap<(String, String), usize> {
+    let mut counts = HashMap::new();
+    for (path, receiver) in receivers {
+        for request in receiver.received() {
+            *counts
+                .entry(((*path).to_owned(), request.header("webhook-id")))
+                .or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_every_message_to_every_endpoint_when_one_is_killed_mid_run() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let nodes = [
+        start_node(&schema.url),
+        start_node(&schema.url),
+        start_node(&schema.url),
+    ];
+    let apis: Vec<Api> = nodes
+        .iter()
+        .map(|node| Api::new(node.base.clone(), TOKEN))
+        .collect();
+
+    // Three endpoints: one takes everything, two take one event type each,
+    // so every message is owed to exactly two of them.
+    // Each answer takes a moment, so the victim surely has attempts in
+    // flight when it dies.
+    let slow = Behaviour::Slow {
+        delay: Duration::from_millis(10),
+    };
+    let everything = Receiver::start(slow).await;
+    let created = Receiver::start(slow).await;
+    let paid = Receiver::start(slow).await;
+    let app = apis[0].create_app("cluster").await;
+    apis[1]
+        .create_endpoint(&app, json!({"url": everything.url("all")}))
+        .await;
+    apis[2]
+        .create_endpoint(
+            &app,
+            json!({"url": created.url("created"), "filterTypes": ["order.created"]}),
+        )
+        .await;
+    apis[0]
+        .create_endpoint(
+            &app,
+            json!({"url": paid.url("paid"), "filterTypes": ["order.paid"]}),
+        )
+        .await;
+
+    // Send through all three nodes; one is killed once a third of the
+    // messages are in, while it is busy accepting and delivering.
+    let next = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(tokio::sync::Notify::new());
+    let kill_at = MESSAGES / 3;
+    // Which node was killed (none yet: out of range).
+    let victim = Arc::new(AtomicUsize::new(usize::MAX));
+    let lost_answers = Arc::new(AtomicUsize::new(0));
+    let mut senders = tokio::task::JoinSet::new();
+    let http = reqwest::Client::new();
+    for sender in 0..SENDERS {
+        let lost_answers = lost_answers.clone();
+        let (http, apis, next, app, killed, victim) = (
+            http.clone(),
+            apis.clone(),
+            next.clone(),
+            app.clone(),
+            killed.clone(),
+            victim.clone(),
+        );
+        senders.spawn(async move {
+            let mut acknowledged = Vec::new();
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= MESSAGES {
+                    return acknowledged;
+                }
+                if index == kill_at {
+                    killed.notify_one();
+                }
+                let event_type = if index % 2 == 0 {
+                    "order.created"
+                } else {
+                    "order.paid"
+                };
+                let dead = victim.load(Ordering::Relaxed);
+                let mut node = (index + sender) % apis.len();
+                if node == dead {
+                    node = (node + 1) % apis.len();
+                }
+                let survivor = (node + 1) % apis.len();
+                let survivor = if survivor == dead {
+                    (survivor + 1) % apis.len()
+                } else {
+                    survivor
+                };
+                let message = json!({"eventType": event_type, "payload": {"n": index}});
+                let (status, body) = post_message(&http, &apis[node], &app, &message).await;
+                match status {
+                    Some(202) => acknowledged.push((
+                        body["id"].as_str().expect("message id").to_owned(),
+                        event_type,
+                    )),
+                    // Only the killed node may fail to answer. What it did
+                    // not acknowledge is not owed, so it is sent again; it
+                    // may still have been committed (and so delivered too).
+                    None => {
+                        lost_answers.fetch_add(1, Ordering::Relaxed);
+                        let (status, body) =
+                            post_message(&http, &apis[survivor], &app, &message).await;
+                        assert_eq!(status, Some(202), "a live node answers: {body}");
+                        acknowledged.push((
+                            body["id"].as_str().expect("message id").to_owned(),
+                            event_type,
+                        ));
+                    }
+                    other => panic!("node {node} did not accept message {index}: {other:?} {body}"),
+                }
+            }
+        });
+    }
+    killed.notified().await;
+    // The victim is the node holding the most leases right now, so the
+    // kill surely cuts attempts off in the middle.
+    let database = connect_to(&schema.url).await;
+    let pids: Vec<u32> = nodes.iter().map(|node| node.child.id()).collect();
+    let (index, held) = eventually("a node holds leases", Duration::from_secs(60), || async {
+        let rows = database
+            .query(
+                "SELECT lease_owner, COUNT(*) FROM deliveries WHERE status = 3
+                     GROUP BY lease_owner ORDER BY COUNT(*) DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .expect("lease counts");
+        let row = rows.first()?;
+        let owner: String = row.get(0);
+        let held: i64 = row.get(1);
+        let pid: u32 = owner.strip_prefix("pid")?.split('-').next()?.parse().ok()?;
+        let index = pids.iter().position(|known| *known == pid)?;
+        Some((index, held))
+    })
+    .await;
+    victim.store(index, Ordering::Relaxed);
+    let mut nodes: Vec<Option<Herald>> = nodes.into_iter().map(Some).collect();
+    nodes[index].take().expect("the victim runs").kill();
+    let killed_at = Instant::now();
+
+    let mut acknowledged = Vec::new();
+    while let Some(sent) = senders.join_next().await {
+        acknowledged.extend(sent.expect("a sender finished"));
+    }
+    assert_eq!(
+        acknowledged.len(),
+        MESSAGES,
+        "every message was acknowledged once"
+    );
+
+    let expected: Vec<(String, String)> = acknowledged
+        .iter()
+        .flat_map(|(msg, event_type)| {
+            let typed = if *event_type == "order.created" {
+                "created"
+            } else {
+                "paid"
+            };
+            [
+                ("all".to_owned(), msg.clone()),
+                (typed.to_owned(), msg.clone()),
+            ]
+        })
+        .collect();
+    let receivers = [("all", &everything), ("created", &created), ("paid", &paid)];
+    // A dead node's leases run out after 36 s; the survivors then take its
+    // deliveries over. Generous for a 2-core machine running 3 nodes.
+    let counts = eventually(
+        "every acknowledged message reaches every matching endpoint",
+        Duration::from_secs(300),
+        || async {
+            let arrived = everything.count() + created.count() + paid.count();
+            if arrived < expected.len() {
+                return None;
+            }
+            let counts = arrivals(&receivers);
+            expected
+                .iter()
+                .all(|pair| counts.contains_key(pair))
+                .then_some(counts)
+        },
+    )
+    .await;
+    let delivered: usize = counts.values().sum();
+    let duplicates = delivered - counts.len();
+    let unacknowledged = counts.len() - expected.len();
+    let lost_answers = lost_answers.load(Ordering::Relaxed);
+    eprintln!(
+        "cluster: {} messages acknowledged, {} deliveries owed, {} requests received, \
+         {} duplicates ({:.3}%), {} deliveries of {} creates whose answer the kill cut off, \
+         the killed node held {} leases, all delivered {:.1}s after the kill",
+        acknowledged.len(),
+        expected.len(),
+        delivered,
+        duplicates,
+        100.0 * duplicates as f64 / expected.len() as f64,
+        unacknowledged,
+        lost_answers,
+        held,
+        killed_at.elapsed().as_secs_f64()
+    );
+    // A create the victim committed but could not answer was sent again
+    // elsewhere: both copies are delivered, nothing else is.
+    assert!(
+        unacknowledged <= 2 * lost_answers,
+        "{unacknowledged} deliveries of messages nobody sent"
+    );
+    // At-least-once: only what the killed node had sent without recording
+    // it may arrive twice, and it held at most four claims per worker.
+    assert!(
+        duplicates <= WORKERS * 4,
+        "{duplicates} duplicates: more than the killed node can have had in flight"
+    );
+    assert!(
+        killed_at.elapsed() >= Duration::from_secs(25),
+        "the victim's {held} leased deliveries can only have been taken over after their leases ran out"
+    );
+    drop(nodes);
+}
+
+/// A plain connection to the test database, to look at the leases.
+async fn connect_to(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("the test connects to its schema");
+    tokio::spawn(connection);
+    client
+}
+
+/// `herald serve` on `database`; answers its exit status, what it printed
+/// and how long it took, killing it if it is still up after 20 s.
+fn serve_briefly(database: &str) -> (Option<i32>, String, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+        .env_remove("HERALD_ADMIN_TOKEN")
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("herald starts");
+    let deadline = started + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("herald can be waited on") {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    (status, stderr, started.elapsed())
+}
+
+/// The test server's URL with another user or database.
+fn variant_of_test_server(user: Option<&str>, database: Option<&str>) -> String {
+    let server = server_url();
+    let mut url = url::Url::parse(&server).expect("the test URL parses");
+    if let Some(user) = user {
+        url.set_username(user)
+            .expect("a URL with a host takes a user");
+    }
+    if let Some(database) = database {
+        url.set_path(database);
+    }
+    url.to_string()
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_use_its_database_exits_at_once_saying_why() {
+    let mut cases = vec![(
+        "postgres://postgres@127.0.0.1:1/test".to_owned(),
+        "cannot reach PostgreSQL at 127.0.0.1:1",
+    )];
+    if herald_test_support::postgres_ready().await {
+        cases.push((
+            variant_of_test_server(None, Some("herald_no_such_database")),
+            "database \"herald_no_such_database\" does not exist",
+        ));
+        cases.push((
+            variant_of_test_server(Some("herald_no_such_user"), None),
+            "refused user \"herald_no_such_user\"",
+        ));
+    }
+    for (database, reason) in cases {
+        let (status, stderr, took) = serve_briefly(&database);
+        assert!(
+            status.is_some_and(|code| code != 0),
+            "{database}: herald must exit with an error, got {status:?}\n{stderr}"
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "{database}: took {took:?} to give up"
+        );
+        assert!(
+            stderr.contains(reason),
+            "{database}: the message must say {reason:?}, got:\n{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_made_with_the_cli_works_on_every_node() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let nodes = [start_node(&schema.url), start_node(&schema.url)];
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["token", "create", "--database", &schema.url])
+        .output()
+        .expect("herald token create runs");
+    assert!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout).expect("utf-8");
+    for node in &nodes {
+        let api = Api::new(node.base.clone(), token.trim());
+        api.get("/api/v1/app").await;
+    }
+}
