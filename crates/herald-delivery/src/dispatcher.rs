@@ -415,6 +415,11 @@ impl Shared {
             endpoint.as_ref(),
         )
         .await;
+        if let (Some(verdict), Some(endpoint)) = (finished.verdict, endpoint.as_ref()) {
+            // Before the endpoint's slot is freed, so a claim waiting for it
+            // sees the circuit this answer opened.
+            self.health.note(&endpoint.id, verdict, self.clock.now());
+        }
         if let Some(attempt) = &finished.attempt {
             tracing::debug!(
                 msg = %attempt.msg_id,

@@ -90,8 +90,30 @@ impl Health {
         self.lock().remove(endpoint);
     }
 
-    /// Takes in how `endpoint` answered at `now`; answers whether it must
-    /// now be disabled.
+    /// Takes in how `endpoint` answered at `now` for the breaker, at once:
+    /// called as soon as the answer is in (before it is recorded and before
+    /// the endpoint's slot is freed), so the next claim for the endpoint
+    /// already sees an open circuit instead of sending one more request.
+    pub(crate) fn note(&self, endpoint: &EndpointId, verdict: Verdict, now: Timestamp) {
+        let mut states = self.lock();
+        let state = states.entry(endpoint.clone()).or_default();
+        if verdict == Verdict::Succeeded {
+            state.consecutive_failures = 0;
+            state.open_until = None;
+            state.cooldown = None;
+            return;
+        }
+        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+        if state.consecutive_failures >= self.config.breaker_threshold.max(1) {
+            let cooldown = state.cooldown.unwrap_or(self.config.breaker_cooldown);
+            state.open_until = Some(now.plus(cooldown));
+            state.cooldown = Some((cooldown * 2).min(self.config.breaker_cooldown_max));
+        }
+    }
+
+    /// Keeps `endpoint`'s failure streak up to date with a recorded answer
+    /// (the breaker took it in already, see [`Health::note`]); answers
+    /// whether the endpoint must now be disabled.
     pub(crate) async fn observe(
         &self,
         store: &dyn Store,
@@ -100,37 +122,21 @@ impl Health {
         now: Timestamp,
     ) -> Result<Option<Disable>, StoreError> {
         if verdict == Verdict::Succeeded {
-            let known_healthy = {
-                let mut states = self.lock();
-                let state = states.entry(endpoint.clone()).or_default();
-                state.consecutive_failures = 0;
-                state.open_until = None;
-                state.cooldown = None;
-                matches!(state.streak, Some((None, _)))
-            };
+            let known_healthy = matches!(
+                self.lock().get(endpoint).and_then(|state| state.streak),
+                Some((None, _))
+            );
             if !known_healthy {
                 store.set_endpoint_failing(endpoint, None).await?;
                 self.remember_streak(endpoint, None, now);
             }
             return Ok(None);
         }
-        let known_start = {
-            let mut states = self.lock();
-            let state = states.entry(endpoint.clone()).or_default();
-            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-            if state.consecutive_failures >= self.config.breaker_threshold.max(1) {
-                let cooldown = state.cooldown.unwrap_or(self.config.breaker_cooldown);
-                state.open_until = Some(now.plus(cooldown));
-                state.cooldown = Some((cooldown * 2).min(self.config.breaker_cooldown_max));
+        let known_start = match self.lock().get(endpoint).and_then(|state| state.streak) {
+            Some((Some(since), read_at)) if now.0 - read_at.0 < STREAK_TTL.as_millis() as i64 => {
+                Some(since)
             }
-            match state.streak {
-                Some((Some(since), read_at))
-                    if now.0 - read_at.0 < STREAK_TTL.as_millis() as i64 =>
-                {
-                    Some(since)
-                }
-                _ => None,
-            }
+            _ => None,
         };
         let since = match known_start {
             Some(since) => since,
@@ -157,5 +163,42 @@ impl Health {
         self.states
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health() -> Health {
+        Health::new(HealthConfig {
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_secs(30),
+            breaker_cooldown_max: Duration::from_secs(600),
+            ..HealthConfig::default()
+        })
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp(1_700_000_000_000 + seconds * 1000)
+    }
+
+    #[test]
+    fn the_circuit_opens_after_the_threshold_and_a_success_closes_it() {
+        let health = health();
+        let endpoint = EndpointId::generate();
+        health.note(&endpoint, Verdict::Failed, at(0));
+        health.note(&endpoint, Verdict::Failed, at(0));
+        assert_eq!(health.open_until(&endpoint, at(0)), None);
+        health.note(&endpoint, Verdict::Gone, at(1));
+        assert_eq!(health.open_until(&endpoint, at(1)), Some(at(31)));
+        assert_eq!(health.open_until(&endpoint, at(31)), None, "it closes");
+        health.note(&endpoint, Verdict::Succeeded, at(32));
+        health.note(&endpoint, Verdict::Failed, at(33));
+        assert_eq!(
+            health.open_until(&endpoint, at(33)),
+            None,
+            "a success starts the count again"
+        );
     }
 }
