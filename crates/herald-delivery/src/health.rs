@@ -94,6 +94,11 @@ impl Health {
     /// called as soon as the answer is in (before it is recorded and before
     /// the endpoint's slot is freed), so the next claim for the endpoint
     /// already sees an open circuit instead of sending one more request.
+    ///
+    /// A failure that comes back while the circuit is open was sent before
+    /// it opened (it was in flight): it is not a failed probe, so it neither
+    /// extends the cool-down nor doubles it. Otherwise an endpoint with many
+    /// attempts in flight would reach the longest cool-down at once.
     pub(crate) fn note(&self, endpoint: &EndpointId, verdict: Verdict, now: Timestamp) {
         let mut states = self.lock();
         let state = states.entry(endpoint.clone()).or_default();
@@ -104,7 +109,8 @@ impl Health {
             return;
         }
         state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-        if state.consecutive_failures >= self.config.breaker_threshold.max(1) {
+        let is_open = state.open_until.is_some_and(|until| until > now);
+        if !is_open && state.consecutive_failures >= self.config.breaker_threshold.max(1) {
             let cooldown = state.cooldown.unwrap_or(self.config.breaker_cooldown);
             state.open_until = Some(now.plus(cooldown));
             state.cooldown = Some((cooldown * 2).min(self.config.breaker_cooldown_max));
@@ -200,5 +206,32 @@ mod tests {
             None,
             "a success starts the count again"
         );
+    }
+
+    #[test]
+    fn failures_of_attempts_in_flight_when_it_opened_do_not_lengthen_the_cooldown() {
+        let health = health();
+        let endpoint = EndpointId::generate();
+        for _ in 0..3 {
+            health.note(&endpoint, Verdict::Failed, at(0));
+        }
+        assert_eq!(health.open_until(&endpoint, at(0)), Some(at(30)));
+        // Fifteen more attempts were in flight when it opened.
+        for _ in 0..15 {
+            health.note(&endpoint, Verdict::Failed, at(1));
+        }
+        assert_eq!(
+            health.open_until(&endpoint, at(1)),
+            Some(at(30)),
+            "answers to requests sent before the circuit opened are not probes"
+        );
+        // The first probe after the cool-down fails: the cool-down doubles
+        // once, however many probes fail with it.
+        for _ in 0..4 {
+            health.note(&endpoint, Verdict::Failed, at(31));
+        }
+        assert_eq!(health.open_until(&endpoint, at(31)), Some(at(91)));
+        health.note(&endpoint, Verdict::Failed, at(92));
+        assert_eq!(health.open_until(&endpoint, at(92)), Some(at(212)));
     }
 }
