@@ -2,7 +2,7 @@
 //! at connect time, redirects are never followed, per-endpoint delivery
 //! rates and per-app API rates hold.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herald_test_support::{eventually, Behaviour, Receiver, TestServer, TestServerOptions};
 use reqwest::Method;
@@ -203,6 +203,7 @@ async fn an_app_over_its_message_rate_gets_429_and_nothing_is_stored() {
         .to_owned();
     let mut accepted = 0;
     let mut refused = 0;
+    let started = Instant::now();
     for n in 0..20 {
         let (status, body) = server
             .api
@@ -222,10 +223,13 @@ async fn an_app_over_its_message_rate_gets_429_and_nothing_is_stored() {
             other => panic!("unexpected {other}: {body}"),
         }
     }
+    // A full bucket of five, plus what refilled while the requests ran (a
+    // loaded machine may take a while over twenty of them).
+    let most = 5 + (started.elapsed().as_secs_f64() * 5.0).ceil() as usize;
     assert!(refused > 0, "20 messages at once passed a limit of 5/s");
     assert!(
-        (5..=7).contains(&accepted),
-        "{accepted} accepted against a limit of 5/s"
+        (5..=most).contains(&accepted),
+        "{accepted} accepted against a limit of 5/s (at most {most} here)"
     );
     let listed = server
         .api
@@ -236,20 +240,28 @@ async fn an_app_over_its_message_rate_gets_429_and_nothing_is_stored() {
         Some(accepted),
         "refused messages must not be stored"
     );
-    // The answer says when to come back.
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/v1/app/{app}/msg", server.api.base))
-        .bearer_auth(herald_test_support::TEST_TOKEN)
-        .json(&json!({ "eventType": "invoice.paid", "payload": {} }))
-        .send()
-        .await
-        .expect("request");
-    if response.status() == 429 {
-        let retry_after: u64 = response.headers()["retry-after"]
-            .to_str()
-            .expect("ascii")
-            .parse()
-            .expect("seconds");
-        assert!((1..=1).contains(&retry_after), "Retry-After: {retry_after}");
+    // The answer says when to come back: the next token is less than a
+    // second away, rounded up to whole seconds.
+    let client = reqwest::Client::new();
+    let mut refusal = None;
+    for _ in 0..50 {
+        let response = client
+            .post(format!("{}/api/v1/app/{app}/msg", server.api.base))
+            .bearer_auth(herald_test_support::TEST_TOKEN)
+            .json(&json!({ "eventType": "invoice.paid", "payload": {} }))
+            .send()
+            .await
+            .expect("request");
+        if response.status() == 429 {
+            refusal = Some(response);
+            break;
+        }
     }
+    let refusal = refusal.expect("fifty messages in a row passed a limit of 5/s");
+    let retry_after: u64 = refusal.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert_eq!(retry_after, 1, "Retry-After: {retry_after}");
 }
