@@ -23,7 +23,21 @@ pub(crate) struct Herald {
 impl Herald {
     /// Starts `binary serve` on a fresh SQLite file with `extra` flags.
     pub(crate) async fn start(binary: &Path, extra: &[String]) -> anyhow::Result<Herald> {
+        Self::start_on(binary, None, extra).await
+    }
+
+    /// Starts `binary serve` on `database` (a PostgreSQL URL several nodes
+    /// may share), or on a fresh SQLite file when `None`.
+    pub(crate) async fn start_on(
+        binary: &Path,
+        database: Option<&str>,
+        extra: &[String],
+    ) -> anyhow::Result<Herald> {
         let dir = tempfile::tempdir()?;
+        let database = match database {
+            Some(url) => std::ffi::OsString::from(url),
+            None => dir.path().join("herald.db").into_os_string(),
+        };
         let mut child = Command::new(binary)
             .args([
                 "serve",
@@ -33,7 +47,7 @@ impl Herald {
                 "127.0.0.0/8",
             ])
             .arg("--database")
-            .arg(dir.path().join("herald.db"))
+            .arg(database)
             .args(extra)
             .env("HERALD_ADMIN_TOKEN", TOKEN)
             .env("HERALD_LOG", "error")

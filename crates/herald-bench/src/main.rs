@@ -3,6 +3,7 @@
 
 mod herald;
 mod load;
+mod postgres;
 mod scenarios;
 mod sink;
 mod stats;
@@ -28,7 +29,7 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Scenarios to run (comma-separated): baseline, ingest, e2e, low-load,
-    /// fan-out, isolation, backlog.
+    /// fan-out, isolation, backlog, postgres.
     #[arg(
         long,
         value_delimiter = ',',
@@ -38,6 +39,10 @@ struct Args {
     /// Messages in the backlog scenario (run it with `--only backlog`).
     #[arg(long, default_value_t = 1_000_000)]
     backlog: usize,
+    /// The PostgreSQL server of the `postgres` scenario (run it with
+    /// `--only postgres`); each run uses a fresh schema, dropped after.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres: String,
 }
 
 #[tokio::main]
@@ -65,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
             "fan-out" => bench.fan_out().await,
             "isolation" => bench.isolation().await,
             "backlog" => bench.backlog(args.backlog).await,
+            "postgres" => bench.postgres(&args.postgres).await,
             other => anyhow::bail!("unknown scenario '{other}'"),
         };
         rows.extend(result?);

@@ -24,7 +24,11 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    fn new(scenario: &'static str, metric: impl Into<String>, value: impl Into<String>) -> Row {
+    pub(crate) fn new(
+        scenario: &'static str,
+        metric: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Row {
         Row {
             scenario,
             metric: metric.into(),
@@ -53,12 +57,16 @@ pub(crate) struct Bench {
 
 const ANY_PORT: &str = "127.0.0.1:0";
 
-async fn sink(arrivals: &Arc<Arrivals>) -> anyhow::Result<Sink> {
+pub(crate) async fn sink(arrivals: &Arc<Arrivals>) -> anyhow::Result<Sink> {
     Sink::start(ANY_PORT.parse()?, arrivals.clone()).await
 }
 
 /// Waits until `arrivals` holds `expected` distinct arrivals or `limit` passes.
-async fn drained(arrivals: &Arrivals, expected: usize, limit: Duration) -> anyhow::Result<()> {
+pub(crate) async fn drained(
+    arrivals: &Arrivals,
+    expected: usize,
+    limit: Duration,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     while arrivals.distinct() < expected {
         if started.elapsed() > limit {
@@ -73,7 +81,7 @@ async fn drained(arrivals: &Arrivals, expected: usize, limit: Duration) -> anyho
 }
 
 /// Call-to-arrival latencies of `lanes` for the calls made.
-fn end_to_end(
+pub(crate) fn end_to_end(
     calls: &Calls,
     arrivals: &Arrivals,
     first_seq: usize,
@@ -90,7 +98,7 @@ fn end_to_end(
     samples
 }
 
-fn first_start(calls: &Calls) -> u64 {
+pub(crate) fn first_start(calls: &Calls) -> u64 {
     calls.started.iter().copied().min().unwrap_or(0)
 }
 
