@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use herald_core::model::{Attempt, DeliveryStatus, Endpoint, Message, TriggerType};
 use herald_core::{Clock, EndpointId, Timestamp};
-use herald_store::{Claim, Store, StoreError};
+use herald_store::{Claim, Recorded, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,10 @@ const UNRECORDED_PER_WORKER: usize = 4;
 /// An endpoint may have this many times its concurrency claimed at once, so
 /// its next attempts are ready when one finishes.
 const QUEUED_PER_SLOT: usize = 2;
+
+/// The longest a claim waits for its endpoint's rate slot; well inside the
+/// shortest lease (`DeliveryConfig::lease_duration` is at least 30 s).
+const RATE_WAIT_BUDGET: Duration = Duration::from_secs(10);
 
 /// What the API needs of the engine: waking it, raising operational
 /// events, telling it an endpoint changed, and its metrics. Cheap to clone.
@@ -386,14 +390,26 @@ impl Shared {
             }
         };
         if let Some(endpoint) = endpoint.as_ref().filter(|endpoint| !endpoint.disabled) {
-            if let Some(until) = self.health.open_until(&endpoint.id, self.clock.now()) {
-                // The circuit is open: put the delivery off until it closes,
-                // without an attempt and without using up a retry.
+            let now = self.clock.now();
+            // A resend is an operator's explicit ask: it goes through an
+            // open circuit (and keeps its manual trigger).
+            let open_until = self
+                .health
+                .open_until(&endpoint.id, now)
+                .filter(|_| claim.trigger == TriggerType::Scheduled);
+            // A rate slot too far off would outlast the lease: come back
+            // for it later instead of holding the claim.
+            let throttled_until = endpoint.rate_limit.and_then(|_| {
+                let wait = self.rates.backlog(&endpoint.id);
+                (wait > RATE_WAIT_BUDGET).then(|| now.plus(wait))
+            });
+            if let Some(until) = open_until.or(throttled_until) {
+                // Put off without an attempt and without using up a retry.
                 let outcome = claim.outcome(
                     DeliveryStatus::Pending,
                     claim.attempt_count,
                     Some(until),
-                    self.clock.now(),
+                    now,
                 );
                 return Some(Worked {
                     finished: Finished::without_attempt(outcome),
@@ -452,10 +468,13 @@ impl Shared {
             .await;
         self.metrics
             .observe_store("record_attempt", started.elapsed());
-        if let Err(error) = recorded {
-            tracing::error!(%error, msg = %claim.msg_id, "cannot record an attempt; it will be retried");
-            return;
-        }
+        let recorded = match recorded {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                tracing::error!(%error, msg = %claim.msg_id, "cannot record an attempt; it will be retried");
+                return;
+            }
+        };
         self.count(&finished);
         let (Some(verdict), Some(endpoint), Some(attempt)) =
             (finished.verdict, endpoint, finished.attempt.as_ref())
@@ -473,6 +492,11 @@ impl Shared {
             Err(error) => {
                 tracing::warn!(%error, endpoint = %endpoint.id, "cannot record endpoint health")
             }
+        }
+        if recorded != Recorded::Applied {
+            // Another claim owns the delivery now, or a resend took the
+            // outcome's place: the delivery did not end (or fail) here.
+            return;
         }
         let kind = match (verdict, finished.outcome.status) {
             (Verdict::Succeeded, _) if claim.attempt_count >= FAILING_AFTER_ATTEMPTS => {
@@ -520,22 +544,10 @@ impl Shared {
     /// Turns `endpoint` off (a `410 Gone`, or failing for too long) and
     /// tells the operator.
     async fn disable(&self, endpoint: &Endpoint, disable: Disable) {
-        let result: Result<Option<Endpoint>, StoreError> = async {
-            let Some(mut current) = self
-                .store
-                .endpoint_by_ref(&endpoint.app_id, endpoint.id.as_str())
-                .await?
-            else {
-                return Ok(None);
-            };
-            if current.disabled {
-                return Ok(None);
-            }
-            current.disabled = true;
-            current.updated_at = self.clock.now();
-            Ok(Some(self.store.update_endpoint(current).await?))
-        }
-        .await;
+        let result = self
+            .store
+            .disable_endpoint(&endpoint.app_id, &endpoint.id, self.clock.now())
+            .await;
         let disabled = match result {
             Ok(Some(disabled)) => disabled,
             Ok(None) => return,

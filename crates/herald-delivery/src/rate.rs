@@ -22,6 +22,18 @@ pub(crate) struct RateLimits {
 }
 
 impl RateLimits {
+    /// How long an attempt to `endpoint` taking a slot now would wait: the
+    /// slots already handed out ahead of it.
+    pub(crate) fn backlog(&self, endpoint: &EndpointId) -> Duration {
+        let slots = self
+            .next_slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.get(endpoint).map_or(Duration::ZERO, |next| {
+            next.saturating_duration_since(Instant::now())
+        })
+    }
+
     /// Waits until `endpoint` may be sent to again at `per_second`.
     pub(crate) async fn wait(&self, endpoint: &EndpointId, per_second: u32) {
         let interval = Duration::from_secs(1) / per_second.max(1);
@@ -60,6 +72,12 @@ mod tests {
         }
         // Five slots at 4/s: the first at once, the fifth a second later.
         assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(
+            limits.backlog(&slow),
+            Duration::from_millis(250),
+            "the next slot is one interval on"
+        );
+        assert_eq!(limits.backlog(&fast), Duration::ZERO);
         let other = Instant::now();
         limits.wait(&fast, 4).await;
         assert_eq!(

@@ -57,8 +57,16 @@ pub fn router(state: AppState) -> Router {
         // Public: a source's verifier authenticates its requests, and the
         // receiver reads the raw body itself, with the source's size limit.
         .route("/in/{source}", axum::routing::post(gateway::receive))
-        // Public like /api/v1/health, for scrapers: counts and ids only.
-        .route("/metrics", axum::routing::get(metrics::scrape))
+        // Behind a token like the API: its labels name apps, endpoints and
+        // sources (whose ids are their public URLs). Prometheus sends one
+        // with `authorization: {credentials: …}` in its scrape config.
+        .route(
+            "/metrics",
+            axum::routing::get(metrics::scrape).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_token,
+            )),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -2,11 +2,32 @@
 //! background duties read and write besides the delivery queue.
 
 use deadpool_postgres::GenericClient;
+use herald_core::model::Endpoint;
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::QueueDepth;
 
 use crate::error::Result;
-use crate::rows::as_bigint;
+use crate::rows::{self, as_bigint};
+
+/// Turns an endpoint off, touching no other field.
+pub(crate) async fn disable_endpoint(
+    client: &impl GenericClient,
+    app: &AppId,
+    endpoint: &EndpointId,
+    now: Timestamp,
+) -> Result<Option<Endpoint>> {
+    let sql = format!(
+        "UPDATE endpoints SET disabled = true, updated_at = $3
+         WHERE id = $1 AND app_id = $2 AND NOT disabled RETURNING {}",
+        rows::ENDPOINT_COLUMNS
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    client
+        .query_opt(&statement, &[&endpoint.as_str(), &app.as_str(), &now.0])
+        .await?
+        .map(|row| rows::endpoint(&row))
+        .transpose()
+}
 
 pub(crate) async fn set_endpoint_failing(
     client: &impl GenericClient,

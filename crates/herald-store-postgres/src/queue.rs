@@ -4,7 +4,7 @@
 use deadpool_postgres::GenericClient;
 use herald_core::model::{Attempt, Endpoint, Message, TriggerType};
 use herald_core::{AppId, EndpointId, MessageId, Timestamp};
-use herald_store::{Claim, DeliveryOutcome};
+use herald_store::{Claim, DeliveryOutcome, Recorded};
 
 use crate::catalog::endpoint_by_id;
 use crate::error::Result;
@@ -145,7 +145,7 @@ pub(crate) async fn record_attempt(
     client: &impl GenericClient,
     attempt: Option<&Attempt>,
     outcome: &DeliveryOutcome,
-) -> Result<()> {
+) -> Result<Recorded> {
     if let Some(attempt) = attempt {
         // Only while the message exists: an attempt that ends after its app
         // was deleted leaves no orphan row behind.
@@ -190,11 +190,14 @@ pub(crate) async fn record_attempt(
                  resend_requested = false,
                  attempt_count = $4::integer, lease_until = NULL, lease_token = NULL,
                  lease_owner = NULL, updated_at = $6
-             WHERE msg_id = $1 AND endpoint_id = $2 AND status = 3 AND lease_token = $7",
+             WHERE msg_id = $1 AND endpoint_id = $2 AND status = 3 AND lease_token = $7
+             RETURNING trigger_type",
         )
         .await?;
-    let moved = client
-        .execute(
+    // The new trigger type tells whether a queued resend took the
+    // outcome's place; no row means the lease was gone.
+    let trigger: Option<i32> = client
+        .query_opt(
             &statement,
             &[
                 &outcome.msg_id.as_str(),
@@ -206,15 +209,21 @@ pub(crate) async fn record_attempt(
                 &outcome.lease_token,
             ],
         )
-        .await?;
-    if moved == 0 {
-        tracing::warn!(
-            msg = %outcome.msg_id,
-            endpoint = %outcome.endpoint_id,
-            "delivery changed hands during its attempt; outcome not applied"
-        );
-    }
-    Ok(())
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    Ok(match trigger {
+        None => {
+            tracing::warn!(
+                msg = %outcome.msg_id,
+                endpoint = %outcome.endpoint_id,
+                "delivery changed hands during its attempt; outcome not applied"
+            );
+            Recorded::Stale
+        }
+        Some(1) => Recorded::ResendQueued,
+        Some(_) => Recorded::Applied,
+    })
 }
 
 pub(crate) async fn release_leases(

@@ -8,7 +8,7 @@ use herald_core::model::{App, Attempt, Delivery, DeliveryStatus, Endpoint, Event
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{
     AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
-    MessageFilter, Page, PageRequest, QueueDepth, Store,
+    MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store,
 };
 use tokio::sync::Notify;
 
@@ -306,7 +306,7 @@ impl Store for PostgresStore {
         &self,
         attempt: Option<Attempt>,
         outcome: DeliveryOutcome,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Recorded> {
         Ok(transaction!(self, |transaction| {
             queue::record_attempt(&transaction, attempt.as_ref(), &outcome).await?
         })?)
@@ -326,6 +326,15 @@ impl Store for PostgresStore {
 
     fn remote_wakeups(&self) -> Option<Arc<Notify>> {
         Some(self.listen_for_work())
+    }
+
+    async fn disable_endpoint(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        now: Timestamp,
+    ) -> StoreResult<Option<Endpoint>> {
+        Ok(housekeeping::disable_endpoint(&self.client().await?, app, endpoint, now).await?)
     }
 
     async fn set_endpoint_failing(

@@ -1,11 +1,35 @@
 //! Endpoint health, retention and backlog figures: what the engine's
 //! background duties read and write besides the delivery queue.
 
+use herald_core::model::Endpoint;
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{QueueDepth, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::backend;
+use crate::rows;
+
+pub(crate) fn disable_endpoint(
+    connection: &Connection,
+    app: &AppId,
+    endpoint: &EndpointId,
+    now: Timestamp,
+) -> Result<Option<Endpoint>, StoreError> {
+    let sql = format!(
+        "UPDATE endpoints SET disabled = 1, updated_at = ?3
+         WHERE id = ?1 AND app_id = ?2 AND disabled = 0 RETURNING {}",
+        rows::ENDPOINT_COLUMNS
+    );
+    connection
+        .prepare_cached(&sql)
+        .map_err(backend)?
+        .query_row(params![endpoint.as_str(), app.as_str(), now.0], |row| {
+            Ok(rows::endpoint(row))
+        })
+        .optional()
+        .map_err(backend)?
+        .transpose()
+}
 
 pub(crate) fn set_endpoint_failing(
     connection: &Connection,

@@ -2,7 +2,7 @@
 
 use herald_core::model::{Attempt, Endpoint, Message, TriggerType};
 use herald_core::{AppId, EndpointId, MessageId, Timestamp};
-use herald_store::{Claim, DeliveryOutcome, StoreError};
+use herald_store::{Claim, DeliveryOutcome, Recorded, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
@@ -120,7 +120,7 @@ pub(crate) fn record_attempt(
     connection: &Connection,
     attempt: Option<&Attempt>,
     outcome: &DeliveryOutcome,
-) -> Result<(), StoreError> {
+) -> Result<Recorded, StoreError> {
     if let Some(attempt) = attempt {
         // Only while the message exists: an attempt that ends after its app
         // was deleted leaves no orphan row behind.
@@ -149,8 +149,9 @@ pub(crate) fn record_attempt(
             .map_err(backend)?;
     }
     // Fenced by the lease: if it no longer matches, someone else owns the
-    // delivery now (or it was ended), and this outcome is stale.
-    let moved = connection
+    // delivery now (or it was ended), and this outcome is stale. The new
+    // trigger type tells whether a queued resend took the outcome's place.
+    let trigger: Option<i64> = connection
         .prepare_cached(
             "UPDATE deliveries SET
                  status = CASE WHEN resend_requested = 1 THEN 1 ELSE ?3 END,
@@ -158,27 +159,36 @@ pub(crate) fn record_attempt(
                  trigger_type = resend_requested,
                  resend_requested = 0,
                  attempt_count = ?4, lease_until = NULL, updated_at = ?6
-             WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 3 AND lease_until = ?7",
+             WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 3 AND lease_until = ?7
+             RETURNING trigger_type",
         )
         .map_err(backend)?
-        .execute(params![
-            outcome.msg_id.as_str(),
-            outcome.endpoint_id.as_str(),
-            outcome.status.code(),
-            outcome.attempt_count,
-            outcome.next_attempt_at.map(|at| at.0),
-            outcome.updated_at.0,
-            outcome.lease_token,
-        ])
+        .query_row(
+            params![
+                outcome.msg_id.as_str(),
+                outcome.endpoint_id.as_str(),
+                outcome.status.code(),
+                outcome.attempt_count,
+                outcome.next_attempt_at.map(|at| at.0),
+                outcome.updated_at.0,
+                outcome.lease_token,
+            ],
+            |row| row.get(0),
+        )
+        .optional()
         .map_err(backend)?;
-    if moved == 0 {
-        tracing::warn!(
-            msg = %outcome.msg_id,
-            endpoint = %outcome.endpoint_id,
-            "delivery changed hands during its attempt; outcome not applied"
-        );
-    }
-    Ok(())
+    Ok(match trigger {
+        None => {
+            tracing::warn!(
+                msg = %outcome.msg_id,
+                endpoint = %outcome.endpoint_id,
+                "delivery changed hands during its attempt; outcome not applied"
+            );
+            Recorded::Stale
+        }
+        Some(1) => Recorded::ResendQueued,
+        Some(_) => Recorded::Applied,
+    })
 }
 
 pub(crate) fn release_leases(

@@ -7,7 +7,7 @@ use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{
     AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
-    MessageFilter, Page, PageRequest, QueueDepth, Store, StoreError,
+    MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store, StoreError,
 };
 
 use crate::{catalog, housekeeping, messages, queue, tokens, SqliteStore};
@@ -414,7 +414,7 @@ impl Store for SqliteStore {
         &self,
         attempt: Option<Attempt>,
         outcome: DeliveryOutcome,
-    ) -> Result<()> {
+    ) -> Result<Recorded> {
         self.writer
             .write(move |connection| queue::record_attempt(connection, attempt.as_ref(), &outcome))
             .await
@@ -424,6 +424,26 @@ impl Store for SqliteStore {
         self.writer
             .write(move |connection| queue::release_leases(connection, now, all))
             .await
+    }
+
+    async fn disable_endpoint(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        now: Timestamp,
+    ) -> Result<Option<Endpoint>> {
+        let (app, endpoint) = (app.clone(), endpoint.clone());
+        let caches = self.caches.clone();
+        let result = self
+            .writer
+            .write(move |connection| {
+                caches.endpoints_changed();
+                housekeeping::disable_endpoint(connection, &app, &endpoint, now)
+            })
+            .await;
+        // Again after the commit (see `delete_app`).
+        self.caches.endpoints_changed();
+        result
     }
 
     async fn set_endpoint_failing(

@@ -26,7 +26,8 @@ use herald_core::{
 
 use crate::{
     Accepted, AttemptFilter, Claim, Cursor, DedupeKey, DeliveryBucket, DeliveryStats,
-    MessageFilter, Page, PageRequest, ReceivedRequest, RequestOutcome, Source, Store, StoreError,
+    MessageFilter, Page, PageRequest, ReceivedRequest, Recorded, RequestOutcome, Source, Store,
+    StoreError,
 };
 
 /// Runs every case, each against a store returned by `fresh_store`, which
@@ -80,6 +81,7 @@ where
         the_delivery_histogram_counts_outcomes_by_message_time,
         an_instance_key_is_stored_once_and_answered_ever_after,
         an_endpoint_failure_streak_keeps_its_start_until_it_ends,
+        disabling_an_endpoint_touches_nothing_else_and_happens_once,
         purging_removes_old_attempts_and_finished_messages_only,
         queue_depths_count_pending_deliveries_per_endpoint,
     );
@@ -249,6 +251,19 @@ async fn settle(
     next_attempt_at: Option<Timestamp>,
     now: Timestamp,
 ) -> Attempt {
+    settle_and_answer(store, claim, status, next_attempt_at, now)
+        .await
+        .0
+}
+
+/// [`settle`], with what the store said it did.
+async fn settle_and_answer(
+    store: &dyn Store,
+    claim: &Claim,
+    status: DeliveryStatus,
+    next_attempt_at: Option<Timestamp>,
+    now: Timestamp,
+) -> (Attempt, Recorded) {
     let succeeded = status == DeliveryStatus::Success;
     let attempt = Attempt {
         id: AttemptId::generate(),
@@ -269,11 +284,11 @@ async fn settle(
         error: None,
     };
     let outcome = claim.outcome(status, claim.attempt_count + 1, next_attempt_at, now);
-    store
+    let recorded = store
         .record_attempt(Some(attempt.clone()), outcome)
         .await
         .expect("record_attempt failed");
-    attempt
+    (attempt, recorded)
 }
 
 /// The claim for one (message, endpoint) pair.
@@ -2213,7 +2228,7 @@ async fn a_stale_outcome_does_not_overwrite_the_delivery(store: &dyn Store) {
 
     // The first worker finally reports: its attempt is logged, but the
     // delivery stays with the second worker.
-    settle(
+    let (_, recorded) = settle_and_answer(
         store,
         &first[0],
         DeliveryStatus::Success,
@@ -2221,6 +2236,11 @@ async fn a_stale_outcome_does_not_overwrite_the_delivery(store: &dyn Store) {
         at(LEASE + 2),
     )
     .await;
+    assert_eq!(
+        recorded,
+        Recorded::Stale,
+        "record_attempt must say the outcome was stale"
+    );
     let current = delivery(store, &app.id, &message.id, &endpoint.id).await;
     assert_eq!(
         current.status,
@@ -2233,7 +2253,9 @@ async fn a_stale_outcome_does_not_overwrite_the_delivery(store: &dyn Store) {
             .len(),
         1
     );
-    settle(store, &second[0], DeliveryStatus::Fail, None, at(LEASE + 3)).await;
+    let (_, recorded) =
+        settle_and_answer(store, &second[0], DeliveryStatus::Fail, None, at(LEASE + 3)).await;
+    assert_eq!(recorded, Recorded::Applied);
     let current = delivery(store, &app.id, &message.id, &endpoint.id).await;
     assert_eq!(
         current.status,
@@ -2286,7 +2308,13 @@ async fn a_resend_during_an_attempt_follows_it(store: &dyn Store) {
         "no second attempt runs beside it"
     );
 
-    settle(store, &claims[0], DeliveryStatus::Fail, None, at(10)).await;
+    let (_, recorded) =
+        settle_and_answer(store, &claims[0], DeliveryStatus::Fail, None, at(10)).await;
+    assert_eq!(
+        recorded,
+        Recorded::ResendQueued,
+        "record_attempt must say the resend took the outcome's place"
+    );
     let after = delivery(store, &app.id, &message.id, &endpoint.id).await;
     assert_eq!(
         (after.status, after.trigger, after.next_attempt_at),
@@ -3181,5 +3209,53 @@ async fn queue_depths_count_pending_deliveries_per_endpoint(store: &dyn Store) {
             .expect("queue_depths failed")
             .is_empty(),
         "leased deliveries are not waiting"
+    );
+}
+
+async fn disabling_an_endpoint_touches_nothing_else_and_happens_once(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+    // An operator's edit lands between the engine's read and its disable.
+    let mut edited = endpoint.clone();
+    edited.url = EndpointUrl::parse("https://fixed.example/hook").expect("valid url");
+    store
+        .update_endpoint(edited)
+        .await
+        .expect("update_endpoint failed");
+    let disabled = store
+        .disable_endpoint(&app.id, &endpoint.id, at(50))
+        .await
+        .expect("disable_endpoint failed")
+        .expect("an enabled endpoint is disabled");
+    assert!(disabled.disabled);
+    assert_eq!(disabled.updated_at, at(50));
+    assert_eq!(
+        disabled.url.as_str(),
+        "https://fixed.example/hook",
+        "disabling must keep an edit made meanwhile"
+    );
+    let stored = store
+        .endpoint_by_ref(&app.id, endpoint.id.as_str())
+        .await
+        .expect("endpoint_by_ref failed")
+        .expect("the endpoint exists");
+    assert_eq!(stored, disabled);
+    assert_eq!(
+        store
+            .disable_endpoint(&app.id, &endpoint.id, at(60))
+            .await
+            .expect("disable_endpoint failed"),
+        None,
+        "an endpoint already off is not disabled again"
+    );
+    let other_app = add_app(store).await;
+    let elsewhere = add_endpoint(store, new_endpoint(&other_app.id)).await;
+    assert_eq!(
+        store
+            .disable_endpoint(&app.id, &elsewhere.id, at(70))
+            .await
+            .expect("disable_endpoint failed"),
+        None,
+        "an endpoint of another app is out of reach"
     );
 }

@@ -116,3 +116,15 @@ pub struct QueueDepth {
     /// When the oldest of their messages was created: the backlog's age.
     pub oldest_created_at: Timestamp,
 }
+
+/// What [`crate::Store::record_attempt`] did with an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The delivery moved to the outcome.
+    Applied,
+    /// A resend asked for during the attempt was queued instead.
+    ResendQueued,
+    /// The claim's lease was gone (taken over, or the delivery ended): only
+    /// the attempt was logged.
+    Stale,
+}

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use crate::{
     AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
-    MessageFilter, Page, PageRequest, QueueDepth, SourceStore, StoreError,
+    MessageFilter, Page, PageRequest, QueueDepth, Recorded, SourceStore, StoreError,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -195,12 +195,14 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     /// outcome's lease: a worker whose lease expired (and whose delivery was
     /// claimed again) or whose endpoint was deleted meanwhile logs its
     /// attempt but changes nothing else. A resend asked for while the
-    /// attempt ran is queued now instead of the outcome.
+    /// attempt ran is queued now instead of the outcome. Answers which of
+    /// these happened, so nothing is announced for an outcome that did not
+    /// take effect.
     async fn record_attempt(
         &self,
         attempt: Option<Attempt>,
         outcome: DeliveryOutcome,
-    ) -> Result<()>;
+    ) -> Result<Recorded>;
     /// Returns leased deliveries to pending: those whose lease ended before
     /// `now`, or every lease when `all` (a single node starting up owns them
     /// all). Answers how many.
@@ -219,6 +221,16 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     }
 
     // Endpoint health and housekeeping.
+
+    /// Turns `endpoint` of `app` off and nothing else, so an edit made at
+    /// the same moment is kept; answers the endpoint as stored if this call
+    /// disabled it, `None` if it was already off or is gone.
+    async fn disable_endpoint(
+        &self,
+        app: &AppId,
+        endpoint: &EndpointId,
+        now: Timestamp,
+    ) -> Result<Option<Endpoint>>;
 
     /// Starts (`Some`) or ends (`None`) the failure streak of `endpoint`: a
     /// streak already running keeps its start, so the answer is when the

@@ -313,9 +313,23 @@ impl Config {
                 layer.circuit_breaker_max_cooldown,
             )?,
         };
+        if health.breaker_cooldown.is_zero()
+            || health.breaker_cooldown > health.breaker_cooldown_max
+        {
+            bail!(
+                "circuit_breaker_cooldown must be above zero and at most circuit_breaker_max_cooldown"
+            );
+        }
         let retention = match layer.retention.as_deref().map(str::trim) {
             Some("off") => None,
-            other => Some(duration("retention", other.map(str::to_owned))?),
+            other => {
+                let period = duration("retention", other.map(str::to_owned))?;
+                // A typo like "0s" would purge every finished message at once.
+                if period < Duration::from_secs(3600) {
+                    bail!("retention: keep at least an hour, or say \"off\" to keep everything");
+                }
+                Some(period)
+            }
         };
         Ok(Config {
             listen,
@@ -470,6 +484,41 @@ mod tests {
         };
         let error = Config::load(not_postgres, None).expect_err("not a URL");
         assert!(error.to_string().contains("postgres://"), "{error}");
+    }
+
+    #[test]
+    fn retention_and_breaker_settings_are_bounded() {
+        for (flags, named) in [
+            (
+                Layer {
+                    retention: Some("0s".into()),
+                    ..Layer::default()
+                },
+                "retention",
+            ),
+            (
+                Layer {
+                    circuit_breaker_cooldown: Some("0s".into()),
+                    ..Layer::default()
+                },
+                "circuit_breaker_cooldown",
+            ),
+            (
+                Layer {
+                    circuit_breaker_cooldown: Some("1h".into()),
+                    ..Layer::default()
+                },
+                "circuit_breaker_cooldown",
+            ),
+        ] {
+            let error = Config::load(flags, None).expect_err("refused");
+            assert!(error.to_string().contains(named), "{error}");
+        }
+        let off = Layer {
+            retention: Some("off".into()),
+            ..Layer::default()
+        };
+        assert_eq!(Config::load(off, None).expect("loads").retention, None);
     }
 
     #[test]

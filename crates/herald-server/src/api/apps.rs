@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use herald_core::model::{App, Metadata};
 use herald_core::{AppId, Uid};
+use herald_delivery::operational::OPERATIONAL_APP_UID;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -69,7 +70,26 @@ impl From<App> for ApplicationOut {
     }
 }
 
+/// The application holding operational webhook endpoints is Herald's own:
+/// a tenant app may not take its uid, and it is changed only through
+/// `/api/v1/operational-webhook/endpoint`.
+fn check_not_operational(app: &App) -> Result<(), ApiError> {
+    if app.uid.as_ref().map(Uid::as_str) == Some(OPERATIONAL_APP_UID) {
+        return Err(ApiError::Conflict(
+            "this application holds operational webhook endpoints; manage them at \
+             /api/v1/operational-webhook/endpoint"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn parse_uid(uid: Option<&str>) -> Result<Option<Uid>, ApiError> {
+    if uid == Some(OPERATIONAL_APP_UID) {
+        return Err(ApiError::Conflict(format!(
+            "uid {OPERATIONAL_APP_UID} is reserved for operational webhooks"
+        )));
+    }
     uid.map(|uid| {
         if AppId::parse(uid).is_some() {
             return Err(ApiError::invalid(
@@ -178,6 +198,7 @@ pub(crate) async fn put(
     let metadata = input.metadata.unwrap_or_default();
     match state.store.app_by_ref(&reference).await? {
         Some(mut app) => {
+            check_not_operational(&app)?;
             app.uid = uid;
             app.name = input.name;
             app.rate_limit = rate_limit;
@@ -215,6 +236,7 @@ pub(crate) async fn patch(
     Json(input): Json<ApplicationPatch>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
     let mut app = load_app(&state, &reference).await?;
+    check_not_operational(&app)?;
     match input.name {
         Patch::Value(name) => {
             check_name(&name)?;
@@ -248,6 +270,7 @@ pub(crate) async fn delete(
     Path(reference): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let app = load_app(&state, &reference).await?;
+    check_not_operational(&app)?;
     // An inbound source's backing app carries the source id as its uid;
     // deleting it alone would leave the source forwarding into nothing.
     if let Some(uid) = &app.uid {

@@ -357,3 +357,39 @@ async fn a_delivery_failing_four_times_then_succeeding_raises_failing_then_recov
     assert_eq!(flaky.received().len(), 5);
     assert_eq!(operator.received().len(), 2, "one of each, nothing else");
 }
+
+#[tokio::test]
+async fn the_operational_app_is_herald_own() {
+    let server = TestServer::start().await;
+    let operator = Receiver::start(Behaviour::Accept).await;
+    operational_endpoint(&server, &operator.url("ops"), &["endpoint.disabled"]).await;
+    let uid = herald_delivery::operational::OPERATIONAL_APP_UID;
+    let (status, body) = server
+        .api
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/app",
+            Some(json!({ "name": "Impostor", "uid": uid })),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    for method in [reqwest::Method::DELETE, reqwest::Method::PATCH] {
+        let (status, body) = server
+            .api
+            .request(
+                method.clone(),
+                &format!("/api/v1/app/{uid}"),
+                Some(json!({})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 409, "{method} on the operational app: {body}");
+    }
+    let listed = server.api.get("/api/v1/operational-webhook/endpoint").await;
+    assert_eq!(
+        listed["data"].as_array().map(Vec::len),
+        Some(1),
+        "still there"
+    );
+}

@@ -14,7 +14,17 @@ use crate::DEADLINE;
 
 /// Parses a scrape with an independent Prometheus text parser.
 async fn scrape(base: &str) -> prometheus_parse::Scrape {
-    let response = reqwest::get(format!("{base}/metrics"))
+    let url = format!("{base}/metrics");
+    let anonymous = reqwest::get(&url).await.expect("metrics answer");
+    assert_eq!(
+        anonymous.status(),
+        401,
+        "metrics name tenants: a token is needed"
+    );
+    let response = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(herald_test_support::TEST_TOKEN)
+        .send()
         .await
         .expect("metrics answer");
     assert_eq!(response.status(), 200);
