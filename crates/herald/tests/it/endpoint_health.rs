@@ -71,325 +71,332 @@ async fn endpoint(server: &TestServer, app: &str, endpoint: &str) -> Value {
         .await
 }
 
-#[tokio::test]
-async fn gone_disables_the_endpoint_and_tells_the_operator() {
-    let server = TestServer::start_with(without_breaker()).await;
-    let gone = Receiver::start(Behaviour::AlwaysFail { status: 410 }).await;
-    let operator = Receiver::start(Behaviour::Accept).await;
-    let secret = operational_endpoint(&server, &operator.url("ops"), &["endpoint.disabled"]).await;
-    let app = server.api.create_app("Tenant").await;
-    let (endpoint_id, _) = server
-        .api
-        .create_endpoint(&app, json!({ "url": gone.url("hook") }))
-        .await;
-    let msg = server.api.send(&app, "invoice.paid", json!({})).await;
+herald_test_support::test_on_both_backends! {
+    async fn gone_disables_the_endpoint_and_tells_the_operator() {
+        let server = TestServer::start_with(without_breaker()).await;
+        let gone = Receiver::start(Behaviour::AlwaysFail { status: 410 }).await;
+        let operator = Receiver::start(Behaviour::Accept).await;
+        let secret = operational_endpoint(&server, &operator.url("ops"), &["endpoint.disabled"]).await;
+        let app = server.api.create_app("Tenant").await;
+        let (endpoint_id, _) = server
+            .api
+            .create_endpoint(&app, json!({ "url": gone.url("hook") }))
+            .await;
+        let msg = server.api.send(&app, "invoice.paid", json!({})).await;
 
-    let event = eventually(
-        "endpoint.disabled reaches the operator",
-        DEADLINE,
-        || async { operational_event(&operator, &secret, "endpoint.disabled") },
-    )
-    .await;
-    assert_eq!(event["data"]["appId"], app.as_str());
-    assert_eq!(event["data"]["endpointId"], endpoint_id.as_str());
-    assert_eq!(event["data"]["trigger"], "automatic");
-    assert!(event["data"]["failSince"].is_string(), "{event}");
-    assert_eq!(
-        endpoint(&server, &app, &endpoint_id).await["disabled"],
-        true
-    );
-    // A 410 is final: one attempt, no retries.
-    let attempts = server.api.attempts_of(&app, &msg).await;
-    assert_eq!(attempts.len(), 1, "{attempts:?}");
-    assert_eq!(attempts[0]["responseStatusCode"], 410);
-    assert_eq!(gone.received().len(), 1);
-
-    // Turning it back on is an operator's act: endpoint.enabled is raised
-    // only for subscribers, the endpoint works again.
-    server
-        .api
-        .request(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/app/{app}/endpoint/{endpoint_id}"),
-            Some(json!({ "disabled": false })),
-            &[],
+        let event = eventually(
+            "endpoint.disabled reaches the operator",
+            DEADLINE,
+            || async { operational_event(&operator, &secret, "endpoint.disabled") },
         )
         .await;
-    assert_eq!(
-        endpoint(&server, &app, &endpoint_id).await["disabled"],
-        false
-    );
-}
-
-#[tokio::test]
-async fn retry_after_delays_the_next_attempt() {
-    let server = TestServer::start_with(without_breaker()).await;
-    let busy = Receiver::start(Behaviour::RetryAfter {
-        times: 1,
-        status: 503,
-        seconds: 2,
-    })
-    .await;
-    let limited = Receiver::start(Behaviour::RetryAfter {
-        times: 1,
-        status: 429,
-        seconds: 1,
-    })
-    .await;
-    let app = server.api.create_app("Tenant").await;
-    server
-        .api
-        .create_endpoint(&app, json!({ "url": busy.url("busy") }))
-        .await;
-    server
-        .api
-        .create_endpoint(&app, json!({ "url": limited.url("limited") }))
-        .await;
-    server.api.send(&app, "invoice.paid", json!({})).await;
-
-    for (receiver, asked) in [(&busy, 2), (&limited, 1)] {
-        let arrivals = eventually("the retry arrives", DEADLINE, || async {
-            let received = receiver.received();
-            (received.len() >= 2).then_some(received)
-        })
-        .await;
-        // The schedule alone would retry after 10 ms.
-        let gap = arrivals[1].at.duration_since(arrivals[0].at);
-        assert!(
-            gap >= Duration::from_secs(asked) - Duration::from_millis(20),
-            "Retry-After: {asked} was not obeyed: retried after {gap:?}"
+        assert_eq!(event["data"]["appId"], app.as_str());
+        assert_eq!(event["data"]["endpointId"], endpoint_id.as_str());
+        assert_eq!(event["data"]["trigger"], "automatic");
+        assert!(event["data"]["failSince"].is_string(), "{event}");
+        assert_eq!(
+            endpoint(&server, &app, &endpoint_id).await["disabled"],
+            true
         );
-    }
-}
+        // A 410 is final: one attempt, no retries.
+        let attempts = server.api.attempts_of(&app, &msg).await;
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0]["responseStatusCode"], 410);
+        assert_eq!(gone.received().len(), 1);
 
-#[tokio::test]
-async fn an_endpoint_failing_for_the_configured_period_is_disabled() {
-    let server = TestServer::start_with(TestServerOptions {
-        health: HealthConfig {
-            disable_after: Duration::from_secs(1),
-            breaker_threshold: 1_000_000,
-            ..HealthConfig::default()
-        },
-        ..TestServerOptions::default()
-    })
-    .await;
-    let failing = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
-    let operator = Receiver::start(Behaviour::Accept).await;
-    let secret = operational_endpoint(&server, &operator.url("ops"), &["endpoint.disabled"]).await;
-    let app = server.api.create_app("Tenant").await;
-    let (endpoint_id, _) = server
-        .api
-        .create_endpoint(&app, json!({ "url": failing.url("hook") }))
-        .await;
-
-    let started = Instant::now();
-    let event = eventually("the failing endpoint is disabled", DEADLINE, || async {
-        if let Some(event) = operational_event(&operator, &secret, "endpoint.disabled") {
-            return Some(event);
-        }
-        // Keep it failing: every message fails all its attempts quickly.
-        server.api.send(&app, "invoice.paid", json!({})).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        None
-    })
-    .await;
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "disabled before failing for the configured second"
-    );
-    assert_eq!(event["data"]["endpointId"], endpoint_id.as_str());
-    assert_eq!(event["data"]["trigger"], "automatic");
-    assert_eq!(
-        endpoint(&server, &app, &endpoint_id).await["disabled"],
-        true
-    );
-}
-
-#[tokio::test]
-async fn an_open_circuit_stops_attempts_without_using_up_retries() {
-    let server = TestServer::start_with(TestServerOptions {
-        per_endpoint_concurrency: 1,
-        health: HealthConfig {
-            breaker_threshold: 3,
-            breaker_cooldown: Duration::from_secs(600),
-            ..HealthConfig::default()
-        },
-        ..TestServerOptions::default()
-    })
-    .await;
-    let dead = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
-    let app = server.api.create_app("Tenant").await;
-    server
-        .api
-        .create_endpoint(&app, json!({ "url": dead.url("hook") }))
-        .await;
-    let mut messages = Vec::new();
-    for n in 0..10 {
-        messages.push(
-            server
-                .api
-                .send(&app, "invoice.paid", json!({ "n": n }))
-                .await,
-        );
-    }
-    // Every delivery ends up waiting for the circuit to close, far ahead.
-    eventually("every delivery waits for the circuit", DEADLINE, || async {
-        let horizon = chrono::Utc::now() + chrono::Duration::seconds(300);
-        for msg in &messages {
-            let destinations = server.api.destinations_of(&app, msg).await;
-            let waiting = destinations.iter().all(|destination| {
-                destination["status"] == 1
-                    && destination["nextAttempt"]
-                        .as_str()
-                        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
-                        .is_some_and(|at| at > horizon)
-            });
-            if !waiting {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
-    // Three failures open it. The breaker hears of each answer before the
-    // endpoint's slot (one here) is freed, however slow the commit of its
-    // outcome: the claims queued behind them are put off, not sent.
-    let attempts = dead.received().len();
-    assert_eq!(
-        attempts, 3,
-        "{attempts} requests reached a dead endpoint behind an open circuit"
-    );
-}
-
-#[tokio::test]
-async fn exhausted_retries_reach_an_operational_endpoint_created_with_the_official_sdk() {
-    let server = TestServer::start_with(without_breaker()).await;
-    let failing = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
-    let operator = Receiver::start(Behaviour::Accept).await;
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/svix_python_operational.py");
-    let output = tokio::process::Command::new(python_with_svix())
-        .arg(&script)
-        .env("HERALD_URL", &server.api.base)
-        .env("HERALD_TOKEN", TEST_TOKEN)
-        .env("HERALD_RECEIVER_URL", operator.url("ops"))
-        .env("HERALD_FAILING_URL", failing.url("hook"))
-        .output()
-        .await
-        .expect("the SDK script runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "svix_python_operational.py failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let said = |marker: &str| {
-        stdout
-            .lines()
-            .find_map(|line| line.strip_prefix(marker))
-            .unwrap_or_else(|| panic!("the script prints '{marker}'"))
-            .trim()
-            .to_owned()
-    };
-    let (secret, msg) = (said("operational-secret "), said("exhausted "));
-
-    let event = eventually("message.attempt.exhausted arrives", DEADLINE, || async {
-        operational_event(&operator, &secret, "message.attempt.exhausted")
-    })
-    .await;
-    assert_eq!(event["data"]["msgId"], msg.as_str());
-    assert_eq!(event["data"]["lastAttempt"]["responseStatusCode"], 500);
-    // The test schedule has three retries after the first attempt.
-    assert_eq!(failing.received().len(), 4);
-    let request = operator
-        .received()
-        .into_iter()
-        .find(|request| request.json()["type"] == "message.attempt.exhausted")
-        .expect("the event request");
-    assert_eq!(
-        request.header("x-team"),
-        "payments",
-        "the SDK set this header"
-    );
-    // Only the subscribed type was sent (no failing/disabled events).
-    assert!(operator
-        .received()
-        .iter()
-        .all(|request| request.json()["type"] == "message.attempt.exhausted"));
-}
-
-#[tokio::test]
-async fn a_delivery_failing_four_times_then_succeeding_raises_failing_then_recovered() {
-    let server = TestServer::start_with(TestServerOptions {
-        retry_schedule: herald_core::RetrySchedule::new(vec![Duration::from_millis(10); 6], 0.0),
-        ..without_breaker()
-    })
-    .await;
-    let flaky = Receiver::start(Behaviour::FailFirst {
-        times: 4,
-        status: 500,
-    })
-    .await;
-    let operator = Receiver::start(Behaviour::Accept).await;
-    let secret = operational_endpoint(
-        &server,
-        &operator.url("ops"),
-        &["message.attempt.failing", "message.attempt.recovered"],
-    )
-    .await;
-    let app = server.api.create_app("Tenant").await;
-    server
-        .api
-        .create_endpoint(&app, json!({ "url": flaky.url("hook") }))
-        .await;
-    let msg = server.api.send(&app, "invoice.paid", json!({})).await;
-
-    let recovered = eventually("message.attempt.recovered arrives", DEADLINE, || async {
-        operational_event(&operator, &secret, "message.attempt.recovered")
-    })
-    .await;
-    let failing = operational_event(&operator, &secret, "message.attempt.failing")
-        .expect("failing was raised before recovered");
-    assert_eq!(failing["data"]["msgId"], msg.as_str());
-    assert_eq!(failing["data"]["lastAttempt"]["responseStatusCode"], 500);
-    assert_eq!(recovered["data"]["msgId"], msg.as_str());
-    assert_eq!(recovered["data"]["lastAttempt"]["responseStatusCode"], 200);
-    assert_eq!(flaky.received().len(), 5);
-    assert_eq!(operator.received().len(), 2, "one of each, nothing else");
-}
-
-#[tokio::test]
-async fn the_operational_app_is_herald_own() {
-    let server = TestServer::start().await;
-    let operator = Receiver::start(Behaviour::Accept).await;
-    operational_endpoint(&server, &operator.url("ops"), &["endpoint.disabled"]).await;
-    let uid = herald_delivery::operational::OPERATIONAL_APP_UID;
-    let (status, body) = server
-        .api
-        .request(
-            reqwest::Method::POST,
-            "/api/v1/app",
-            Some(json!({ "name": "Impostor", "uid": uid })),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 409, "{body}");
-    for method in [reqwest::Method::DELETE, reqwest::Method::PATCH] {
-        let (status, body) = server
+        // Turning it back on is an operator's act: endpoint.enabled is raised
+        // only for subscribers, the endpoint works again.
+        server
             .api
             .request(
-                method.clone(),
-                &format!("/api/v1/app/{uid}"),
-                Some(json!({})),
+                reqwest::Method::PATCH,
+                &format!("/api/v1/app/{app}/endpoint/{endpoint_id}"),
+                Some(json!({ "disabled": false })),
                 &[],
             )
             .await;
-        assert_eq!(status, 409, "{method} on the operational app: {body}");
+        assert_eq!(
+            endpoint(&server, &app, &endpoint_id).await["disabled"],
+            false
+        );
     }
-    let listed = server.api.get("/api/v1/operational-webhook/endpoint").await;
-    assert_eq!(
-        listed["data"].as_array().map(Vec::len),
-        Some(1),
-        "still there"
-    );
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn retry_after_delays_the_next_attempt() {
+        let server = TestServer::start_with(without_breaker()).await;
+        let busy = Receiver::start(Behaviour::RetryAfter {
+            times: 1,
+            status: 503,
+            seconds: 2,
+        })
+        .await;
+        let limited = Receiver::start(Behaviour::RetryAfter {
+            times: 1,
+            status: 429,
+            seconds: 1,
+        })
+        .await;
+        let app = server.api.create_app("Tenant").await;
+        server
+            .api
+            .create_endpoint(&app, json!({ "url": busy.url("busy") }))
+            .await;
+        server
+            .api
+            .create_endpoint(&app, json!({ "url": limited.url("limited") }))
+            .await;
+        server.api.send(&app, "invoice.paid", json!({})).await;
+
+        for (receiver, asked) in [(&busy, 2), (&limited, 1)] {
+            let arrivals = eventually("the retry arrives", DEADLINE, || async {
+                let received = receiver.received();
+                (received.len() >= 2).then_some(received)
+            })
+            .await;
+            // The schedule alone would retry after 10 ms.
+            let gap = arrivals[1].at.duration_since(arrivals[0].at);
+            assert!(
+                gap >= Duration::from_secs(asked) - Duration::from_millis(20),
+                "Retry-After: {asked} was not obeyed: retried after {gap:?}"
+            );
+        }
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn an_endpoint_failing_for_the_configured_period_is_disabled() {
+        let server = TestServer::start_with(TestServerOptions {
+            health: HealthConfig {
+                disable_after: Duration::from_secs(1),
+                breaker_threshold: 1_000_000,
+                ..HealthConfig::default()
+            },
+            ..TestServerOptions::default()
+        })
+        .await;
+        let failing = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
+        let operator = Receiver::start(Behaviour::Accept).await;
+        let secret = operational_endpoint(&server, &operator.url("ops"), &["endpoint.disabled"]).await;
+        let app = server.api.create_app("Tenant").await;
+        let (endpoint_id, _) = server
+            .api
+            .create_endpoint(&app, json!({ "url": failing.url("hook") }))
+            .await;
+
+        let started = Instant::now();
+        let event = eventually("the failing endpoint is disabled", DEADLINE, || async {
+            if let Some(event) = operational_event(&operator, &secret, "endpoint.disabled") {
+                return Some(event);
+            }
+            // Keep it failing: every message fails all its attempts quickly.
+            server.api.send(&app, "invoice.paid", json!({})).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        })
+        .await;
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "disabled before failing for the configured second"
+        );
+        assert_eq!(event["data"]["endpointId"], endpoint_id.as_str());
+        assert_eq!(event["data"]["trigger"], "automatic");
+        assert_eq!(
+            endpoint(&server, &app, &endpoint_id).await["disabled"],
+            true
+        );
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn an_open_circuit_stops_attempts_without_using_up_retries() {
+        let server = TestServer::start_with(TestServerOptions {
+            per_endpoint_concurrency: 1,
+            health: HealthConfig {
+                breaker_threshold: 3,
+                breaker_cooldown: Duration::from_secs(600),
+                ..HealthConfig::default()
+            },
+            ..TestServerOptions::default()
+        })
+        .await;
+        let dead = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
+        let app = server.api.create_app("Tenant").await;
+        server
+            .api
+            .create_endpoint(&app, json!({ "url": dead.url("hook") }))
+            .await;
+        let mut messages = Vec::new();
+        for n in 0..10 {
+            messages.push(
+                server
+                    .api
+                    .send(&app, "invoice.paid", json!({ "n": n }))
+                    .await,
+            );
+        }
+        // Every delivery ends up waiting for the circuit to close, far ahead.
+        eventually("every delivery waits for the circuit", DEADLINE, || async {
+            let horizon = chrono::Utc::now() + chrono::Duration::seconds(300);
+            for msg in &messages {
+                let destinations = server.api.destinations_of(&app, msg).await;
+                let waiting = destinations.iter().all(|destination| {
+                    destination["status"] == 1
+                        && destination["nextAttempt"]
+                            .as_str()
+                            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                            .is_some_and(|at| at > horizon)
+                });
+                if !waiting {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
+        // Three failures open it. The breaker hears of each answer before the
+        // endpoint's slot (one here) is freed, however slow the commit of its
+        // outcome: the claims queued behind them are put off, not sent.
+        let attempts = dead.received().len();
+        assert_eq!(
+            attempts, 3,
+            "{attempts} requests reached a dead endpoint behind an open circuit"
+        );
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn exhausted_retries_reach_an_operational_endpoint_created_with_the_official_sdk() {
+        let server = TestServer::start_with(without_breaker()).await;
+        let failing = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
+        let operator = Receiver::start(Behaviour::Accept).await;
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/svix_python_operational.py");
+        let output = tokio::process::Command::new(python_with_svix())
+            .arg(&script)
+            .env("HERALD_URL", &server.api.base)
+            .env("HERALD_TOKEN", TEST_TOKEN)
+            .env("HERALD_RECEIVER_URL", operator.url("ops"))
+            .env("HERALD_FAILING_URL", failing.url("hook"))
+            .output()
+            .await
+            .expect("the SDK script runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "svix_python_operational.py failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let said = |marker: &str| {
+            stdout
+                .lines()
+                .find_map(|line| line.strip_prefix(marker))
+                .unwrap_or_else(|| panic!("the script prints '{marker}'"))
+                .trim()
+                .to_owned()
+        };
+        let (secret, msg) = (said("operational-secret "), said("exhausted "));
+
+        let event = eventually("message.attempt.exhausted arrives", DEADLINE, || async {
+            operational_event(&operator, &secret, "message.attempt.exhausted")
+        })
+        .await;
+        assert_eq!(event["data"]["msgId"], msg.as_str());
+        assert_eq!(event["data"]["lastAttempt"]["responseStatusCode"], 500);
+        // The test schedule has three retries after the first attempt.
+        assert_eq!(failing.received().len(), 4);
+        let request = operator
+            .received()
+            .into_iter()
+            .find(|request| request.json()["type"] == "message.attempt.exhausted")
+            .expect("the event request");
+        assert_eq!(
+            request.header("x-team"),
+            "payments",
+            "the SDK set this header"
+        );
+        // Only the subscribed type was sent (no failing/disabled events).
+        assert!(operator
+            .received()
+            .iter()
+            .all(|request| request.json()["type"] == "message.attempt.exhausted"));
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn a_delivery_failing_four_times_then_succeeding_raises_failing_then_recovered() {
+        let server = TestServer::start_with(TestServerOptions {
+            retry_schedule: herald_core::RetrySchedule::new(vec![Duration::from_millis(10); 6], 0.0),
+            ..without_breaker()
+        })
+        .await;
+        let flaky = Receiver::start(Behaviour::FailFirst {
+            times: 4,
+            status: 500,
+        })
+        .await;
+        let operator = Receiver::start(Behaviour::Accept).await;
+        let secret = operational_endpoint(
+            &server,
+            &operator.url("ops"),
+            &["message.attempt.failing", "message.attempt.recovered"],
+        )
+        .await;
+        let app = server.api.create_app("Tenant").await;
+        server
+            .api
+            .create_endpoint(&app, json!({ "url": flaky.url("hook") }))
+            .await;
+        let msg = server.api.send(&app, "invoice.paid", json!({})).await;
+
+        let recovered = eventually("message.attempt.recovered arrives", DEADLINE, || async {
+            operational_event(&operator, &secret, "message.attempt.recovered")
+        })
+        .await;
+        let failing = operational_event(&operator, &secret, "message.attempt.failing")
+            .expect("failing was raised before recovered");
+        assert_eq!(failing["data"]["msgId"], msg.as_str());
+        assert_eq!(failing["data"]["lastAttempt"]["responseStatusCode"], 500);
+        assert_eq!(recovered["data"]["msgId"], msg.as_str());
+        assert_eq!(recovered["data"]["lastAttempt"]["responseStatusCode"], 200);
+        assert_eq!(flaky.received().len(), 5);
+        assert_eq!(operator.received().len(), 2, "one of each, nothing else");
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn the_operational_app_is_herald_own() {
+        let server = TestServer::start().await;
+        let operator = Receiver::start(Behaviour::Accept).await;
+        operational_endpoint(&server, &operator.url("ops"), &["endpoint.disabled"]).await;
+        let uid = herald_delivery::operational::OPERATIONAL_APP_UID;
+        let (status, body) = server
+            .api
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/app",
+                Some(json!({ "name": "Impostor", "uid": uid })),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 409, "{body}");
+        for method in [reqwest::Method::DELETE, reqwest::Method::PATCH] {
+            let (status, body) = server
+                .api
+                .request(
+                    method.clone(),
+                    &format!("/api/v1/app/{uid}"),
+                    Some(json!({})),
+                    &[],
+                )
+                .await;
+            assert_eq!(status, 409, "{method} on the operational app: {body}");
+        }
+        let listed = server.api.get("/api/v1/operational-webhook/endpoint").await;
+        assert_eq!(
+            listed["data"].as_array().map(Vec::len),
+            Some(1),
+            "still there"
+        );
+    }
 }

@@ -77,177 +77,183 @@ async fn fine_and_down_endpoints(server: &TestServer) -> (String, Receiver, Stri
     (app, fine, down_endpoint)
 }
 
-#[tokio::test]
-async fn metrics_parse_and_count_what_happened() {
-    let server = TestServer::start().await;
-    let (app, _fine, down_endpoint) = fine_and_down_endpoints(&server).await;
-    for n in 0..7 {
-        server
+herald_test_support::test_on_both_backends! {
+    async fn metrics_parse_and_count_what_happened() {
+        let server = TestServer::start().await;
+        let (app, _fine, down_endpoint) = fine_and_down_endpoints(&server).await;
+        for n in 0..7 {
+            server
+                .api
+                .send(&app, "invoice.paid", json!({ "n": n }))
+                .await;
+        }
+        for n in 0..3 {
+            server
+                .api
+                .send(&app, "invoice.failed", json!({ "n": n }))
+                .await;
+        }
+        // An inbound request with a bad signature is rejected and counted.
+        let source = server
             .api
-            .send(&app, "invoice.paid", json!({ "n": n }))
+            .post(
+                "/ingest/api/v1/source",
+                json!({ "name": "Stripe", "type": "stripe", "config": { "secret": "whsec_c3RyaXBlLXRlc3Qtc2VjcmV0" } }),
+                201,
+            )
             .await;
-    }
-    for n in 0..3 {
-        server
-            .api
-            .send(&app, "invoice.failed", json!({ "n": n }))
-            .await;
-    }
-    // An inbound request with a bad signature is rejected and counted.
-    let source = server
-        .api
-        .post(
-            "/ingest/api/v1/source",
-            json!({ "name": "Stripe", "type": "stripe", "config": { "secret": "whsec_c3RyaXBlLXRlc3Qtc2VjcmV0" } }),
-            201,
-        )
-        .await;
-    let rejected = reqwest::Client::new()
-        .post(source["ingestUrl"].as_str().expect("ingest url"))
-        .header("stripe-signature", "t=1,v1=00")
-        .body("{}")
-        .send()
-        .await
-        .expect("inbound request");
-    assert_eq!(rejected.status(), 401);
+        let rejected = reqwest::Client::new()
+            .post(source["ingestUrl"].as_str().expect("ingest url"))
+            .header("stripe-signature", "t=1,v1=00")
+            .body("{}")
+            .send()
+            .await
+            .expect("inbound request");
+        assert_eq!(rejected.status(), 401);
 
-    let scraped = eventually("seven deliveries are counted", DEADLINE, || async {
-        let scraped = scrape(&server.api.base).await;
-        (value(
-            &scraped,
-            "herald_deliveries_total",
-            &[("outcome", "delivered")],
-        ) >= 7.0)
-            .then_some(scraped)
-    })
-    .await;
-    assert_eq!(
-        value(
-            &scraped,
-            "herald_messages_accepted_total",
-            &[("source", "api")]
-        ),
-        10.0
-    );
-    assert_eq!(
-        value(
-            &scraped,
-            "herald_deliveries_total",
-            &[("outcome", "delivered")]
-        ),
-        7.0
-    );
-    assert_eq!(
-        value(&scraped, "herald_attempts_total", &[("outcome", "success")]),
-        7.0
-    );
-    assert!(value(&scraped, "herald_attempts_total", &[("outcome", "failure")]) >= 3.0);
-    assert_eq!(
-        value(
-            &scraped,
-            "herald_inbound_requests_total",
-            &[("outcome", "rejected"), ("reason", "bad_signature")]
-        ),
-        1.0,
-        "{:?}",
-        scraped
-            .samples
-            .iter()
-            .filter(|s| s.metric.starts_with("herald_inbound"))
-            .collect::<Vec<_>>()
-    );
-    assert!(
-        value(&scraped, "herald_attempt_duration_seconds_count", &[]) >= 10.0,
-        "the latency histogram counts every attempt"
-    );
-    assert!(
-        value(
-            &scraped,
-            "herald_store_operation_duration_seconds_count",
-            &[("operation", "create_message")]
-        ) >= 10.0
-    );
-
-    // The dead endpoint's backlog shows once its retries are pending.
-    let scraped = eventually(
-        "the backlog gauge shows the dead endpoint",
-        DEADLINE,
-        || async {
+        let scraped = eventually("seven deliveries are counted", DEADLINE, || async {
             let scraped = scrape(&server.api.base).await;
             (value(
                 &scraped,
-                "herald_queue_depth",
-                &[("endpoint_id", &down_endpoint)],
-            ) == 3.0)
+                "herald_deliveries_total",
+                &[("outcome", "delivered")],
+            ) >= 7.0)
                 .then_some(scraped)
-        },
-    )
-    .await;
-    assert!(
-        value(
-            &scraped,
-            "herald_backlog_age_seconds",
-            &[("endpoint_id", &down_endpoint)]
-        ) >= 0.0
-    );
-}
-
-#[tokio::test]
-async fn readiness_answers_while_the_database_does() {
-    let server = TestServer::start().await;
-    let response = reqwest::get(format!("{}/api/v1/health/ready", server.api.base))
-        .await
-        .expect("readiness answers");
-    assert_eq!(response.status(), 200);
-}
-
-#[tokio::test]
-async fn finished_messages_past_retention_are_purged_and_owed_ones_kept() {
-    let server = TestServer::start_with(TestServerOptions {
-        retention: Some(Duration::from_millis(500)),
-        retry_schedule: herald_core::RetrySchedule::new(vec![Duration::from_secs(600)], 0.0),
-        ..TestServerOptions::default()
-    })
-    .await;
-    let (app, fine, _) = fine_and_down_endpoints(&server).await;
-    let delivered = server.api.send(&app, "invoice.paid", json!({})).await;
-    let owed = server.api.send(&app, "invoice.failed", json!({})).await;
-    eventually("the delivered message is purged", DEADLINE, || async {
-        let (status, _) = server
-            .api
-            .request(
-                reqwest::Method::GET,
-                &format!("/api/v1/app/{app}/msg/{delivered}"),
-                None,
-                &[],
-            )
-            .await;
-        (status == 404).then_some(())
-    })
-    .await;
-    assert_eq!(fine.received().len(), 1);
-    // The owed message (waiting ten minutes for a retry) stays, its old
-    // attempt goes.
-    let message = server
-        .api
-        .get(&format!("/api/v1/app/{app}/msg/{owed}"))
+        })
         .await;
-    assert_eq!(message["id"], owed.as_str());
-    eventually(
-        "the owed message's old attempt is purged",
-        DEADLINE,
-        || async {
-            server
-                .api
-                .attempts_of(&app, &owed)
-                .await
-                .is_empty()
-                .then_some(())
-        },
-    )
-    .await;
+        assert_eq!(
+            value(
+                &scraped,
+                "herald_messages_accepted_total",
+                &[("source", "api")]
+            ),
+            10.0
+        );
+        assert_eq!(
+            value(
+                &scraped,
+                "herald_deliveries_total",
+                &[("outcome", "delivered")]
+            ),
+            7.0
+        );
+        assert_eq!(
+            value(&scraped, "herald_attempts_total", &[("outcome", "success")]),
+            7.0
+        );
+        assert!(value(&scraped, "herald_attempts_total", &[("outcome", "failure")]) >= 3.0);
+        assert_eq!(
+            value(
+                &scraped,
+                "herald_inbound_requests_total",
+                &[("outcome", "rejected"), ("reason", "bad_signature")]
+            ),
+            1.0,
+            "{:?}",
+            scraped
+                .samples
+                .iter()
+                .filter(|s| s.metric.starts_with("herald_inbound"))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            value(&scraped, "herald_attempt_duration_seconds_count", &[]) >= 10.0,
+            "the latency histogram counts every attempt"
+        );
+        assert!(
+            value(
+                &scraped,
+                "herald_store_operation_duration_seconds_count",
+                &[("operation", "create_message")]
+            ) >= 10.0
+        );
+
+        // The dead endpoint's backlog shows once its retries are pending.
+        let scraped = eventually(
+            "the backlog gauge shows the dead endpoint",
+            DEADLINE,
+            || async {
+                let scraped = scrape(&server.api.base).await;
+                (value(
+                    &scraped,
+                    "herald_queue_depth",
+                    &[("endpoint_id", &down_endpoint)],
+                ) == 3.0)
+                    .then_some(scraped)
+            },
+        )
+        .await;
+        assert!(
+            value(
+                &scraped,
+                "herald_backlog_age_seconds",
+                &[("endpoint_id", &down_endpoint)]
+            ) >= 0.0
+        );
+    }
 }
 
+herald_test_support::test_on_both_backends! {
+    async fn readiness_answers_while_the_database_does() {
+        let server = TestServer::start().await;
+        let response = reqwest::get(format!("{}/api/v1/health/ready", server.api.base))
+            .await
+            .expect("readiness answers");
+        assert_eq!(response.status(), 200);
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn finished_messages_past_retention_are_purged_and_owed_ones_kept() {
+        let server = TestServer::start_with(TestServerOptions {
+            retention: Some(Duration::from_millis(500)),
+            retry_schedule: herald_core::RetrySchedule::new(vec![Duration::from_secs(600)], 0.0),
+            ..TestServerOptions::default()
+        })
+        .await;
+        let (app, fine, _) = fine_and_down_endpoints(&server).await;
+        let delivered = server.api.send(&app, "invoice.paid", json!({})).await;
+        let owed = server.api.send(&app, "invoice.failed", json!({})).await;
+        eventually("the delivered message is purged", DEADLINE, || async {
+            let (status, _) = server
+                .api
+                .request(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/app/{app}/msg/{delivered}"),
+                    None,
+                    &[],
+                )
+                .await;
+            (status == 404).then_some(())
+        })
+        .await;
+        assert_eq!(fine.received().len(), 1);
+        // The owed message (waiting ten minutes for a retry) stays, its old
+        // attempt goes.
+        let message = server
+            .api
+            .get(&format!("/api/v1/app/{app}/msg/{owed}"))
+            .await;
+        assert_eq!(message["id"], owed.as_str());
+        eventually(
+            "the owed message's old attempt is purged",
+            DEADLINE,
+            || async {
+                server
+                    .api
+                    .attempts_of(&app, &owed)
+                    .await
+                    .is_empty()
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+// On the binary's default backend (SQLite): the shutdown path is the
+// engine's and the server's, whatever stores the data; the cluster test
+// kills PostgreSQL nodes.
 #[tokio::test]
 async fn sigterm_under_load_exits_cleanly_and_loses_nothing_acknowledged() {
     const TOKEN: &str = "sigterm-token";
@@ -340,6 +346,7 @@ async fn sigterm_under_load_exits_cleanly_and_loses_nothing_acknowledged() {
     .await;
 }
 
+// Logging does not depend on the backend: one run on the default.
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_without_secrets() {
     use std::io::{BufRead, BufReader};
