@@ -20,6 +20,44 @@ pub(crate) enum FanOut<'a> {
     Only(&'a EndpointId),
 }
 
+/// The message insert both creations start with (`$1`–`$10`). A message whose
+/// idempotency key is taken returns no row, and so has no deliveries.
+macro_rules! insert_message {
+    ($deliveries:literal) => {
+        concat!(
+            "WITH message AS (
+                 INSERT INTO messages (id, app_id, event_type, event_id, payload, channels,
+                     tags, idempotency_key, created_at, headers)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+                 DO NOTHING
+                 RETURNING id, app_id, created_at
+             ), fanned AS (
+                 INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempt_count,
+                     next_attempt_at, trigger_type, msg_created_at, updated_at) ",
+            $deliveries,
+            " RETURNING 1
+             )
+             SELECT (SELECT COUNT(*) FROM message), (SELECT COUNT(*) FROM fanned)"
+        )
+    };
+}
+
+/// Every enabled endpoint of the app whose filters match.
+const CREATE_FANNED_OUT: &str = insert_message!(
+    "SELECT m.id, e.id, m.app_id, 1, 0, m.created_at, 0, m.created_at, m.created_at
+     FROM message m JOIN endpoints e ON e.app_id = m.app_id
+     WHERE NOT e.disabled
+         AND (e.filter_types IS NULL OR $3 = ANY(e.filter_types))
+         AND (e.channels IS NULL OR e.channels && $6)"
+);
+
+/// The one endpoint in `$11`.
+const CREATE_FOR_ENDPOINT: &str = insert_message!(
+    "SELECT m.id, $11::text, m.app_id, 1, 0, m.created_at, 0, m.created_at, m.created_at
+     FROM message m"
+);
+
 /// Inserts the message and its deliveries; the caller's transaction makes
 /// them one unit. An idempotency key already used in the app answers the
 /// first message, also when another node is inserting it right now: the
@@ -35,32 +73,40 @@ pub(crate) async fn create_message(
         .iter()
         .map(|channel| channel.as_str())
         .collect();
-    let insert = client
-        .prepare_cached(
-            "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags,
-                 idempotency_key, created_at, headers)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL
-             DO NOTHING",
-        )
-        .await?;
-    let inserted = client
-        .execute(
-            &insert,
-            &[
-                &message.id.as_str(),
-                &message.app_id.as_str(),
-                &message.event_type.as_str(),
-                &message.event_id,
-                &message.payload,
-                &channels,
-                &message.tags,
-                &idempotency_key,
-                &message.created_at.0,
-                &to_json(&message.headers),
-            ],
-        )
-        .await?;
+    // One statement, one round trip: the message, then (only if it was
+    // inserted) its deliveries. Fan-out is computed from the endpoints in
+    // the statement's snapshot, by the rule of `Endpoint::subscribes_to`:
+    // no filter matches everything, a channel filter needs one channel in
+    // common.
+    let headers = to_json(&message.headers);
+    let fields: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+        &message.id.as_str(),
+        &message.app_id.as_str(),
+        &message.event_type.as_str(),
+        &message.event_id,
+        &message.payload,
+        &channels,
+        &message.tags,
+        &idempotency_key,
+        &message.created_at.0,
+        &headers,
+    ];
+    let mut params = fields.to_vec();
+    let only = match fan_out {
+        FanOut::Matching => None,
+        FanOut::Only(endpoint) => Some(endpoint.as_str()),
+    };
+    let statement = match &only {
+        None => CREATE_FANNED_OUT,
+        Some(endpoint) => {
+            params.push(endpoint);
+            CREATE_FOR_ENDPOINT
+        }
+    };
+    let statement = client.prepare_cached(statement).await?;
+    let created = client.query_one(&statement, &params).await?;
+    let inserted: i64 = created.try_get(0)?;
+    let deliveries: i64 = created.try_get(1)?;
     if inserted == 0 {
         let sql = format!(
             "SELECT {} FROM messages WHERE app_id = $1 AND idempotency_key = $2",
@@ -76,56 +122,6 @@ pub(crate) async fn create_message(
             deliveries: 0,
         });
     }
-
-    // Fan-out is computed from the endpoints that exist at commit time, by
-    // the rule of `Endpoint::subscribes_to`: no filter matches everything,
-    // a channel filter needs one channel in common.
-    let deliveries = match fan_out {
-        FanOut::Matching => {
-            let statement = client
-                .prepare_cached(
-                    "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempt_count,
-                         next_attempt_at, trigger_type, msg_created_at, updated_at)
-                     SELECT $1, id, app_id, 1, 0, $3, 0, $3, $3 FROM endpoints
-                     WHERE app_id = $2 AND NOT disabled
-                         AND (filter_types IS NULL OR $4 = ANY(filter_types))
-                         AND (channels IS NULL OR channels && $5)",
-                )
-                .await?;
-            client
-                .execute(
-                    &statement,
-                    &[
-                        &message.id.as_str(),
-                        &message.app_id.as_str(),
-                        &message.created_at.0,
-                        &message.event_type.as_str(),
-                        &channels,
-                    ],
-                )
-                .await?
-        }
-        FanOut::Only(endpoint) => {
-            let statement = client
-                .prepare_cached(
-                    "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempt_count,
-                         next_attempt_at, trigger_type, msg_created_at, updated_at)
-                     VALUES ($1, $2, $3, 1, 0, $4, 0, $4, $4)",
-                )
-                .await?;
-            client
-                .execute(
-                    &statement,
-                    &[
-                        &message.id.as_str(),
-                        &endpoint.as_str(),
-                        &message.app_id.as_str(),
-                        &message.created_at.0,
-                    ],
-                )
-                .await?
-        }
-    };
     Ok(CreatedMessage {
         message: message.clone(),
         is_new: true,

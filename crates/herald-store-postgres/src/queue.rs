@@ -24,6 +24,28 @@ const CLAIM_WINDOW: usize = 4;
 /// already bounded by its engine (it passes its saturated endpoints).
 /// `FOR UPDATE SKIP LOCKED` passes over rows another transaction is
 /// writing (an attempt being recorded, a resend) instead of waiting.
+///
+/// A claim commits with `synchronous_commit = off`: `COMMIT` returns
+/// before its WAL is flushed (the WAL writer flushes it within a few
+/// hundred milliseconds), so claims no longer hold the claim lock, and
+/// every node's claims wait, through a disk flush each. What that risks:
+/// * a Herald node killed with `kill -9` loses nothing: the commit
+///   happened in the database, and the lease expires as before;
+/// * PostgreSQL crashing (or the machine losing power) may lose the last
+///   claims committed before it. Those deliveries come back as they were
+///   before the claim, pending and due, and are sent again: a duplicate,
+///   which at-least-once delivery allows, never a loss. A claim's effects
+///   cannot outlive it either: anything committed after it that depends
+///   on it (an attempt record, a message) commits synchronously, and a
+///   synchronous commit flushes all WAL before it, this claim's included;
+/// * the lease token sequence may hand out a lost claim's token again
+///   after such a crash. A node still holding that token would then have
+///   its outcome accepted for the newer claim of the same delivery: the
+///   delivery was attempted by both, and the newer attempt's outcome
+///   comes back stale; it ends or is retried once, as with any duplicate.
+///
+/// Messages, inbound requests and attempt records keep synchronous
+/// commits: their `Ok` must mean durable.
 pub(crate) async fn claim_due(
     client: &impl GenericClient,
     node: &str,
@@ -33,12 +55,15 @@ pub(crate) async fn claim_due(
     saturated: &[EndpointId],
     lease_until: Timestamp,
 ) -> Result<Vec<Claim>> {
-    client
-        .execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
-            &[&LOCK_CLASS_CLAIM],
+    // The same round trip makes this transaction's commit asynchronous
+    // (see the function's comment).
+    let statement = client
+        .prepare_cached(
+            "SELECT set_config('synchronous_commit', 'off', true),
+                 pg_advisory_xact_lock($1, hashtext(current_schema()))",
         )
         .await?;
+    client.execute(&statement, &[&LOCK_CLASS_CLAIM]).await?;
     let saturated: Vec<&str> = saturated.iter().map(EndpointId::as_str).collect();
     // The innermost query walks the partial index on due pending deliveries
     // in due order and stops after a bounded window, so a large backlog
@@ -140,78 +165,79 @@ pub(crate) async fn claim_target(
     Ok(Some((message, endpoint?)))
 }
 
+/// Moves a leased delivery on with its outcome, if `$7` still holds its
+/// lease; `$1`–`$7` are the outcome's.
+const APPLY_OUTCOME: &str = "UPDATE deliveries SET
+        status = CASE WHEN resend_requested THEN 1 ELSE $3::integer END,
+        next_attempt_at = CASE WHEN resend_requested THEN $6::bigint ELSE $5::bigint END,
+        trigger_type = CASE WHEN resend_requested THEN 1 ELSE 0 END,
+        resend_requested = false,
+        attempt_count = $4::integer, lease_until = NULL, lease_token = NULL,
+        lease_owner = NULL, updated_at = $6
+    WHERE msg_id = $1 AND endpoint_id = $2 AND status = 3 AND lease_token = $7
+    RETURNING trigger_type";
+
 /// Logs the attempt and moves the delivery, in the caller's transaction.
 pub(crate) async fn record_attempt(
     client: &impl GenericClient,
     attempt: Option<&Attempt>,
     outcome: &DeliveryOutcome,
 ) -> Result<Recorded> {
-    if let Some(attempt) = attempt {
-        // Only while the message exists: an attempt that ends after its app
-        // was deleted leaves no orphan row behind.
-        let statement = client
-            .prepare_cached(
-                "INSERT INTO attempts (id, app_id, msg_id, endpoint_id, url, timestamp, status,
-                     response_status_code, response, duration_ms, trigger_type, error)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
-                 WHERE EXISTS (SELECT 1 FROM messages WHERE id = $3)",
-            )
-            .await?;
-        client
-            .execute(
-                &statement,
-                &[
-                    &attempt.id.as_str(),
-                    &attempt.app_id.as_str(),
-                    &attempt.msg_id.as_str(),
-                    &attempt.endpoint_id.as_str(),
-                    &attempt.url,
-                    &attempt.timestamp.0,
-                    &code(attempt.status.code()),
-                    &attempt.response_status_code,
-                    &attempt.response,
-                    &attempt.response_duration_ms,
-                    &code(attempt.trigger.code()),
-                    &attempt.error.map(|error| error.as_str()),
-                ],
-            )
-            .await?;
-    }
     // Fenced by the lease token: if it no longer matches, another claim
     // (on this node or another) owns the delivery now, or it was ended,
-    // and this outcome is stale.
-    let statement = client
-        .prepare_cached(
-            "UPDATE deliveries SET
-                 status = CASE WHEN resend_requested THEN 1 ELSE $3::integer END,
-                 next_attempt_at = CASE WHEN resend_requested THEN $6::bigint
-                     ELSE $5::bigint END,
-                 trigger_type = CASE WHEN resend_requested THEN 1 ELSE 0 END,
-                 resend_requested = false,
-                 attempt_count = $4::integer, lease_until = NULL, lease_token = NULL,
-                 lease_owner = NULL, updated_at = $6
-             WHERE msg_id = $1 AND endpoint_id = $2 AND status = 3 AND lease_token = $7
-             RETURNING trigger_type",
-        )
-        .await?;
+    // and this outcome is stale. The attempt is logged in the same
+    // statement (one round trip), whether or not the outcome applies, and
+    // only while the message exists: an attempt that ends after its app
+    // was deleted leaves no orphan row behind.
+    let outcome_params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &outcome.msg_id.as_str(),
+        &outcome.endpoint_id.as_str(),
+        &code(outcome.status.code()),
+        &as_int(outcome.attempt_count),
+        &outcome.next_attempt_at.map(|at| at.0),
+        &outcome.updated_at.0,
+        &outcome.lease_token,
+    ];
     // The new trigger type tells whether a queued resend took the
     // outcome's place; no row means the lease was gone.
-    let trigger: Option<i32> = client
-        .query_opt(
-            &statement,
-            &[
-                &outcome.msg_id.as_str(),
-                &outcome.endpoint_id.as_str(),
-                &code(outcome.status.code()),
-                &as_int(outcome.attempt_count),
-                &outcome.next_attempt_at.map(|at| at.0),
-                &outcome.updated_at.0,
-                &outcome.lease_token,
-            ],
-        )
-        .await?
-        .map(|row| row.try_get(0))
-        .transpose()?;
+    let found = match attempt {
+        Some(attempt) => {
+            let statement = client
+                .prepare_cached(&format!(
+                    "WITH logged AS (
+                         INSERT INTO attempts (id, app_id, msg_id, endpoint_id, url, timestamp,
+                             status, response_status_code, response, duration_ms, trigger_type,
+                             error)
+                         SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19
+                         WHERE EXISTS (SELECT 1 FROM messages WHERE id = $10)
+                     ) {APPLY_OUTCOME}"
+                ))
+                .await?;
+            let error = attempt.error.map(|error| error.as_str());
+            let attempt_params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+                &attempt.id.as_str(),
+                &attempt.app_id.as_str(),
+                &attempt.msg_id.as_str(),
+                &attempt.endpoint_id.as_str(),
+                &attempt.url,
+                &attempt.timestamp.0,
+                &code(attempt.status.code()),
+                &attempt.response_status_code,
+                &attempt.response,
+                &attempt.response_duration_ms,
+                &code(attempt.trigger.code()),
+                &error,
+            ];
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                outcome_params.into_iter().chain(attempt_params).collect();
+            client.query_opt(&statement, &params).await?
+        }
+        None => {
+            let statement = client.prepare_cached(APPLY_OUTCOME).await?;
+            client.query_opt(&statement, &outcome_params).await?
+        }
+    };
+    let trigger: Option<i32> = found.map(|row| row.try_get(0)).transpose()?;
     Ok(match trigger {
         None => {
             tracing::warn!(

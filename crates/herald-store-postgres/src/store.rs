@@ -8,15 +8,32 @@ use herald_core::model::{App, Attempt, Delivery, DeliveryStatus, Endpoint, Event
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{
     AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
-    MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store,
+    MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store, StoreError,
 };
 use tokio::sync::Notify;
 
 use crate::error::StoreResult;
+use crate::group_commit::{Write, Written};
 use crate::{catalog, housekeeping, messages, queue, tokens, PostgresStore};
 
 /// Deliveries re-queued per transaction by `recover`.
 const RECOVER_CHUNK: usize = 5_000;
+
+impl PostgresStore {
+    /// Creates a message through the group commit.
+    async fn created(&self, write: Write) -> StoreResult<CreatedMessage> {
+        match self.inner.writes.write(write).await? {
+            Written::Created(created) => Ok(*created),
+            Written::Recorded(_) => Err(mismatched()),
+        }
+    }
+}
+
+/// A write answered with another kind's answer: cannot happen, each
+/// [`Write`] answers its own kind.
+fn mismatched() -> StoreError {
+    StoreError::Backend("group commit answered with the wrong kind".into())
+}
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -104,15 +121,13 @@ impl Store for PostgresStore {
         message: Message,
         idempotency_key: Option<String>,
     ) -> StoreResult<CreatedMessage> {
-        let created = transaction!(self, |transaction| {
-            messages::create_message(
-                &transaction,
-                &message,
-                idempotency_key.as_deref(),
-                messages::FanOut::Matching,
-            )
-            .await?
-        })?;
+        let created = self
+            .created(Write::CreateMessage {
+                message,
+                idempotency_key,
+                only: None,
+            })
+            .await?;
         if created.deliveries > 0 {
             self.announce_work();
         }
@@ -124,15 +139,13 @@ impl Store for PostgresStore {
         message: Message,
         endpoint: &EndpointId,
     ) -> StoreResult<CreatedMessage> {
-        let created = transaction!(self, |transaction| {
-            messages::create_message(
-                &transaction,
-                &message,
-                None,
-                messages::FanOut::Only(endpoint),
-            )
-            .await?
-        })?;
+        let created = self
+            .created(Write::CreateMessage {
+                message,
+                idempotency_key: None,
+                only: Some(endpoint.clone()),
+            })
+            .await?;
         self.announce_work();
         Ok(created)
     }
@@ -307,9 +320,15 @@ impl Store for PostgresStore {
         attempt: Option<Attempt>,
         outcome: DeliveryOutcome,
     ) -> StoreResult<Recorded> {
-        Ok(transaction!(self, |transaction| {
-            queue::record_attempt(&transaction, attempt.as_ref(), &outcome).await?
-        })?)
+        match self
+            .inner
+            .writes
+            .write(Write::RecordAttempt { attempt, outcome })
+            .await?
+        {
+            Written::Recorded(recorded) => Ok(recorded),
+            Written::Created(_) => Err(mismatched()),
+        }
     }
 
     async fn release_leases(&self, now: Timestamp, all: bool) -> StoreResult<u64> {
