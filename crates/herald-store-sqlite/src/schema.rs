@@ -167,6 +167,13 @@ CREATE TABLE instance_keys (
     r#"
 ALTER TABLE endpoints ADD COLUMN failing_since INTEGER;
 "#,
+    // 6: the console's failed-message search reads a partial index that only
+    // failed deliveries enter; the full (app, status) index it replaces was
+    // updated on every delivery's every status change.
+    r#"
+DROP INDEX deliveries_app_status;
+CREATE INDEX deliveries_app_failed ON deliveries (app_id, msg_id) WHERE status = 2;
+"#,
 ];
 
 /// Brings the schema up to date.
