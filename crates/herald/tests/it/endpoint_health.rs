@@ -3,17 +3,16 @@
 //! hammering a dead host, and operational endpoints (created through the
 //! official SDK) hear about it, signed like any delivery.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use herald_delivery::HealthConfig;
 use herald_test_support::{
-    eventually, Behaviour, Received, Receiver, TestServer, TestServerOptions, TEST_TOKEN,
+    eventually, Behaviour, Received, Receiver, TestServer, TestServerOptions,
 };
 use serde_json::{json, Value};
 use standardwebhooks::Webhook;
 
-use crate::python_sdk::python_with_svix;
+use crate::python_sdk::{printed, run_python};
 use crate::DEADLINE;
 
 /// Options whose breaker never opens, so health tests see every attempt.
@@ -270,32 +269,19 @@ herald_test_support::test_on_both_backends! {
         let server = TestServer::start_with(without_breaker()).await;
         let failing = Receiver::start(Behaviour::AlwaysFail { status: 500 }).await;
         let operator = Receiver::start(Behaviour::Accept).await;
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/svix_python_operational.py");
-        let output = tokio::process::Command::new(python_with_svix())
-            .arg(&script)
-            .env("HERALD_URL", &server.api.base)
-            .env("HERALD_TOKEN", TEST_TOKEN)
-            .env("HERALD_RECEIVER_URL", operator.url("ops"))
-            .env("HERALD_FAILING_URL", failing.url("hook"))
-            .output()
-            .await
-            .expect("the SDK script runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "svix_python_operational.py failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
+        let stdout = run_python(
+            &server,
+            "svix_python_operational.py",
+            &[
+                ("HERALD_RECEIVER_URL", operator.url("ops")),
+                ("HERALD_FAILING_URL", failing.url("hook")),
+            ],
+        )
+        .await;
+        let (secret, msg) = (
+            printed(&stdout, "operational-secret "),
+            printed(&stdout, "exhausted "),
         );
-        let said = |marker: &str| {
-            stdout
-                .lines()
-                .find_map(|line| line.strip_prefix(marker))
-                .unwrap_or_else(|| panic!("the script prints '{marker}'"))
-                .trim()
-                .to_owned()
-        };
-        let (secret, msg) = (said("operational-secret "), said("exhausted "));
 
         let event = eventually("message.attempt.exhausted arrives", DEADLINE, || async {
             operational_event(&operator, &secret, "message.attempt.exhausted")

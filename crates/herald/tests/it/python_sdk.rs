@@ -47,34 +47,57 @@ pub(crate) fn python_with_svix() -> PathBuf {
     python
 }
 
-/// Runs `tests/sdk/{script}` against a fresh Herald and a receiver, and
-/// waits until the message the script names after `marker` arrives.
-async fn run_sdk_script(script: &str, marker: &str) {
-    let server = TestServer::start().await;
-    let receiver = Receiver::start(Behaviour::Accept).await;
+/// Runs `tests/sdk/{script}` with the SDK against `server` (its URL and
+/// token in `HERALD_URL`/`HERALD_TOKEN`, plus `env`); fails the test if the
+/// script does, and answers what it printed.
+pub(crate) async fn run_python(
+    server: &TestServer,
+    script: &str,
+    env: &[(&str, String)],
+) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/sdk")
         .join(script);
-    let output = tokio::process::Command::new(python_with_svix())
+    let mut command = tokio::process::Command::new(python_with_svix());
+    command
         .arg(&path)
         .env("HERALD_URL", &server.api.base)
-        .env("HERALD_TOKEN", TEST_TOKEN)
-        .env("HERALD_RECEIVER_URL", receiver.url("sdk"))
-        .output()
-        .await
-        .expect("the SDK script runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+        .env("HERALD_TOKEN", TEST_TOKEN);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().await.expect("the SDK script runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "{script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let msg = stdout
+    stdout
+}
+
+/// What a script printed after `marker` on a line of its own.
+pub(crate) fn printed(stdout: &str, marker: &str) -> String {
+    stdout
         .lines()
         .find_map(|line| line.strip_prefix(marker))
-        .unwrap_or_else(|| panic!("{script} names its message after '{marker}'"))
+        .unwrap_or_else(|| panic!("the script prints '{marker}'"))
         .trim()
-        .to_owned();
+        .to_owned()
+}
+
+/// Runs `tests/sdk/{script}` against a fresh Herald and a receiver, and
+/// waits until the message the script names after `marker` arrives.
+async fn run_sdk_script(script: &str, marker: &str) {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let stdout = run_python(
+        &server,
+        script,
+        &[("HERALD_RECEIVER_URL", receiver.url("sdk"))],
+    )
+    .await;
+    let msg = printed(&stdout, marker);
     eventually(
         "the script's message reaches the receiver",
         DEADLINE,
