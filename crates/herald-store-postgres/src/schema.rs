@@ -175,6 +175,13 @@ CREATE TABLE inbound_dedupe (
 );
 CREATE INDEX inbound_dedupe_expiry ON inbound_dedupe (expires_at);
 "#,
+    // 2: as SQLite's sixth: the console's failed-message search reads a
+    // partial index only failed deliveries enter, instead of an index every
+    // delivery's every status change rewrote.
+    r#"
+DROP INDEX deliveries_app_status;
+CREATE INDEX deliveries_app_failed ON deliveries (app_id, msg_id) WHERE status = 2;
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.
