@@ -115,13 +115,34 @@ herald_test_support::test_on_both_backends! {
 
 herald_test_support::test_on_both_backends! {
     async fn redirects_are_answers_never_followed() {
-        // Loopback is allowed here, so a followed redirect would be seen.
-        let server = TestServer::start().await;
-        let target = Receiver::start(Behaviour::Accept).await;
+        // Only 127.0.0.1 is open: the redirect points at 127.0.0.2, a
+        // blocked loopback address where a receiver would see a followed
+        // redirect.
+        let server = TestServer::start_with(TestServerOptions {
+            ssrf_allowlist: vec!["127.0.0.1/32".parse().expect("cidr")],
+            ..TestServerOptions::default()
+        })
+        .await;
+        let target = Receiver::start_at(
+            "127.0.0.2:0".parse().expect("address"),
+            Behaviour::Accept,
+        )
+        .await;
         let redirecting = Receiver::start(Behaviour::Redirect {
             to: target.address(),
         })
         .await;
+        let app_for_check = server.api.create_app("Check").await;
+        let (status, _) = server
+            .api
+            .request(
+                Method::POST,
+                &format!("/api/v1/app/{app_for_check}/endpoint"),
+                Some(json!({ "url": target.url("direct") })),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 422, "the redirect's target is a blocked address");
         let app = server.api.create_app("Tenant").await;
         server
             .api
