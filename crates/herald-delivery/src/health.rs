@@ -33,6 +33,11 @@ pub struct HealthConfig {
     pub breaker_cooldown: Duration,
     /// The longest cool-down.
     pub breaker_cooldown_max: Duration,
+    /// A failure this long after the previous one starts a new streak: an
+    /// endpoint that failed once and then had no traffic is not failing all
+    /// that time. Longer than the longest retry delay (10 h by default), so
+    /// one message's retries keep a streak going.
+    pub streak_gap: Duration,
 }
 
 impl Default for HealthConfig {
@@ -40,6 +45,7 @@ impl Default for HealthConfig {
         Self {
             disable_after: Duration::from_secs(5 * 24 * 3600),
             breaker_threshold: 20,
+            streak_gap: Duration::from_secs(24 * 3600),
             breaker_cooldown: Duration::from_secs(30),
             breaker_cooldown_max: Duration::from_secs(10 * 60),
         }
@@ -133,7 +139,9 @@ impl Health {
                 Some((None, _))
             );
             if !known_healthy {
-                store.set_endpoint_failing(endpoint, None).await?;
+                store
+                    .set_endpoint_failing(endpoint, None, self.config.streak_gap)
+                    .await?;
                 self.remember_streak(endpoint, None, now);
             }
             return Ok(None);
@@ -147,7 +155,9 @@ impl Health {
         let since = match known_start {
             Some(since) => since,
             None => {
-                let stored = store.set_endpoint_failing(endpoint, Some(now)).await?;
+                let stored = store
+                    .set_endpoint_failing(endpoint, Some(now), self.config.streak_gap)
+                    .await?;
                 let since = stored.unwrap_or(now);
                 self.remember_streak(endpoint, Some(since), now);
                 since

@@ -32,19 +32,29 @@ pub(crate) async fn disable_endpoint(
 pub(crate) async fn set_endpoint_failing(
     client: &impl GenericClient,
     endpoint: &EndpointId,
-    since: Option<Timestamp>,
+    failure_at: Option<Timestamp>,
+    quiet_gap: std::time::Duration,
 ) -> Result<Option<Timestamp>> {
-    // COALESCE keeps a running streak's start (also one another node
-    // started); NULL ends the streak.
+    // A streak goes on while failures keep coming (also ones another node
+    // recorded); NULL ends it.
     let statement = client
         .prepare_cached(
-            "UPDATE endpoints SET failing_since = CASE WHEN $2::bigint IS NULL THEN NULL
-                 ELSE COALESCE(failing_since, $2::bigint) END
+            "UPDATE endpoints SET
+                 failing_since = CASE
+                     WHEN $2::bigint IS NULL THEN NULL
+                     WHEN failing_since IS NULL OR last_failure_at IS NULL
+                         OR last_failure_at < $2::bigint - $3::bigint THEN $2::bigint
+                     ELSE failing_since END,
+                 last_failure_at = $2::bigint
              WHERE id = $1 RETURNING failing_since",
         )
         .await?;
+    let gap = i64::try_from(quiet_gap.as_millis()).unwrap_or(i64::MAX);
     let stored: Option<Option<i64>> = client
-        .query_opt(&statement, &[&endpoint.as_str(), &since.map(|at| at.0)])
+        .query_opt(
+            &statement,
+            &[&endpoint.as_str(), &failure_at.map(|at| at.0), &gap],
+        )
         .await?
         .map(|row| row.try_get(0))
         .transpose()?;

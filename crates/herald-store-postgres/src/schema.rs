@@ -182,6 +182,11 @@ CREATE INDEX inbound_dedupe_expiry ON inbound_dedupe (expires_at);
 DROP INDEX deliveries_app_status;
 CREATE INDEX deliveries_app_failed ON deliveries (app_id, msg_id) WHERE status = 2;
 "#,
+    // 3: as SQLite's seventh: when an endpoint last failed, so a streak
+    // with a long quiet gap in it ends.
+    r#"
+ALTER TABLE endpoints ADD COLUMN last_failure_at BIGINT;
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

@@ -359,9 +359,16 @@ impl Store for PostgresStore {
     async fn set_endpoint_failing(
         &self,
         endpoint: &EndpointId,
-        since: Option<Timestamp>,
+        failure_at: Option<Timestamp>,
+        quiet_gap: std::time::Duration,
     ) -> StoreResult<Option<Timestamp>> {
-        Ok(housekeeping::set_endpoint_failing(&self.client().await?, endpoint, since).await?)
+        Ok(housekeeping::set_endpoint_failing(
+            &self.client().await?,
+            endpoint,
+            failure_at,
+            quiet_gap,
+        )
+        .await?)
     }
 
     async fn purge_before(&self, cutoff: Timestamp, limit: usize) -> StoreResult<u64> {

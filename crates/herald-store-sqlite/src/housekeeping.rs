@@ -1,6 +1,8 @@
 //! Endpoint health, retention and backlog figures: what the engine's
 //! background duties read and write besides the delivery queue.
 
+use std::time::Duration;
+
 use herald_core::model::Endpoint;
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{QueueDepth, StoreError};
@@ -34,19 +36,30 @@ pub(crate) fn disable_endpoint(
 pub(crate) fn set_endpoint_failing(
     connection: &Connection,
     endpoint: &EndpointId,
-    since: Option<Timestamp>,
+    failure_at: Option<Timestamp>,
+    quiet_gap: Duration,
 ) -> Result<Option<Timestamp>, StoreError> {
-    // COALESCE keeps a running streak's start; NULL ends the streak.
+    // A streak goes on while failures keep coming; NULL ends it.
     let stored: Option<Option<i64>> = connection
         .prepare_cached(
-            "UPDATE endpoints SET failing_since = CASE WHEN ?2 IS NULL THEN NULL
-                 ELSE COALESCE(failing_since, ?2) END
+            "UPDATE endpoints SET
+                 failing_since = CASE
+                     WHEN ?2 IS NULL THEN NULL
+                     WHEN failing_since IS NULL OR last_failure_at IS NULL
+                         OR last_failure_at < ?2 - ?3 THEN ?2
+                     ELSE failing_since END,
+                 last_failure_at = ?2
              WHERE id = ?1 RETURNING failing_since",
         )
         .map_err(backend)?
-        .query_row(params![endpoint.as_str(), since.map(|at| at.0)], |row| {
-            row.get(0)
-        })
+        .query_row(
+            params![
+                endpoint.as_str(),
+                failure_at.map(|at| at.0),
+                i64::try_from(quiet_gap.as_millis()).unwrap_or(i64::MAX)
+            ],
+            |row| row.get(0),
+        )
         .optional()
         .map_err(backend)?;
     Ok(stored.flatten().map(Timestamp))

@@ -174,6 +174,12 @@ ALTER TABLE endpoints ADD COLUMN failing_since INTEGER;
 DROP INDEX deliveries_app_status;
 CREATE INDEX deliveries_app_failed ON deliveries (app_id, msg_id) WHERE status = 2;
 "#,
+    // 7: when an endpoint last failed, so a streak with a long quiet gap in
+    // it ends (one failure, days of silence, one failure is not "failing
+    // for days").
+    r#"
+ALTER TABLE endpoints ADD COLUMN last_failure_at INTEGER;
+"#,
 ];
 
 /// Brings the schema up to date.

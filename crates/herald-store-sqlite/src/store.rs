@@ -449,12 +449,13 @@ impl Store for SqliteStore {
     async fn set_endpoint_failing(
         &self,
         endpoint: &EndpointId,
-        since: Option<Timestamp>,
+        failure_at: Option<Timestamp>,
+        quiet_gap: std::time::Duration,
     ) -> Result<Option<Timestamp>> {
         let endpoint = endpoint.clone();
         self.writer
             .write(move |connection| {
-                housekeeping::set_endpoint_failing(connection, &endpoint, since)
+                housekeeping::set_endpoint_failing(connection, &endpoint, failure_at, quiet_gap)
             })
             .await
     }

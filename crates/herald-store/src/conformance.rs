@@ -2988,11 +2988,13 @@ async fn an_instance_key_is_stored_once_and_answered_ever_after(store: &dyn Stor
 async fn an_endpoint_failure_streak_keeps_its_start_until_it_ends(store: &dyn Store) {
     let app = add_app(store).await;
     let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
-    let failing = |since: Option<Timestamp>| {
+    // Failures more than this apart are separate streaks.
+    let gap = std::time::Duration::from_millis(100);
+    let failing = |failure_at: Option<Timestamp>| {
         let id = endpoint.id.clone();
         async move {
             store
-                .set_endpoint_failing(&id, since)
+                .set_endpoint_failing(&id, failure_at, gap)
                 .await
                 .expect("set_endpoint_failing failed")
         }
@@ -3010,8 +3012,18 @@ async fn an_endpoint_failure_streak_keeps_its_start_until_it_ends(store: &dyn St
         "a new streak starts afresh"
     );
     assert_eq!(
+        failing(Some(at(90))).await,
+        Some(at(9)),
+        "failures keep coming"
+    );
+    assert_eq!(
+        failing(Some(at(500))).await,
+        Some(at(500)),
+        "a failure after a quiet gap starts a new streak"
+    );
+    assert_eq!(
         store
-            .set_endpoint_failing(&EndpointId::generate(), Some(at(1)))
+            .set_endpoint_failing(&EndpointId::generate(), Some(at(1)), gap)
             .await
             .expect("set_endpoint_failing failed"),
         None,

@@ -232,15 +232,20 @@ pub trait Store: SourceStore + Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<Endpoint>>;
 
-    /// Starts (`Some`) or ends (`None`) the failure streak of `endpoint`: a
-    /// streak already running keeps its start, so the answer is when the
-    /// endpoint began failing without a success since (`None` once ended).
+    /// Records a failure of `endpoint` at `failure_at` (`Some`), or ends
+    /// its failure streak (`None`, a success). A running streak keeps its
+    /// start unless no failure was recorded for longer than `quiet_gap`
+    /// before this one (an endpoint that failed once and then had no
+    /// traffic for days is not "failing for days"); then a new streak
+    /// starts. Answers when the current streak began (`None` once ended).
     /// Kept in the database because "failing for five days" must outlast
-    /// restarts; the engine calls it only when an endpoint changes state.
+    /// restarts; the engine writes it only when an endpoint changes state
+    /// and about once a minute while it keeps failing.
     async fn set_endpoint_failing(
         &self,
         endpoint: &EndpointId,
-        since: Option<Timestamp>,
+        failure_at: Option<Timestamp>,
+        quiet_gap: std::time::Duration,
     ) -> Result<Option<Timestamp>>;
     /// Deletes, at most `limit` rows per table per call, attempts logged
     /// before `cutoff` and messages created before it that have nothing left

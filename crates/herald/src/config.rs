@@ -312,6 +312,7 @@ impl Config {
                 "circuit_breaker_max_cooldown",
                 layer.circuit_breaker_max_cooldown,
             )?,
+            ..HealthConfig::default()
         };
         if health.breaker_cooldown.is_zero()
             || health.breaker_cooldown > health.breaker_cooldown_max

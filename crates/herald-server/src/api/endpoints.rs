@@ -593,7 +593,10 @@ pub(crate) async fn save(
         return Ok(endpoint);
     }
     if !endpoint.disabled {
-        state.store.set_endpoint_failing(&endpoint.id, None).await?;
+        state
+            .store
+            .set_endpoint_failing(&endpoint.id, None, std::time::Duration::ZERO)
+            .await?;
         // Deliveries that waited while it was disabled may be due now.
         state.engine.wake();
     }
