@@ -215,11 +215,6 @@ impl Operational {
             .cloned()
     }
 
-    /// Whether `app` is the operational app (whose deliveries raise no events).
-    pub async fn is_operational_app(&self, app: &AppId) -> bool {
-        matches!(self.app().await, Ok(id) if &id == app)
-    }
-
     /// Stores `event` as a message of the operational app, fanned out to
     /// the operator's endpoints that subscribe to it. Answers whether
     /// anything was queued.
