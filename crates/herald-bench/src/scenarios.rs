@@ -200,6 +200,7 @@ impl Bench {
     pub(crate) async fn end_to_end(&self) -> anyhow::Result<Vec<Row>> {
         let arrivals = Arrivals::new(self.epoch, self.messages, 1, Duration::ZERO);
         let (herald, sink, app) = self.herald_with_lanes(&arrivals, &[false], &[]).await?;
+        let cpu_before = herald.cpu_time().zip(herald.writer_cpu_time());
         let calls = self.send_all(&herald, &app, 0..self.messages).await;
         drained(
             &arrivals,
@@ -207,6 +208,11 @@ impl Bench {
             Duration::from_secs(120),
         )
         .await?;
+        let cpu = cpu_before
+            .zip(herald.cpu_time().zip(herald.writer_cpu_time()))
+            .map(|((all, writer), (all_after, writer_after))| {
+                (all_after.saturating_sub(all), writer_after.saturating_sub(writer))
+            });
         let elapsed =
             Duration::from_nanos(arrivals.last.load(Ordering::Acquire) - first_start(&calls));
         let per_second = rate(arrivals.distinct(), elapsed);
@@ -233,6 +239,20 @@ impl Bench {
             ),
             Row::new("end-to-end", "duplicate deliveries", duplicates.to_string()),
         ];
+        if let Some((all, writer)) = cpu {
+            let per_message = |time: Duration| {
+                time.as_secs_f64() * 1e6 / arrivals.distinct().max(1) as f64
+            };
+            rows.push(Row::new(
+                "end-to-end",
+                "Herald CPU time per message: all / SQLite writer thread",
+                format!(
+                    "{:.0} µs / {:.0} µs",
+                    per_message(all),
+                    per_message(writer)
+                ),
+            ));
+        }
         if let Some(baseline) = self.baseline_rate {
             let share = per_second / baseline * 100.0;
             rows.push(
