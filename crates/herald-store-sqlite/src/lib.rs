@@ -59,7 +59,8 @@ impl SqliteStore {
                  PRAGMA synchronous = FULL;
                  PRAGMA foreign_keys = OFF;
                  PRAGMA busy_timeout = 5000;
-                 PRAGMA cache_size = -32768;",
+                 PRAGMA cache_size = -32768;
+                 PRAGMA temp_store = MEMORY;",
             )
             .map_err(backend)?;
         schema::migrate(&mut connection).map_err(backend)?;

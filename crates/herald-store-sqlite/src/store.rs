@@ -175,7 +175,7 @@ impl Store for SqliteStore {
     ) -> Result<CreatedMessage> {
         let created = self
             .writer
-            .write(move |connection| {
+            .write_repeatable(move |connection| {
                 messages::create_message(
                     connection,
                     &message,
@@ -197,7 +197,7 @@ impl Store for SqliteStore {
     ) -> Result<CreatedMessage> {
         let endpoint = endpoint.clone();
         self.writer
-            .write(move |connection| {
+            .write_repeatable(move |connection| {
                 messages::create_message(
                     connection,
                     &message,
@@ -372,7 +372,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Claim>> {
         let saturated = saturated.to_vec();
         self.writer
-            .write(move |connection| {
+            .write_repeatable(move |connection| {
                 queue::claim_due(
                     connection,
                     now,
@@ -416,7 +416,9 @@ impl Store for SqliteStore {
         outcome: DeliveryOutcome,
     ) -> Result<Recorded> {
         self.writer
-            .write(move |connection| queue::record_attempt(connection, attempt.as_ref(), &outcome))
+            .write_repeatable(move |connection| {
+                queue::record_attempt(connection, attempt.as_ref(), &outcome)
+            })
             .await
     }
 

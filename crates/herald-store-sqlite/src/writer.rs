@@ -3,10 +3,17 @@
 //!
 //! SQLite allows one writer at a time, so many concurrent writers only wait
 //! for each other; funnelling them through one thread turns N fsyncs into one
-//! without making any caller wait longer than one commit. Each job runs in a
-//! savepoint so a failing job is rolled back alone; a job's answer is sent
-//! only after the whole batch has committed, which is what makes an `Ok`
-//! mean "durable".
+//! without making any caller wait longer than one commit. A failing job is
+//! rolled back alone; a job's answer is sent only after the whole batch has
+//! committed, which is what makes an `Ok` mean "durable".
+//!
+//! Isolating a job costs a savepoint, and a savepoint copies every page the
+//! job touches into a statement journal: for the small jobs of the delivery
+//! path that was a third of the writer's time. Jobs that can run twice
+//! (their work only borrows what it captured) therefore share one savepoint
+//! per run of such jobs; only if one of them fails is the run rolled back
+//! and each job done again under its own savepoint, so the failure still
+//! touches nothing but its own job.
 
 use std::sync::mpsc;
 use std::thread;
@@ -21,42 +28,74 @@ use crate::error::backend;
 const MAX_BATCH: usize = 512;
 
 trait Job: Send {
-    /// Runs the job inside the open transaction.
-    fn run(&mut self, connection: &Connection);
+    /// Whether the job can run again after its work was rolled back.
+    fn repeatable(&self) -> bool;
+    /// Runs the job inside the open transaction, under its own savepoint
+    /// when `isolated`; answers whether it succeeded.
+    fn run(&mut self, connection: &Connection, isolated: bool) -> bool;
     /// Delivers the answer once the transaction has committed (or failed).
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
-struct Typed<T, F> {
-    work: Option<F>,
+/// Work done once: it may consume what it captured.
+struct Once<F>(Option<F>);
+
+/// Work that may be done again after a rollback.
+struct Repeatable<F>(F);
+
+/// What a job's work is, to the job that runs it.
+trait Work<T>: Send {
+    const REPEATABLE: bool;
+    /// Does the work; `None` once work that cannot repeat has been done.
+    fn call(&mut self, connection: &Connection) -> Option<Result<T, StoreError>>;
+}
+
+impl<T, F> Work<T> for Once<F>
+where
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    const REPEATABLE: bool = false;
+    fn call(&mut self, connection: &Connection) -> Option<Result<T, StoreError>> {
+        self.0.take().map(|work| work(connection))
+    }
+}
+
+impl<T, F> Work<T> for Repeatable<F>
+where
+    F: FnMut(&Connection) -> Result<T, StoreError> + Send,
+{
+    const REPEATABLE: bool = true;
+    fn call(&mut self, connection: &Connection) -> Option<Result<T, StoreError>> {
+        Some((self.0)(connection))
+    }
+}
+
+struct Typed<T, W> {
+    work: W,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
-impl<T, F> Job for Typed<T, F>
+impl<T, W> Job for Typed<T, W>
 where
     T: Send,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+    W: Work<T>,
 {
-    fn run(&mut self, connection: &Connection) {
-        let Some(work) = self.work.take() else { return };
-        let result = match run_cached(connection, "SAVEPOINT job") {
-            Err(error) => Err(backend(error)),
-            Ok(()) => {
-                let result = work(connection);
-                let closing = if result.is_ok() {
-                    run_cached(connection, "RELEASE job")
-                } else {
-                    run_cached(connection, "ROLLBACK TO job")
-                        .and_then(|()| run_cached(connection, "RELEASE job"))
-                };
-                match closing {
-                    Ok(()) => result,
-                    Err(error) => Err(backend(error)),
-                }
-            }
+    fn repeatable(&self) -> bool {
+        W::REPEATABLE
+    }
+
+    fn run(&mut self, connection: &Connection, isolated: bool) -> bool {
+        let result = if isolated {
+            isolate(connection, &JOB, |connection| self.work.call(connection))
+        } else {
+            self.work.call(connection)
         };
-        self.result = Some(result);
+        let succeeded = matches!(result, Some(Ok(_)));
+        if result.is_some() {
+            self.result = result;
+        }
+        succeeded
     }
 
     fn finish(self: Box<Self>, commit: Result<(), String>) {
@@ -67,6 +106,49 @@ where
         };
         // The caller may have gone away (request cancelled); the work is done either way.
         let _ = self.reply.send(answer);
+    }
+}
+
+/// The statements of one savepoint.
+struct Savepoint {
+    open: &'static str,
+    release: &'static str,
+    roll_back: &'static str,
+}
+
+/// Around one job.
+const JOB: Savepoint = Savepoint {
+    open: "SAVEPOINT job",
+    release: "RELEASE job",
+    roll_back: "ROLLBACK TO job",
+};
+
+/// Around a run of repeatable jobs.
+const JOBS: Savepoint = Savepoint {
+    open: "SAVEPOINT jobs",
+    release: "RELEASE jobs",
+    roll_back: "ROLLBACK TO jobs",
+};
+
+/// Runs `work` under `savepoint`, rolled back if it fails.
+fn isolate<T>(
+    connection: &Connection,
+    savepoint: &Savepoint,
+    work: impl FnOnce(&Connection) -> Option<Result<T, StoreError>>,
+) -> Option<Result<T, StoreError>> {
+    if let Err(error) = run_cached(connection, savepoint.open) {
+        return Some(Err(backend(error)));
+    }
+    let result = work(connection);
+    let closing = if matches!(result, Some(Ok(_))) {
+        run_cached(connection, savepoint.release)
+    } else {
+        run_cached(connection, savepoint.roll_back)
+            .and_then(|()| run_cached(connection, savepoint.release))
+    };
+    match closing {
+        Ok(()) => result,
+        Err(error) => Some(Err(backend(error))),
     }
 }
 
@@ -87,15 +169,36 @@ impl Writer {
         Ok(Self { jobs })
     }
 
-    /// Runs `work` in a write transaction and answers after it committed.
+    /// Runs `work` in a write transaction, under its own savepoint, and
+    /// answers after it committed.
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit(Once(Some(work))).await
+    }
+
+    /// Like [`Writer::write`] for work that can be done again after a
+    /// rollback (it only borrows what it captured): it shares a savepoint
+    /// with its neighbours in the batch and is redone alone only if one of
+    /// them fails.
+    pub(crate) async fn write_repeatable<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(Repeatable(work)).await
+    }
+
+    async fn submit<T, W>(&self, work: W) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        W: Work<T> + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job = Typed {
-            work: Some(work),
+            work,
             result: None,
             reply,
         };
@@ -135,8 +238,18 @@ fn run_cached(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 fn commit_batch(connection: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
     run_cached(connection, "BEGIN IMMEDIATE").map_err(|error| error.to_string())?;
-    for job in batch.iter_mut() {
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(connection)));
+    let mut start = 0;
+    while start < batch.len() {
+        let run = batch[start..]
+            .iter()
+            .take_while(|job| job.repeatable())
+            .count()
+            .max(1);
+        let jobs = &mut batch[start..start + run];
+        start += run;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_together(connection, jobs)
+        }));
         if ran.is_err() {
             // The job's answer was never set, so its caller gets an error;
             // the transaction is abandoned so nothing half-done commits.
@@ -154,4 +267,116 @@ fn commit_batch(connection: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(
         return Err(error.to_string());
     }
     Ok(())
+}
+
+/// Runs `jobs` (one job, or a run of repeatable ones) so that a failure
+/// undoes only the failing job's work.
+fn run_together(connection: &Connection, jobs: &mut [Box<dyn Job>]) {
+    if let [job] = jobs {
+        job.run(connection, true);
+        return;
+    }
+    let together = isolate(connection, &JOBS, |connection| {
+        let all = jobs.iter_mut().all(|job| job.run(connection, false));
+        Some(if all {
+            Ok(())
+        } else {
+            Err(StoreError::Backend("a job of the run failed".into()))
+        })
+    });
+    if !matches!(together, Some(Ok(()))) && !connection.is_autocommit() {
+        // Rolled back together: each again under its own savepoint.
+        for job in jobs.iter_mut() {
+            job.run(connection, true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job<T: Send + 'static>(
+        work: impl Work<T> + 'static,
+    ) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Typed {
+            work,
+            result: None,
+            reply,
+        };
+        (Box::new(job), answer)
+    }
+
+    fn insert(values: &'static [i64]) -> impl FnMut(&Connection) -> Result<(), StoreError> {
+        move |connection| {
+            for value in values {
+                connection
+                    .execute("INSERT INTO t (v) VALUES (?1)", [value])
+                    .map_err(backend)?;
+            }
+            Ok(())
+        }
+    }
+
+    fn stored(connection: &Connection) -> Vec<i64> {
+        let mut statement = connection.prepare("SELECT v FROM t ORDER BY v").unwrap();
+        let values = statement.query_map([], |row| row.get(0)).unwrap();
+        values.map(Result::unwrap).collect()
+    }
+
+    /// A repeatable job that fails halfway through a shared run leaves
+    /// nothing behind, and its neighbours (before and after it, and a job
+    /// done once between runs) still commit.
+    #[test]
+    fn a_failing_job_in_a_shared_run_is_undone_alone() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+            .unwrap();
+        let (first, first_answer) = job(Repeatable(insert(&[1])));
+        // Writes 3, then trips over the 1 the first job wrote.
+        let (failing, failing_answer) = job(Repeatable(insert(&[3, 1])));
+        let (after, after_answer) = job(Repeatable(insert(&[2])));
+        let (once, once_answer) = job(Once(Some(|connection: &Connection| {
+            insert(&[4])(connection)
+        })));
+        let (last, last_answer) = job(Repeatable(insert(&[5])));
+        let mut batch = vec![first, failing, after, once, last];
+
+        let commit = commit_batch(&connection, &mut batch);
+        assert_eq!(commit, Ok(()));
+        for job in batch {
+            job.finish(commit.clone());
+        }
+
+        assert!(first_answer.blocking_recv().unwrap().is_ok());
+        assert!(matches!(
+            failing_answer.blocking_recv().unwrap(),
+            Err(StoreError::Backend(_))
+        ));
+        assert!(after_answer.blocking_recv().unwrap().is_ok());
+        assert!(once_answer.blocking_recv().unwrap().is_ok());
+        assert!(last_answer.blocking_recv().unwrap().is_ok());
+        assert_eq!(stored(&connection), vec![1, 2, 4, 5]);
+    }
+
+    /// Without a failure, a run of repeatable jobs commits all their work.
+    #[test]
+    fn a_shared_run_commits_every_job() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+            .unwrap();
+        let (first, first_answer) = job(Repeatable(insert(&[1, 2])));
+        let (second, second_answer) = job(Repeatable(insert(&[3])));
+        let mut batch = vec![first, second];
+        let commit = commit_batch(&connection, &mut batch);
+        for job in batch {
+            job.finish(commit.clone());
+        }
+        assert!(first_answer.blocking_recv().unwrap().is_ok());
+        assert!(second_answer.blocking_recv().unwrap().is_ok());
+        assert_eq!(stored(&connection), vec![1, 2, 3]);
+    }
 }
