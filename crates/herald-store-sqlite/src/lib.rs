@@ -37,6 +37,8 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
     caches: cache::Caches,
+    /// The endpoint a claim that looks past busy endpoints goes on from.
+    claim_cursor: std::sync::Arc<std::sync::Mutex<String>>,
     path: PathBuf,
     /// Held open for the store's life: the advisory lock that keeps a second
     /// process off the file (the caches rely on being the only writer).
@@ -71,6 +73,7 @@ impl SqliteStore {
             writer,
             readers,
             caches: cache::Caches::default(),
+            claim_cursor: Default::default(),
             path,
             _lock: std::sync::Arc::new(lock),
         })

@@ -3,10 +3,9 @@
 use herald_core::model::{Attempt, Endpoint, Message, TriggerType};
 use herald_core::{AppId, EndpointId, MessageId, Timestamp};
 use herald_store::{Claim, DeliveryOutcome, Recorded, StoreError};
-use rusqlite::types::Value;
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::catalog::endpoint_by_id;
 use crate::error::backend;
@@ -29,6 +28,7 @@ pub(crate) fn claim_due(
     per_endpoint: usize,
     saturated: &[EndpointId],
     lease_until: Timestamp,
+    cursor: &mut String,
 ) -> Result<Vec<Claim>, StoreError> {
     let mut picker = Picker {
         limit,
@@ -48,26 +48,88 @@ pub(crate) fn claim_due(
              ORDER BY next_attempt_at LIMIT ?2",
         )
         .map_err(backend)?;
-    picker.scan(&mut head, now, false)?;
+    picker.scan(&mut head, now)?;
     drop(head);
     let from_head = picker.picks.len();
     lease(connection, &mut picker.picks, lease_until, now, &mut claims)?;
     if from_head == 0 && !picker.passed_over.is_empty() {
-        // The head is all busy endpoints: look past them for others, letting
-        // SQLite skip their rows (a busy endpoint's backlog must not hide
-        // every other endpoint's deliveries behind it).
-        let placeholders = vec!["?"; picker.passed_over.len()].join(", ");
-        let sql = format!(
-            "SELECT msg_id, endpoint_id, next_attempt_at FROM deliveries
-             WHERE status = 1 AND next_attempt_at <= ? AND endpoint_id NOT IN ({placeholders})
-             ORDER BY next_attempt_at LIMIT ?"
-        );
-        let mut beyond = connection.prepare(&sql).map_err(backend)?;
-        picker.scan(&mut beyond, now, true)?;
-        drop(beyond);
+        // The head is all busy endpoints: look past them, endpoint by
+        // endpoint through the per-endpoint due index, so a busy endpoint's
+        // backlog neither hides the others nor has to be walked.
+        look_past(connection, &mut picker, now, cursor)?;
         lease(connection, &mut picker.picks, lease_until, now, &mut claims)?;
     }
     Ok(claims)
+}
+
+/// Most endpoints one claim visits when it looks past the head; the next
+/// claim goes on from where this one stopped.
+const ENDPOINTS_PER_LOOK: usize = 256;
+
+/// Picks due deliveries of endpoints not passed over, visiting endpoints
+/// with pending deliveries in id order from `cursor` (wrapping around), at
+/// most [`ENDPOINTS_PER_LOOK`] of them; leaves `cursor` where it stopped.
+fn look_past(
+    connection: &Connection,
+    picker: &mut Picker,
+    now: Timestamp,
+    cursor: &mut String,
+) -> Result<(), StoreError> {
+    let mut next_endpoint = connection
+        .prepare_cached(
+            "SELECT endpoint_id FROM deliveries INDEXED BY deliveries_endpoint_due
+             WHERE status = 1 AND endpoint_id > ?1 ORDER BY endpoint_id LIMIT 1",
+        )
+        .map_err(backend)?;
+    let mut due_of = connection
+        .prepare_cached(
+            "SELECT msg_id, next_attempt_at FROM deliveries INDEXED BY deliveries_endpoint_due
+             WHERE status = 1 AND endpoint_id = ?1 AND next_attempt_at <= ?2
+             ORDER BY next_attempt_at LIMIT ?3",
+        )
+        .map_err(backend)?;
+    let start = cursor.clone();
+    let mut wrapped = false;
+    for _ in 0..ENDPOINTS_PER_LOOK {
+        let next: Option<String> = next_endpoint
+            .query_row([cursor.as_str()], |row| row.get(0))
+            .optional()
+            .map_err(backend)?;
+        let endpoint = match next {
+            // Past where this look began: every endpoint has been seen.
+            Some(endpoint) if wrapped && endpoint > start => break,
+            Some(endpoint) => endpoint,
+            None if wrapped || start.is_empty() => break,
+            None => {
+                wrapped = true;
+                cursor.clear();
+                continue;
+            }
+        };
+        cursor.clone_from(&endpoint);
+        if picker.passed_over.contains(&endpoint) {
+            continue;
+        }
+        let room = picker.per_endpoint.min(picker.limit - picker.picks.len());
+        let mut rows = due_of
+            .query(params![
+                endpoint,
+                now.0,
+                i64::try_from(room).unwrap_or(i64::MAX)
+            ])
+            .map_err(backend)?;
+        while let Some(row) = rows.next().map_err(backend)? {
+            picker.picks.push(Pick {
+                msg_id: row.get(0).map_err(backend)?,
+                endpoint_id: endpoint.clone(),
+                due: row.get(1).map_err(backend)?,
+            });
+        }
+        if picker.picks.len() >= picker.limit {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Chooses due deliveries row by row, at most `per_endpoint` per endpoint.
@@ -82,22 +144,16 @@ struct Picker {
 }
 
 impl Picker {
-    /// Reads `statement`'s rows until the claim is full or the scan has
-    /// looked far enough; `exclude` binds the passed-over endpoints for a
-    /// statement that leaves them out itself.
+    /// Reads the head's rows until the claim is full or the scan has
+    /// looked far enough.
     fn scan(
         &mut self,
-        statement: &mut rusqlite::Statement<'_>,
+        head: &mut rusqlite::Statement<'_>,
         now: Timestamp,
-        exclude: bool,
     ) -> Result<(), StoreError> {
         let window = self.limit.saturating_mul(CLAIM_WINDOW);
-        let mut values = vec![Value::Integer(now.0)];
-        if exclude {
-            values.extend(self.passed_over.iter().cloned().map(Value::Text));
-        }
-        values.push(Value::Integer(i64::try_from(window).unwrap_or(i64::MAX)));
-        let mut rows = statement.query(params_from_iter(values)).map_err(backend)?;
+        let window = i64::try_from(window).unwrap_or(i64::MAX);
+        let mut rows = head.query(params![now.0, window]).map_err(backend)?;
         let mut visited = 0;
         while let Some(row) = rows.next().map_err(backend)? {
             visited += 1;

@@ -180,6 +180,12 @@ CREATE INDEX deliveries_app_failed ON deliveries (app_id, msg_id) WHERE status =
     r#"
 ALTER TABLE endpoints ADD COLUMN last_failure_at INTEGER;
 "#,
+    // 8: a claim whose due queue starts with busy endpoints' backlogs finds
+    // other endpoints' due deliveries endpoint by endpoint, instead of
+    // walking the backlogs in due order.
+    r#"
+CREATE INDEX deliveries_endpoint_due ON deliveries (endpoint_id, next_attempt_at) WHERE status = 1;
+"#,
 ];
 
 /// Brings the schema up to date.

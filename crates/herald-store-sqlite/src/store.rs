@@ -371,8 +371,12 @@ impl Store for SqliteStore {
         lease_until: Timestamp,
     ) -> Result<Vec<Claim>> {
         let saturated = saturated.to_vec();
+        let cursor = self.claim_cursor.clone();
         self.writer
             .write_repeatable(move |connection| {
+                let mut cursor = cursor
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 queue::claim_due(
                     connection,
                     now,
@@ -380,6 +384,7 @@ impl Store for SqliteStore {
                     per_endpoint,
                     &saturated,
                     lease_until,
+                    &mut cursor,
                 )
             })
             .await

@@ -60,6 +60,7 @@ where
         claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit,
         claim_due_skips_saturated_endpoints,
         claim_due_caps_each_endpoint,
+        claim_due_looks_past_a_saturated_backlog,
         a_stale_outcome_does_not_overwrite_the_delivery,
         a_resend_during_an_attempt_follows_it,
         an_endpoints_messages_are_listed_with_their_delivery,
@@ -2210,6 +2211,38 @@ async fn claim_due_caps_each_endpoint(store: &dyn Store) {
         leased_set(&claims),
         pairs(&[(&messages[2], &busy), (&messages[3], &busy), (&late, &idle)]),
         "the cap applies per endpoint, so other endpoints still get their share"
+    );
+}
+
+async fn claim_due_looks_past_a_saturated_backlog(store: &dyn Store) {
+    let app = add_app(store).await;
+    let busy = add_endpoint(store, new_endpoint(&app.id)).await;
+    // A backlog for the busy endpoint alone, due before anything else and
+    // far longer than any window a claim of two would look at.
+    for index in 0..60 {
+        publish(store, new_message(&app.id, "invoice.paid", at(index))).await;
+    }
+    let first_idle = add_endpoint(store, new_endpoint(&app.id)).await;
+    let second_idle = add_endpoint(store, new_endpoint(&app.id)).await;
+    let late = publish(store, new_message(&app.id, "invoice.paid", at(90))).await;
+
+    let mut found = Vec::new();
+    for _ in 0..2 {
+        let claims = store
+            .claim_due(at(100), 2, 1, std::slice::from_ref(&busy.id), at(LEASE))
+            .await
+            .expect("claim_due failed");
+        assert!(
+            claims.iter().all(|claim| claim.endpoint_id != busy.id),
+            "a saturated endpoint must not be leased, got {claims:?}"
+        );
+        found.extend(leased(&claims));
+    }
+    found.sort();
+    assert_eq!(
+        found,
+        pairs(&[(&late, &first_idle), (&late, &second_idle)]),
+        "deliveries due behind a saturated endpoint's backlog must still be leased"
     );
 }
 
