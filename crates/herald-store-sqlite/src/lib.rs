@@ -61,8 +61,7 @@ impl SqliteStore {
                  PRAGMA synchronous = FULL;
                  PRAGMA foreign_keys = OFF;
                  PRAGMA busy_timeout = 5000;
-                 PRAGMA cache_size = -32768;
-                 PRAGMA temp_store = MEMORY;",
+                 PRAGMA cache_size = -32768;",
             )
             .map_err(backend)?;
         schema::migrate(&mut connection).map_err(backend)?;

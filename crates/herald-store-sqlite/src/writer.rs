@@ -10,10 +10,10 @@
 //! Isolating a job costs a savepoint, and a savepoint copies every page the
 //! job touches into a statement journal: for the small jobs of the delivery
 //! path that was a third of the writer's time. Jobs that can run twice
-//! (their work only borrows what it captured) therefore share one savepoint
-//! per run of such jobs; only if one of them fails is the run rolled back
-//! and each job done again under its own savepoint, so the failure still
-//! touches nothing but its own job.
+//! (their work only borrows what it captured) therefore run first in the
+//! transaction and without savepoints; only if one of them fails is the
+//! transaction rolled back and each of them done again under its own
+//! savepoint, so the failure still touches nothing but its own job.
 
 use std::sync::mpsc;
 use std::thread;
@@ -123,13 +123,6 @@ const JOB: Savepoint = Savepoint {
     roll_back: "ROLLBACK TO job",
 };
 
-/// Around a run of repeatable jobs.
-const JOBS: Savepoint = Savepoint {
-    open: "SAVEPOINT jobs",
-    release: "RELEASE jobs",
-    roll_back: "ROLLBACK TO jobs",
-};
-
 /// Runs `work` under `savepoint`, rolled back if it fails.
 fn isolate<T>(
     connection: &Connection,
@@ -180,9 +173,9 @@ impl Writer {
     }
 
     /// Like [`Writer::write`] for work that can be done again after a
-    /// rollback (it only borrows what it captured): it shares a savepoint
-    /// with its neighbours in the batch and is redone alone only if one of
-    /// them fails.
+    /// rollback (it only borrows what it captured): it runs without a
+    /// savepoint of its own and is redone under one only if it or another
+    /// such job of the batch fails.
     pub(crate) async fn write_repeatable<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -237,31 +230,21 @@ fn run_cached(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 fn commit_batch(connection: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+    // Jobs of one batch come from concurrent callers, so their order is
+    // free: the repeatable ones go first, where a failure can be undone by
+    // rolling back the transaction and redoing them one by one.
+    batch.sort_by_key(|job| !job.repeatable());
+    let repeatable = batch.iter().take_while(|job| job.repeatable()).count();
+    let (together, alone) = batch.split_at_mut(repeatable);
     run_cached(connection, "BEGIN IMMEDIATE").map_err(|error| error.to_string())?;
-    let mut start = 0;
-    while start < batch.len() {
-        let run = batch[start..]
-            .iter()
-            .take_while(|job| job.repeatable())
-            .count()
-            .max(1);
-        let jobs = &mut batch[start..start + run];
-        start += run;
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_together(connection, jobs)
-        }));
-        if ran.is_err() {
-            // The job's answer was never set, so its caller gets an error;
-            // the transaction is abandoned so nothing half-done commits.
-            let _ = run_cached(connection, "ROLLBACK");
-            return Err("a write job panicked; the batch was rolled back".into());
+    if !run_jobs(connection, together, false)? {
+        if !connection.is_autocommit() {
+            run_cached(connection, "ROLLBACK").map_err(|error| error.to_string())?;
         }
-        if connection.is_autocommit() {
-            // SQLite rolled the whole transaction back (disk full, I/O
-            // error): running further jobs now would commit each on its own.
-            return Err("the transaction was rolled back by sqlite".into());
-        }
+        run_cached(connection, "BEGIN IMMEDIATE").map_err(|error| error.to_string())?;
+        run_jobs(connection, together, true)?;
     }
+    run_jobs(connection, alone, true)?;
     if let Err(error) = run_cached(connection, "COMMIT") {
         let _ = connection.execute_batch("ROLLBACK");
         return Err(error.to_string());
@@ -269,27 +252,44 @@ fn commit_batch(connection: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(
     Ok(())
 }
 
-/// Runs `jobs` (one job, or a run of repeatable ones) so that a failure
-/// undoes only the failing job's work.
-fn run_together(connection: &Connection, jobs: &mut [Box<dyn Job>]) {
-    if let [job] = jobs {
-        job.run(connection, true);
-        return;
-    }
-    let together = isolate(connection, &JOBS, |connection| {
-        let all = jobs.iter_mut().all(|job| job.run(connection, false));
-        Some(if all {
-            Ok(())
-        } else {
-            Err(StoreError::Backend("a job of the run failed".into()))
-        })
-    });
-    if !matches!(together, Some(Ok(()))) && !connection.is_autocommit() {
-        // Rolled back together: each again under its own savepoint.
-        for job in jobs.iter_mut() {
-            job.run(connection, true);
+/// Runs `jobs` in the open transaction, each under its own savepoint when
+/// `isolated`; answers whether every job succeeded. An error means the
+/// transaction is gone (a job panicked, or SQLite rolled it back).
+fn run_jobs(
+    connection: &Connection,
+    jobs: &mut [Box<dyn Job>],
+    isolated: bool,
+) -> Result<bool, String> {
+    let mut all = true;
+    for job in jobs.iter_mut() {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            job.run(connection, isolated)
+        }));
+        match ran {
+            Err(_) => {
+                // The job's answer was never set, so its caller gets an
+                // error; the transaction is abandoned so nothing half-done
+                // commits.
+                let _ = run_cached(connection, "ROLLBACK");
+                return Err("a write job panicked; the batch was rolled back".into());
+            }
+            Ok(succeeded) => all &= succeeded,
+        }
+        if connection.is_autocommit() {
+            if !isolated {
+                // Redone one by one in a new transaction.
+                return Ok(false);
+            }
+            // SQLite rolled the whole transaction back (disk full, I/O
+            // error): running further jobs now would commit each on its own.
+            return Err("the transaction was rolled back by sqlite".into());
+        }
+        if !all && !isolated {
+            // Nothing can be kept: stop and redo the run job by job.
+            return Ok(false);
         }
     }
+    Ok(all)
 }
 
 #[cfg(test)]
@@ -325,11 +325,11 @@ mod tests {
         values.map(Result::unwrap).collect()
     }
 
-    /// A repeatable job that fails halfway through a shared run leaves
-    /// nothing behind, and its neighbours (before and after it, and a job
-    /// done once between runs) still commit.
+    /// A repeatable job that fails halfway (run without a savepoint) leaves
+    /// nothing behind, and the other jobs of its batch, repeatable or not,
+    /// before and after it, still commit.
     #[test]
-    fn a_failing_job_in_a_shared_run_is_undone_alone() {
+    fn a_failing_repeatable_job_is_undone_alone() {
         let connection = Connection::open_in_memory().unwrap();
         connection
             .execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
@@ -361,9 +361,9 @@ mod tests {
         assert_eq!(stored(&connection), vec![1, 2, 4, 5]);
     }
 
-    /// Without a failure, a run of repeatable jobs commits all their work.
+    /// Without a failure, repeatable jobs commit all their work.
     #[test]
-    fn a_shared_run_commits_every_job() {
+    fn repeatable_jobs_commit_every_write() {
         let connection = Connection::open_in_memory().unwrap();
         connection
             .execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
