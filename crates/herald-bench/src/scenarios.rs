@@ -211,7 +211,10 @@ impl Bench {
         let cpu = cpu_before
             .zip(herald.cpu_time().zip(herald.writer_cpu_time()))
             .map(|((all, writer), (all_after, writer_after))| {
-                (all_after.saturating_sub(all), writer_after.saturating_sub(writer))
+                (
+                    all_after.saturating_sub(all),
+                    writer_after.saturating_sub(writer),
+                )
             });
         let elapsed =
             Duration::from_nanos(arrivals.last.load(Ordering::Acquire) - first_start(&calls));
@@ -240,17 +243,12 @@ impl Bench {
             Row::new("end-to-end", "duplicate deliveries", duplicates.to_string()),
         ];
         if let Some((all, writer)) = cpu {
-            let per_message = |time: Duration| {
-                time.as_secs_f64() * 1e6 / arrivals.distinct().max(1) as f64
-            };
+            let per_message =
+                |time: Duration| time.as_secs_f64() * 1e6 / arrivals.distinct().max(1) as f64;
             rows.push(Row::new(
                 "end-to-end",
                 "Herald CPU time per message: all / SQLite writer thread",
-                format!(
-                    "{:.0} µs / {:.0} µs",
-                    per_message(all),
-                    per_message(writer)
-                ),
+                format!("{:.0} µs / {:.0} µs", per_message(all), per_message(writer)),
             ));
         }
         if let Some(baseline) = self.baseline_rate {
