@@ -189,6 +189,23 @@ impl Api {
             .context("endpoint id")
     }
 
+    /// Deliveries of an endpoint not yet settled: pending or being sent.
+    pub(crate) async fn unsettled(&self, app: &str, endpoint: &str) -> anyhow::Result<u64> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/api/v1/app/{app}/endpoint/{endpoint}/stats",
+                self.base
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .error_for_status()?;
+        let stats: Value = response.json().await?;
+        let count = |field: &str| stats[field].as_u64().context("endpoint stats");
+        Ok(count("pending")? + count("sending")?)
+    }
+
     /// Re-queues every failed delivery of an endpoint.
     pub(crate) async fn recover(&self, app: &str, endpoint: &str) -> anyhow::Result<()> {
         self.post(

@@ -413,6 +413,16 @@ impl Bench {
             .await?;
         let calls = self.send_all(&herald, &app, 0..count).await;
         let accept_rate = rate(count - calls.failures, calls.elapsed);
+        // Every delivery tried and failed before the sink comes up: one
+        // still in flight then would fail after the recovery began and be
+        // left out of it.
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        while herald.api.unsettled(&app, &endpoint).await? > 0 {
+            if Instant::now() > deadline {
+                bail!("the backlog's first attempts did not finish in time");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         let size = herald.database_size();
         let sink = Sink::start(address, arrivals.clone())
             .await
