@@ -1,10 +1,10 @@
 //! The delivery queue: leasing due deliveries and recording their attempts.
 
+use std::collections::{HashMap, HashSet};
+
 use herald_core::model::{Attempt, Endpoint, Message, TriggerType};
 use herald_core::{AppId, EndpointId, MessageId, Timestamp};
 use herald_store::{Claim, DeliveryOutcome, Recorded, StoreError};
-use std::collections::{HashMap, HashSet};
-
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::catalog::endpoint_by_id;
@@ -136,6 +136,7 @@ fn look_past(
 struct Picker {
     limit: usize,
     per_endpoint: usize,
+    /// Picks so far per endpoint.
     taken: HashMap<String, usize>,
     /// Endpoints whose rows are passed over: saturated ones, and those that
     /// reached their cap in this claim.

@@ -87,7 +87,7 @@ where
 
     fn run(&mut self, connection: &Connection, isolated: bool) -> bool {
         let result = if isolated {
-            isolate(connection, &JOB, |connection| self.work.call(connection))
+            isolate(connection, |connection| self.work.call(connection))
         } else {
             self.work.call(connection)
         };
@@ -109,35 +109,20 @@ where
     }
 }
 
-/// The statements of one savepoint.
-struct Savepoint {
-    open: &'static str,
-    release: &'static str,
-    roll_back: &'static str,
-}
-
-/// Around one job.
-const JOB: Savepoint = Savepoint {
-    open: "SAVEPOINT job",
-    release: "RELEASE job",
-    roll_back: "ROLLBACK TO job",
-};
-
-/// Runs `work` under `savepoint`, rolled back if it fails.
+/// Runs `work` under a savepoint, rolled back if it fails.
 fn isolate<T>(
     connection: &Connection,
-    savepoint: &Savepoint,
     work: impl FnOnce(&Connection) -> Option<Result<T, StoreError>>,
 ) -> Option<Result<T, StoreError>> {
-    if let Err(error) = run_cached(connection, savepoint.open) {
+    if let Err(error) = run_cached(connection, "SAVEPOINT job") {
         return Some(Err(backend(error)));
     }
     let result = work(connection);
     let closing = if matches!(result, Some(Ok(_))) {
-        run_cached(connection, savepoint.release)
+        run_cached(connection, "RELEASE job")
     } else {
-        run_cached(connection, savepoint.roll_back)
-            .and_then(|()| run_cached(connection, savepoint.release))
+        run_cached(connection, "ROLLBACK TO job")
+            .and_then(|()| run_cached(connection, "RELEASE job"))
     };
     match closing {
         Ok(()) => result,
