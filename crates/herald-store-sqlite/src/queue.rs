@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use herald_core::model::{Attempt, Endpoint, Message, TriggerType};
+use herald_core::model::{Attempt, DeliveryStatus, Endpoint, Message, TriggerType};
 use herald_core::{AppId, EndpointId, MessageId, Timestamp};
 use herald_store::{Claim, DeliveryOutcome, Recorded, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -190,6 +190,12 @@ impl Picker {
 }
 
 /// Leases `picks` (emptying it), appending the claims in due order.
+///
+/// Each delivery is read and then updated by its key rather than updated
+/// `RETURNING` what the claim needs: SQLite runs `RETURNING` as a trigger,
+/// and a statement with a trigger gets a statement journal, which spilled
+/// to a temp file whenever the update split a page and then took every
+/// page write of the rest of the transaction.
 fn lease(
     connection: &Connection,
     picks: &mut Vec<Pick>,
@@ -197,31 +203,36 @@ fn lease(
     now: Timestamp,
     claims: &mut Vec<Claim>,
 ) -> Result<(), StoreError> {
-    let mut statement = connection
+    let mut pending = connection
+        .prepare_cached(
+            "SELECT app_id, attempt_count, trigger_type FROM deliveries
+             WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 1",
+        )
+        .map_err(backend)?;
+    let mut update = connection
         .prepare_cached(
             "UPDATE deliveries SET status = 3, lease_until = ?3, updated_at = ?4
-             WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 1
-             RETURNING app_id, attempt_count, trigger_type",
+             WHERE msg_id = ?1 AND endpoint_id = ?2",
         )
         .map_err(backend)?;
     picks.sort_by_key(|pick| pick.due);
     for pick in picks.drain(..) {
-        let leased = statement
-            .query_row(
-                params![pick.msg_id, pick.endpoint_id, lease_until.0, now.0],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, u32>(1)?,
-                        row.get::<_, i64>(2)?,
-                    ))
-                },
-            )
+        let found = pending
+            .query_row(params![pick.msg_id, pick.endpoint_id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, u32>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })
             .optional()
             .map_err(backend)?;
-        let Some((app_id, attempt_count, trigger)) = leased else {
+        let Some((app_id, attempt_count, trigger)) = found else {
             continue;
         };
+        update
+            .execute(params![pick.msg_id, pick.endpoint_id, lease_until.0, now.0])
+            .map_err(backend)?;
         claims.push(Claim {
             app_id: AppId::from_stored(app_id),
             msg_id: MessageId::from_stored(pick.msg_id),
@@ -273,15 +284,22 @@ pub(crate) fn record_attempt(
     attempt: Option<&Attempt>,
     outcome: &DeliveryOutcome,
 ) -> Result<Recorded, StoreError> {
+    // Only while the message exists: an attempt that ends after its app
+    // was deleted leaves no orphan row behind. Checked apart from the
+    // insert because `INSERT … SELECT` may write many rows, so SQLite
+    // gives it a statement journal, which spilled to a temp file whenever
+    // an insert split pages and then took every page write of the rest
+    // of the transaction.
+    let attempt = match attempt {
+        Some(attempt) if message_exists(connection, &attempt.msg_id)? => Some(attempt),
+        _ => None,
+    };
     if let Some(attempt) = attempt {
-        // Only while the message exists: an attempt that ends after its app
-        // was deleted leaves no orphan row behind.
         connection
             .prepare_cached(
                 "INSERT INTO attempts (id, app_id, msg_id, endpoint_id, url, timestamp, status,
                      response_status_code, response, duration_ms, trigger_type, error)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
-                 WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?3)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )
             .map_err(backend)?
             .execute(params![
@@ -301,46 +319,76 @@ pub(crate) fn record_attempt(
             .map_err(backend)?;
     }
     // Fenced by the lease: if it no longer matches, someone else owns the
-    // delivery now (or it was ended), and this outcome is stale. The new
-    // trigger type tells whether a queued resend took the outcome's place.
-    let trigger: Option<i64> = connection
+    // delivery now (or it was ended), and this outcome is stale. A resend
+    // asked for during the attempt takes the outcome's place. Read, then
+    // updated by key, for the reason given at `lease`.
+    let resend: Option<bool> = connection
         .prepare_cached(
-            "UPDATE deliveries SET
-                 status = CASE WHEN resend_requested = 1 THEN 1 ELSE ?3 END,
-                 next_attempt_at = CASE WHEN resend_requested = 1 THEN ?6 ELSE ?5 END,
-                 trigger_type = resend_requested,
-                 resend_requested = 0,
-                 attempt_count = ?4, lease_until = NULL, updated_at = ?6
-             WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 3 AND lease_until = ?7
-             RETURNING trigger_type",
+            "SELECT resend_requested FROM deliveries
+             WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 3 AND lease_until = ?3",
         )
         .map_err(backend)?
         .query_row(
             params![
                 outcome.msg_id.as_str(),
                 outcome.endpoint_id.as_str(),
-                outcome.status.code(),
-                outcome.attempt_count,
-                outcome.next_attempt_at.map(|at| at.0),
-                outcome.updated_at.0,
                 outcome.lease_token,
             ],
             |row| row.get(0),
         )
         .optional()
         .map_err(backend)?;
-    Ok(match trigger {
-        None => {
-            tracing::warn!(
-                msg = %outcome.msg_id,
-                endpoint = %outcome.endpoint_id,
-                "delivery changed hands during its attempt; outcome not applied"
-            );
-            Recorded::Stale
-        }
-        Some(1) => Recorded::ResendQueued,
-        Some(_) => Recorded::Applied,
+    let Some(resend) = resend else {
+        tracing::warn!(
+            msg = %outcome.msg_id,
+            endpoint = %outcome.endpoint_id,
+            "delivery changed hands during its attempt; outcome not applied"
+        );
+        return Ok(Recorded::Stale);
+    };
+    let (status, next_attempt_at, trigger) = if resend {
+        (
+            DeliveryStatus::Pending,
+            Some(outcome.updated_at),
+            TriggerType::Manual,
+        )
+    } else {
+        (
+            outcome.status,
+            outcome.next_attempt_at,
+            TriggerType::Scheduled,
+        )
+    };
+    connection
+        .prepare_cached(
+            "UPDATE deliveries SET status = ?3, next_attempt_at = ?4, trigger_type = ?5,
+                 resend_requested = 0, attempt_count = ?6, lease_until = NULL, updated_at = ?7
+             WHERE msg_id = ?1 AND endpoint_id = ?2",
+        )
+        .map_err(backend)?
+        .execute(params![
+            outcome.msg_id.as_str(),
+            outcome.endpoint_id.as_str(),
+            status.code(),
+            next_attempt_at.map(|at| at.0),
+            trigger.code(),
+            outcome.attempt_count,
+            outcome.updated_at.0,
+        ])
+        .map_err(backend)?;
+    Ok(if resend {
+        Recorded::ResendQueued
+    } else {
+        Recorded::Applied
     })
+}
+
+fn message_exists(connection: &Connection, msg: &MessageId) -> Result<bool, StoreError> {
+    connection
+        .prepare_cached("SELECT 1 FROM messages WHERE id = ?1")
+        .map_err(backend)?
+        .exists([msg.as_str()])
+        .map_err(backend)
 }
 
 pub(crate) fn release_leases(
