@@ -186,6 +186,8 @@ impl Engine {
         });
         let remote = store.remote_wakeups();
         let mut last_sweep = clock.now();
+        // When the earliest pending delivery is due, as last read.
+        let mut next_due = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -198,17 +200,23 @@ impl Engine {
                     tracing::warn!(%error, "lease sweep failed");
                 }
             }
-            let filled = match self.dispatch_due(&mut tasks).await {
-                Ok(filled) => filled,
+            let round = match self.dispatch_due(&mut tasks).await {
+                Ok(round) => round,
                 Err(error) => {
                     tracing::error!(%error, "cannot claim deliveries");
-                    false
+                    Round::Nothing
                 }
             };
-            if filled {
-                continue;
+            match round {
+                Round::Full => continue,
+                // Claims are out: each wakes this loop when it finishes, and
+                // a retry it schedules is read on the round that claims
+                // nothing. Reading the due time after every claim cost a
+                // read per few deliveries under load.
+                Round::Claimed | Round::NoRoom => {}
+                Round::Nothing => next_due = self.next_due().await,
             }
-            let wait = self.time_to_next(now).await;
+            let wait = self.time_to_next(next_due, now);
             tokio::select! {
                 () = self.shared.wake.notified() => {}
                 () = remote_wakeup(remote.as_deref()) => {}
@@ -232,12 +240,11 @@ impl Engine {
         }
     }
 
-    /// Leases what is due and can run now; answers whether the batch came
-    /// back full (more may be due at once).
-    async fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Result<bool, StoreError> {
+    /// Leases what is due and can run now.
+    async fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Result<Round, StoreError> {
         let free = self.unrecorded.available_permits();
         if free == 0 {
-            return Ok(false);
+            return Ok(Round::NoRoom);
         }
         let limit = free.min(CLAIM_BATCH);
         let now = self.shared.clock.now();
@@ -258,7 +265,11 @@ impl Engine {
         self.shared
             .metrics
             .observe_store("claim_due", started.elapsed());
-        let full = claims.len() == limit;
+        let round = match claims.len() {
+            0 => Round::Nothing,
+            claimed if claimed == limit => Round::Full,
+            _ => Round::Claimed,
+        };
         for claim in claims {
             let Ok(record_permit) = self.unrecorded.clone().try_acquire_owned() else {
                 // Cannot happen: we claimed no more than the free permits
@@ -274,7 +285,7 @@ impl Engine {
                 endpoint_permit,
             ));
         }
-        Ok(full)
+        Ok(round)
     }
 
     /// Endpoints claims leave alone: those with `QUEUED_PER_SLOT` times
@@ -305,20 +316,40 @@ impl Engine {
         entry.1.clone()
     }
 
-    async fn time_to_next(&self, now: Timestamp) -> Duration {
+    async fn next_due(&self) -> Option<Timestamp> {
+        self.shared
+            .store
+            .next_due_at()
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot read the next due time");
+                None
+            })
+    }
+
+    fn time_to_next(&self, next_due: Option<Timestamp>, now: Timestamp) -> Duration {
         let sweep = self.config.sweep_interval;
-        match self.shared.store.next_due_at().await {
+        match next_due {
             // Due work we could not take (pool or endpoint full): a finishing
             // attempt wakes us, the sweep timer is only a backstop.
-            Ok(Some(next)) if next <= now => sweep,
-            Ok(Some(next)) => Duration::from_millis((next.0 - now.0) as u64).min(sweep),
-            Ok(None) => sweep,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the next due time");
-                sweep
-            }
+            Some(next) if next <= now => sweep,
+            Some(next) => Duration::from_millis((next.0 - now.0) as u64).min(sweep),
+            None => sweep,
         }
     }
+}
+
+/// What one round of claiming came to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// As many claims as asked for: more may be due at once.
+    Full,
+    /// Some claims, fewer than asked for.
+    Claimed,
+    /// No room for claims: every claim budget permit is out.
+    NoRoom,
+    /// Room, but nothing due that could be claimed.
+    Nothing,
 }
 
 /// Works one claim from its endpoint's slot to its recorded outcome.

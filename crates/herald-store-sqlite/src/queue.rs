@@ -257,22 +257,37 @@ pub(crate) fn next_due_at(connection: &Connection) -> Result<Option<Timestamp>, 
     Ok(next.map(Timestamp))
 }
 
-pub(crate) fn claim_target(
+/// The messages of `ids` that exist.
+pub(crate) fn messages_by_id(
     connection: &Connection,
-    claim: &Claim,
-) -> Result<Option<(Message, Option<Endpoint>)>, StoreError> {
+    ids: &[&MessageId],
+) -> Result<Vec<Message>, StoreError> {
+    let mut messages = Vec::with_capacity(ids.len());
+    for id in ids {
+        messages.extend(message_by_id(connection, id)?);
+    }
+    Ok(messages)
+}
+
+fn message_by_id(connection: &Connection, id: &MessageId) -> Result<Option<Message>, StoreError> {
     let sql = format!(
         "SELECT {} FROM messages WHERE id = ?1",
         rows::MESSAGE_COLUMNS
     );
-    let message = connection
+    connection
         .prepare_cached(&sql)
         .map_err(backend)?
-        .query_row([claim.msg_id.as_str()], |row| Ok(rows::message(row)))
+        .query_row([id.as_str()], |row| Ok(rows::message(row)))
         .optional()
         .map_err(backend)?
-        .transpose()?;
-    let Some(message) = message else {
+        .transpose()
+}
+
+pub(crate) fn claim_target(
+    connection: &Connection,
+    claim: &Claim,
+) -> Result<Option<(Message, Option<Endpoint>)>, StoreError> {
+    let Some(message) = message_by_id(connection, &claim.msg_id)? else {
         return Ok(None);
     };
     let endpoint = endpoint_by_id(connection, &claim.endpoint_id)?;

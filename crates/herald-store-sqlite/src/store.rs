@@ -372,12 +372,14 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Claim>> {
         let saturated = saturated.to_vec();
         let cursor = self.claim_cursor.clone();
-        self.writer
+        let caches = self.caches.clone();
+        let (claims, messages) = self
+            .writer
             .write_repeatable(move |connection| {
                 let mut cursor = cursor
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                queue::claim_due(
+                let claims = queue::claim_due(
                     connection,
                     now,
                     limit,
@@ -385,9 +387,27 @@ impl Store for SqliteStore {
                     &saturated,
                     lease_until,
                     &mut cursor,
-                )
+                )?;
+                // The messages the claims are sent with, read here, where
+                // their pages are warm, rather than by each attempt through
+                // a reader (a thread hop, and a page cache SQLite drops
+                // after every commit): a backlog deeper than the message
+                // cache otherwise costs both per delivery.
+                let mut missing: Vec<&MessageId> = claims
+                    .iter()
+                    .map(|claim| &claim.msg_id)
+                    .filter(|msg| caches.message(msg).is_none())
+                    .collect();
+                missing.sort_unstable();
+                missing.dedup();
+                let messages = queue::messages_by_id(connection, &missing)?;
+                Ok((claims, messages))
             })
-            .await
+            .await?;
+        for message in messages {
+            self.caches.store_message(message);
+        }
+        Ok(claims)
     }
 
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {
