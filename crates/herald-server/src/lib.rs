@@ -96,10 +96,13 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let delivery_allowlist = delivery.ssrf_allowlist.clone();
     let engine = Engine::new(store.clone(), clock.clone(), delivery)?;
-    let mut state = AppState::new(store, clock, engine.handle(), server);
-    state.ssrf = Arc::new(herald_delivery::ssrf::Guard::new(
-        delivery_allowlist.clone(),
-    ));
+    let state = AppState::new(
+        store,
+        clock,
+        engine.handle(),
+        server,
+        herald_delivery::ssrf::Guard::new(delivery_allowlist),
+    );
     let engine_task = tokio::spawn(engine.run(shutdown.clone(), drain));
     let stop = shutdown.clone();
     // The peer address reaches handlers (the gateway's IP allowlist).

@@ -45,9 +45,22 @@ impl Default for ServerConfig {
     }
 }
 
-/// Shared handler state; cheap to clone.
+/// Shared handler state: one pointer, since axum clones it for every
+/// extractor of every request (field by field that was a dozen atomic
+/// counter updates per request, contended between cores).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Parts>);
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Parts {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) engine: EngineHandle,
@@ -64,16 +77,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for a router over `store`, waking `engine` on new work.
+    /// State for a router over `store`, waking `engine` on new work and
+    /// refusing endpoint URLs that `ssrf` refuses.
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         engine: EngineHandle,
         config: ServerConfig,
+        ssrf: Guard,
     ) -> Self {
         let tokens = Tokens::new(store.clone(), config.admin_token.as_deref());
         let metrics = Arc::new(Metrics::new(engine.metrics()));
-        Self {
+        Self(Arc::new(Parts {
             store,
             clock,
             engine,
@@ -82,9 +97,9 @@ impl AppState {
             gateway: Arc::new(Gateway::default()),
             console: Arc::new(ConsoleKeys::default()),
             metrics,
-            ssrf: Arc::new(Guard::default()),
+            ssrf: Arc::new(ssrf),
             app_limiter: Arc::new(RateLimiter::default()),
-        }
+        }))
     }
 
     /// The inbound gateway's counters by source, outcome and reason (for

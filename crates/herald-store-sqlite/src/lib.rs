@@ -55,13 +55,20 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let lock = lock_database(&path)?;
         let mut connection = Connection::open(&path).map_err(backend)?;
+        // Checkpoints every 10,000 pages (~40 MiB of WAL) rather than
+        // SQLite's 1,000: the pages a busy queue rewrites commit after
+        // commit (the growing edge of every index) reach the database file
+        // once per checkpoint, and fewer checkpoints measured ~5 % more
+        // end-to-end deliveries. The WAL file is cut back to 64 MiB.
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
                  PRAGMA foreign_keys = OFF;
                  PRAGMA busy_timeout = 5000;
-                 PRAGMA cache_size = -32768;",
+                 PRAGMA cache_size = -32768;
+                 PRAGMA wal_autocheckpoint = 10000;
+                 PRAGMA journal_size_limit = 67108864;",
             )
             .map_err(backend)?;
         schema::migrate(&mut connection).map_err(backend)?;
