@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use herald_core::model::{Attempt, DeliveryStatus, Endpoint, Message, TriggerType};
 use herald_core::{Clock, EndpointId, Timestamp};
-use herald_store::{Claim, Recorded, Store, StoreError};
+use herald_store::{Claim, HandOffTerms, HandedOff, Recorded, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::attempt::{perform, Finished, RetryPolicy, Verdict};
 use crate::client::Client;
@@ -42,6 +43,10 @@ const UNRECORDED_PER_WORKER: usize = 4;
 /// An endpoint may have this many times its concurrency claimed at once, so
 /// its next attempts are ready when one finishes.
 const QUEUED_PER_SLOT: usize = 2;
+
+/// Most new deliveries of one message the engine takes straight from its
+/// create (see [`EngineHandle::offer`]); the rest are claimed.
+const HAND_OFF_MAX: usize = 8;
 
 /// The longest a claim waits for its endpoint's rate slot; well inside the
 /// shortest lease (`DeliveryConfig::lease_duration` is at least 30 s).
@@ -82,6 +87,69 @@ impl EngineHandle {
     pub fn endpoint_changed(&self, endpoint: &EndpointId) {
         self.shared.health.forget(endpoint);
     }
+
+    /// Room for a message about to be created to hand its deliveries
+    /// straight to attempts ([`Store::create_message_handing_off`]), saving
+    /// each a claim and a wait for the dispatcher. `None` when more than
+    /// half the claim budget is out: the rest is kept for claims, so under
+    /// load the backlog is never starved by new work.
+    pub fn offer(&self) -> Option<Offer> {
+        let shared = &self.shared;
+        let spare = shared
+            .budget
+            .available_permits()
+            .saturating_sub(shared.budget_size / 2)
+            .min(HAND_OFF_MAX);
+        let permits: Vec<_> = (0..spare)
+            .map_while(|_| shared.budget.clone().try_acquire_owned().ok())
+            .collect();
+        if permits.is_empty() {
+            return None;
+        }
+        let terms = HandOffTerms {
+            max: permits.len(),
+            busy: shared.busy_endpoints(),
+            lease_until: shared.clock.now().plus(shared.lease_duration),
+        };
+        Some(Offer { permits, terms })
+    }
+
+    /// Starts the attempts of deliveries a create leased on `offer`'s
+    /// terms; the permits they did not use go back.
+    pub fn hand_off(&self, offer: Offer, message: &Message, handed: Vec<HandedOff>) {
+        let mut permits = offer.permits.into_iter();
+        for HandedOff { claim, endpoint } in handed {
+            let Some(record_permit) = permits.next() else {
+                // The store leased more than offered; the lease expires
+                // and the delivery is claimed then.
+                tracing::error!(msg = %claim.msg_id, "hand-off beyond its terms");
+                break;
+            };
+            let endpoint_slot = self.shared.reserve_endpoint(&claim.endpoint_id);
+            let target = (message.clone(), Some(endpoint));
+            self.shared.handed.spawn(attempt_task(
+                self.shared.clone(),
+                claim,
+                Some(target),
+                record_permit,
+                endpoint_slot,
+            ));
+        }
+    }
+}
+
+/// Claim budget reserved for a message create to hand its deliveries
+/// over; what is not used returns when it is dropped.
+pub struct Offer {
+    permits: Vec<OwnedSemaphorePermit>,
+    terms: HandOffTerms,
+}
+
+impl Offer {
+    /// The terms to create the message on.
+    pub fn terms(&self) -> HandOffTerms {
+        self.terms.clone()
+    }
 }
 
 /// In-flight bookkeeping per endpoint.
@@ -104,15 +172,22 @@ struct Shared {
     /// One permit per HTTP attempt in flight (`workers`).
     pool: Semaphore,
     endpoints: Mutex<EndpointSlots>,
+    /// One permit per claim or hand-off not yet recorded: bounds the
+    /// attempts whose results wait for a commit, so a slow disk slows
+    /// claiming down.
+    budget: Arc<Semaphore>,
+    budget_size: usize,
+    per_endpoint_concurrency: usize,
+    lease_duration: Duration,
+    /// Attempts of handed-off deliveries, waited for at shutdown like
+    /// the dispatcher's own.
+    handed: TaskTracker,
 }
 
 /// The delivery engine.
 pub struct Engine {
     shared: Arc<Shared>,
     config: DeliveryConfig,
-    /// One permit per claim not yet recorded: bounds the attempts whose
-    /// results wait for a commit, so a slow disk slows claiming down.
-    unrecorded: Arc<Semaphore>,
 }
 
 impl Engine {
@@ -127,6 +202,7 @@ impl Engine {
             config.request_timeout,
             config.response_body_cap,
         )?;
+        let budget_size = config.workers.max(1) * UNRECORDED_PER_WORKER;
         let shared = Shared {
             operational: Operational::new(store.clone(), clock.clone()),
             store,
@@ -142,12 +218,14 @@ impl Engine {
             wake: Notify::new(),
             pool: Semaphore::new(config.workers.max(1)),
             endpoints: Mutex::new(EndpointSlots::default()),
+            budget: Arc::new(Semaphore::new(budget_size)),
+            budget_size,
+            per_endpoint_concurrency: config.per_endpoint_concurrency.max(1),
+            lease_duration: config.lease_duration(),
+            handed: TaskTracker::new(),
         };
         Ok(Self {
             shared: Arc::new(shared),
-            unrecorded: Arc::new(Semaphore::new(
-                config.workers.max(1) * UNRECORDED_PER_WORKER,
-            )),
             config,
         })
     }
@@ -224,8 +302,12 @@ impl Engine {
                 () = shutdown.cancelled() => {}
             }
         }
-        let drained =
-            tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+        self.shared.handed.close();
+        let drained = tokio::time::timeout(drain, async {
+            while tasks.join_next().await.is_some() {}
+            self.shared.handed.wait().await;
+        })
+        .await;
         if drained.is_err() {
             tracing::warn!(
                 left = tasks.len(),
@@ -242,13 +324,13 @@ impl Engine {
 
     /// Leases what is due and can run now.
     async fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Result<Round, StoreError> {
-        let free = self.unrecorded.available_permits();
+        let free = self.shared.budget.available_permits();
         if free == 0 {
             return Ok(Round::NoRoom);
         }
         let limit = free.min(CLAIM_BATCH);
         let now = self.shared.clock.now();
-        let skipped = self.skipped_endpoints();
+        let skipped = self.shared.busy_endpoints();
         let lease_until = now.plus(self.config.lease_duration());
         let started = Instant::now();
         let claims = self
@@ -271,49 +353,22 @@ impl Engine {
             _ => Round::Claimed,
         };
         for claim in claims {
-            let Ok(record_permit) = self.unrecorded.clone().try_acquire_owned() else {
+            let Ok(record_permit) = self.shared.budget.clone().try_acquire_owned() else {
                 // Cannot happen: we claimed no more than the free permits
                 // and only this loop takes them. The lease will expire.
                 tracing::error!("claim budget unexpectedly exhausted");
                 break;
             };
-            let endpoint_permit = self.reserve_endpoint(&claim.endpoint_id);
+            let endpoint_permit = self.shared.reserve_endpoint(&claim.endpoint_id);
             tasks.spawn(attempt_task(
                 self.shared.clone(),
                 claim,
+                None,
                 record_permit,
                 endpoint_permit,
             ));
         }
         Ok(round)
-    }
-
-    /// Endpoints claims leave alone: those with `QUEUED_PER_SLOT` times
-    /// their concurrency outstanding (a claim adds at most one
-    /// concurrency's worth, so no claim waits behind more than two rounds
-    /// of its endpoint's attempts). Endpoints with an open circuit are
-    /// claimed: their deliveries are put off to when it closes, which takes
-    /// them out of the due queue instead of leaving a growing heap of due
-    /// work every claim would have to step over.
-    fn skipped_endpoints(&self) -> Vec<EndpointId> {
-        let limit = self.config.per_endpoint_concurrency.max(1) * QUEUED_PER_SLOT;
-        lock(&self.shared.endpoints)
-            .slots
-            .iter()
-            .filter(|(_, (in_flight, _))| *in_flight >= limit)
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-
-    fn reserve_endpoint(&self, endpoint: &EndpointId) -> Arc<Semaphore> {
-        let limit = self.config.per_endpoint_concurrency.max(1);
-        let mut slots = lock(&self.shared.endpoints);
-        let entry = slots
-            .slots
-            .entry(endpoint.clone())
-            .or_insert_with(|| (0, Arc::new(Semaphore::new(limit))));
-        entry.0 += 1;
-        entry.1.clone()
     }
 
     async fn next_due(&self) -> Option<Timestamp> {
@@ -356,6 +411,7 @@ enum Round {
 async fn attempt_task(
     shared: Arc<Shared>,
     claim: Claim,
+    target: Option<Target>,
     record_permit: OwnedSemaphorePermit,
     endpoint_slot: Arc<Semaphore>,
 ) {
@@ -368,7 +424,7 @@ async fn attempt_task(
     // The endpoint's slot first, then a worker: a claim queued behind a
     // slow endpoint holds no worker that others could use.
     let worked = match endpoint_slot.acquire().await {
-        Ok(_endpoint_permit) => shared.work(&claim).await,
+        Ok(_endpoint_permit) => shared.work(&claim, target).await,
         Err(_) => None,
     };
     // The HTTP part is over: the worker and the endpoint's slot were freed
@@ -382,6 +438,9 @@ async fn attempt_task(
     shared.wake.notify_one();
 }
 
+/// The message a claim is for, and its endpoint unless that was deleted.
+type Target = (Message, Option<Endpoint>);
+
 /// A worked claim and what it was about.
 struct Worked {
     finished: Finished,
@@ -390,11 +449,43 @@ struct Worked {
 }
 
 impl Shared {
-    /// Loads and attempts one claim; answers what to record. On a store
-    /// failure nothing is recorded and the lease is left to expire, which
-    /// retries the delivery: at-least-once, never lost.
-    async fn work(&self, claim: &Claim) -> Option<Worked> {
-        let (message, endpoint) = match self.store.claim_target(claim).await {
+    /// Endpoints claims leave alone: those with `QUEUED_PER_SLOT` times
+    /// their concurrency outstanding (a claim adds at most one
+    /// concurrency's worth, so no claim waits behind more than two rounds
+    /// of its endpoint's attempts). Endpoints with an open circuit are
+    /// claimed: their deliveries are put off to when it closes, which takes
+    /// them out of the due queue instead of leaving a growing heap of due
+    /// work every claim would have to step over.
+    fn busy_endpoints(&self) -> Vec<EndpointId> {
+        let limit = self.per_endpoint_concurrency * QUEUED_PER_SLOT;
+        lock(&self.endpoints)
+            .slots
+            .iter()
+            .filter(|(_, (in_flight, _))| *in_flight >= limit)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn reserve_endpoint(&self, endpoint: &EndpointId) -> Arc<Semaphore> {
+        let limit = self.per_endpoint_concurrency;
+        let mut slots = lock(&self.endpoints);
+        let entry = slots
+            .slots
+            .entry(endpoint.clone())
+            .or_insert_with(|| (0, Arc::new(Semaphore::new(limit))));
+        entry.0 += 1;
+        entry.1.clone()
+    }
+
+    /// Loads (unless handed `target`) and attempts one claim; answers what
+    /// to record. On a store failure nothing is recorded and the lease is
+    /// left to expire, which retries the delivery: at-least-once, never lost.
+    async fn work(&self, claim: &Claim, target: Option<Target>) -> Option<Worked> {
+        let loaded = match target {
+            Some(target) => Ok(Some(target)),
+            None => self.store.claim_target(claim).await,
+        };
+        let (message, endpoint) = match loaded {
             Ok(Some(target)) => target,
             Ok(None) => return None, // the message (and its app) were deleted
             Err(error @ StoreError::Corrupt(_)) => {

@@ -21,6 +21,6 @@ mod retention;
 pub mod ssrf;
 
 pub use config::DeliveryConfig;
-pub use dispatcher::{Engine, EngineHandle};
+pub use dispatcher::{Engine, EngineHandle, Offer};
 pub use error::DeliveryError;
 pub use health::HealthConfig;

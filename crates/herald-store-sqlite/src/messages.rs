@@ -1,11 +1,10 @@
 //! Messages, their fan-out into deliveries, and the attempt log.
 
-use herald_core::model::DeliveryStatus;
-use herald_core::model::{Attempt, Delivery, Message};
+use herald_core::model::{Attempt, Delivery, DeliveryStatus, Endpoint, Message, TriggerType};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{
-    AttemptFilter, CreatedMessage, DeliveryBucket, DeliveryStats, MessageFilter, Page, PageRequest,
-    StoreError,
+    AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryStats, HandOffTerms, HandedOff,
+    MessageFilter, Page, PageRequest, StoreError,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -31,6 +30,39 @@ pub(crate) fn create_message(
     idempotency_key: Option<&str>,
     fan_out: FanOut<'_>,
 ) -> Result<CreatedMessage, StoreError> {
+    create(connection, message, idempotency_key, fan_out, None).map(|(created, _)| created)
+}
+
+/// Finds the endpoint a delivery would be handed off with; `None` keeps
+/// the delivery pending (an endpoint that cannot be read is left to the
+/// claim path, which fails such deliveries visibly).
+pub(crate) type Resolve<'a> = dyn FnMut(&Connection, &EndpointId) -> Option<Endpoint> + 'a;
+
+/// Like [`create_message`], leasing new deliveries on `terms` (see
+/// `Store::create_message_handing_off`).
+pub(crate) fn create_message_handing_off(
+    connection: &Connection,
+    message: &Message,
+    idempotency_key: Option<&str>,
+    terms: &HandOffTerms,
+    resolve: &mut Resolve<'_>,
+) -> Result<(CreatedMessage, Vec<HandedOff>), StoreError> {
+    create(
+        connection,
+        message,
+        idempotency_key,
+        FanOut::Matching,
+        Some((terms, resolve)),
+    )
+}
+
+fn create(
+    connection: &Connection,
+    message: &Message,
+    idempotency_key: Option<&str>,
+    fan_out: FanOut<'_>,
+    mut hand_off: Option<(&HandOffTerms, &mut Resolve<'_>)>,
+) -> Result<(CreatedMessage, Vec<HandedOff>), StoreError> {
     if let Some(key) = idempotency_key {
         let sql = format!(
             "SELECT {} FROM messages WHERE app_id = ?1 AND idempotency_key = ?2",
@@ -44,11 +76,12 @@ pub(crate) fn create_message(
             .map_err(backend)?
             .transpose()?;
         if let Some(earlier) = earlier {
-            return Ok(CreatedMessage {
+            let created = CreatedMessage {
                 message: earlier,
                 is_new: false,
                 deliveries: 0,
-            });
+            };
+            return Ok((created, Vec::new()));
         }
     }
     let channels: Vec<&str> = message
@@ -82,7 +115,7 @@ pub(crate) fn create_message(
         .prepare_cached(
             "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempt_count,
                  next_attempt_at, lease_until, trigger_type, msg_created_at, updated_at)
-             VALUES (?1, ?2, ?3, 1, 0, ?4, NULL, 0, ?4, ?4)",
+             VALUES (?1, ?2, ?3, ?5, 0, ?4, ?6, 0, ?4, ?4)",
         )
         .map_err(backend)?;
     let targets: Vec<EndpointId> = match fan_out {
@@ -93,22 +126,72 @@ pub(crate) fn create_message(
             .map(|(id, _)| id)
             .collect(),
     };
+    let mut leased = Vec::new();
     for endpoint in &targets {
+        let lease = match hand_off.as_mut() {
+            Some((terms, resolve))
+                if leased.len() < terms.max
+                    && !terms.busy.contains(endpoint)
+                    && !has_due(connection, endpoint, message.created_at)? =>
+            {
+                resolve(connection, endpoint).map(|found| (terms.lease_until, found))
+            }
+            _ => None,
+        };
+        let status = match lease {
+            Some(_) => DeliveryStatus::Sending,
+            None => DeliveryStatus::Pending,
+        };
         insert
             .execute(params![
                 message.id.as_str(),
                 endpoint.as_str(),
                 message.app_id.as_str(),
                 message.created_at.0,
+                status.code(),
+                lease.as_ref().map(|(until, _)| until.0),
             ])
             .map_err(backend)?;
+        if let Some((lease_until, found)) = lease {
+            let claim = Claim {
+                app_id: message.app_id.clone(),
+                msg_id: message.id.clone(),
+                endpoint_id: endpoint.clone(),
+                attempt_count: 0,
+                trigger: TriggerType::Scheduled,
+                lease_until,
+                // As for claims (see `queue::lease`): one node owns the file.
+                lease_token: lease_until.0,
+            };
+            leased.push(HandedOff {
+                claim,
+                endpoint: found,
+            });
+        }
     }
-    let deliveries = targets.len();
-    Ok(CreatedMessage {
+    let created = CreatedMessage {
         message: message.clone(),
         is_new: true,
-        deliveries,
-    })
+        deliveries: targets.len(),
+    };
+    Ok((created, leased))
+}
+
+/// Whether `endpoint` has a pending delivery due at `now`: a backlog that a
+/// new delivery must queue behind rather than be handed off past.
+fn has_due(
+    connection: &Connection,
+    endpoint: &EndpointId,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    connection
+        .prepare_cached(
+            "SELECT 1 FROM deliveries INDEXED BY deliveries_endpoint_due
+             WHERE status = 1 AND endpoint_id = ?1 AND next_attempt_at <= ?2",
+        )
+        .map_err(backend)?
+        .exists(params![endpoint.as_str(), now.0])
+        .map_err(backend)
 }
 
 pub(crate) fn message_by_ref(

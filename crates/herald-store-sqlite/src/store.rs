@@ -7,7 +7,8 @@ use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{
     AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
-    MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store, StoreError,
+    HandOffTerms, HandedOff, MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store,
+    StoreError,
 };
 
 use crate::{catalog, housekeeping, messages, queue, tokens, SqliteStore};
@@ -188,6 +189,39 @@ impl Store for SqliteStore {
             self.caches.store_message(created.message.clone());
         }
         Ok(created)
+    }
+
+    async fn create_message_handing_off(
+        &self,
+        message: Message,
+        idempotency_key: Option<String>,
+        terms: HandOffTerms,
+    ) -> Result<(CreatedMessage, Vec<HandedOff>)> {
+        let caches = self.caches.clone();
+        let (created, handed) = self
+            .writer
+            .write_repeatable(move |connection| {
+                // Endpoints as this transaction sees them: the cache holds
+                // only endpoints unchanged since they were read.
+                let mut resolve = |connection: &rusqlite::Connection, id: &EndpointId| match caches
+                    .endpoint(id)
+                {
+                    Some(endpoint) => Some(Endpoint::clone(&endpoint)),
+                    None => catalog::endpoint_by_id(connection, id).ok().flatten(),
+                };
+                messages::create_message_handing_off(
+                    connection,
+                    &message,
+                    idempotency_key.as_deref(),
+                    &terms,
+                    &mut resolve,
+                )
+            })
+            .await?;
+        if created.is_new && created.deliveries > 0 {
+            self.caches.store_message(created.message.clone());
+        }
+        Ok((created, handed))
     }
 
     async fn create_message_for_endpoint(

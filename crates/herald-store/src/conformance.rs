@@ -25,9 +25,9 @@ use herald_core::{
 };
 
 use crate::{
-    Accepted, AttemptFilter, Claim, Cursor, DedupeKey, DeliveryBucket, DeliveryStats,
-    MessageFilter, Page, PageRequest, ReceivedRequest, Recorded, RequestOutcome, Source, Store,
-    StoreError,
+    Accepted, AttemptFilter, Claim, Cursor, DedupeKey, DeliveryBucket, DeliveryStats, HandOffTerms,
+    HandedOff, MessageFilter, Page, PageRequest, ReceivedRequest, Recorded, RequestOutcome, Source,
+    Store, StoreError,
 };
 
 /// Runs every case, each against a store returned by `fresh_store`, which
@@ -61,6 +61,7 @@ where
         claim_due_skips_saturated_endpoints,
         claim_due_caps_each_endpoint,
         claim_due_looks_past_a_saturated_backlog,
+        a_hand_off_obeys_its_terms_and_is_not_claimed_again,
         a_stale_outcome_does_not_overwrite_the_delivery,
         a_resend_during_an_attempt_follows_it,
         an_endpoints_messages_are_listed_with_their_delivery,
@@ -2244,6 +2245,82 @@ async fn claim_due_looks_past_a_saturated_backlog(store: &dyn Store) {
         pairs(&[(&late, &first_idle), (&late, &second_idle)]),
         "deliveries due behind a saturated endpoint's backlog must still be leased"
     );
+}
+
+/// Whatever a backend hands off (it may hand off nothing) keeps to the
+/// terms: within `max`, never to a busy endpoint or past an endpoint's due
+/// backlog, leased (sending, not claimed again), and settled by its claim.
+async fn a_hand_off_obeys_its_terms_and_is_not_claimed_again(store: &dyn Store) {
+    let app = add_app(store).await;
+    let busy = add_endpoint(store, new_endpoint(&app.id)).await;
+    let backlogged = add_endpoint(store, new_endpoint(&app.id)).await;
+    let backlog = new_message(&app.id, "invoice.paid", at(0));
+    store
+        .create_message_for_endpoint(backlog, &backlogged.id)
+        .await
+        .expect("create_message_for_endpoint failed");
+    let first_free = add_endpoint(store, new_endpoint(&app.id)).await;
+    let second_free = add_endpoint(store, new_endpoint(&app.id)).await;
+    let terms = HandOffTerms {
+        max: 1,
+        busy: vec![busy.id.clone()],
+        lease_until: at(10 + LEASE),
+    };
+    let (created, handed) = store
+        .create_message_handing_off(new_message(&app.id, "invoice.paid", at(10)), None, terms)
+        .await
+        .expect("create_message_handing_off failed");
+    assert_eq!(
+        created.deliveries, 4,
+        "every matching endpoint gets a delivery"
+    );
+    assert!(
+        handed.len() <= 1,
+        "at most `max` handed off, got {handed:?}"
+    );
+    for HandedOff { claim, endpoint } in &handed {
+        assert!(
+            claim.endpoint_id == first_free.id || claim.endpoint_id == second_free.id,
+            "handed off to a busy or backlogged endpoint: {claim:?}"
+        );
+        assert_eq!(endpoint.id, claim.endpoint_id, "the claim's own endpoint");
+        assert_eq!(claim.msg_id, created.message.id);
+        assert_eq!(claim.attempt_count, 0);
+        let shown = delivery(store, &app.id, &claim.msg_id, &claim.endpoint_id).await;
+        assert_eq!(
+            shown.status,
+            DeliveryStatus::Sending,
+            "a hand-off is leased"
+        );
+    }
+    let claimed = claim(store, at(20), 100).await;
+    let mut expected = vec![(created.message.id.clone(), busy.id.clone())];
+    expected.push((created.message.id.clone(), backlogged.id.clone()));
+    for free in [&first_free, &second_free] {
+        if handed
+            .iter()
+            .all(|handed| handed.claim.endpoint_id != free.id)
+        {
+            expected.push((created.message.id.clone(), free.id.clone()));
+        }
+    }
+    expected.sort();
+    let mut new_claims: Vec<_> = leased(&claimed)
+        .into_iter()
+        .filter(|(msg, _)| *msg == created.message.id)
+        .collect();
+    new_claims.sort();
+    assert_eq!(
+        new_claims, expected,
+        "claims take exactly what was not handed off"
+    );
+    for HandedOff { claim, .. } in &handed {
+        let (_, recorded) =
+            settle_and_answer(store, claim, DeliveryStatus::Success, None, at(30)).await;
+        assert_eq!(recorded, Recorded::Applied, "a hand-off's claim settles it");
+        let shown = delivery(store, &app.id, &claim.msg_id, &claim.endpoint_id).await;
+        assert_eq!(shown.status, DeliveryStatus::Success);
+    }
 }
 
 async fn a_stale_outcome_does_not_overwrite_the_delivery(store: &dyn Store) {

@@ -1,6 +1,6 @@
 //! Inputs and outputs of [`crate::Store`] calls that are not domain records.
 
-use herald_core::model::{DeliveryStatus, Message, TriggerType};
+use herald_core::model::{DeliveryStatus, Endpoint, Message, TriggerType};
 use herald_core::{AppId, EndpointId, MessageId, Timestamp};
 
 /// The answer to a message create.
@@ -52,6 +52,27 @@ pub struct DeliveryBucket {
     pub failed: u64,
     /// Pending or being sent.
     pub waiting: u64,
+}
+
+/// What the engine can take straight from a message create (a hand-off):
+/// the new deliveries are leased in the create's transaction, and neither
+/// claimed nor read again before their first attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandOffTerms {
+    /// Most deliveries the engine takes.
+    pub max: usize,
+    /// Endpoints it takes nothing for (they have enough work queued).
+    pub busy: Vec<EndpointId>,
+    /// When the leases of what it takes run out.
+    pub lease_until: Timestamp,
+}
+
+/// A delivery leased to the engine by a message create, with its endpoint
+/// as the create's transaction saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandedOff {
+    pub claim: Claim,
+    pub endpoint: Endpoint,
 }
 
 /// A delivery leased to this node for one attempt.

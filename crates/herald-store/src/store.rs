@@ -9,7 +9,8 @@ use tokio::sync::Notify;
 
 use crate::{
     AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
-    MessageFilter, Page, PageRequest, QueueDepth, Recorded, SourceStore, StoreError,
+    HandOffTerms, HandedOff, MessageFilter, Page, PageRequest, QueueDepth, Recorded, SourceStore,
+    StoreError,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -72,6 +73,22 @@ pub trait Store: SourceStore + Send + Sync + 'static {
         message: Message,
         idempotency_key: Option<String>,
     ) -> Result<CreatedMessage>;
+    /// Like [`Store::create_message`], and leases to the caller at once,
+    /// until `terms.lease_until`, up to `terms.max` of the new deliveries:
+    /// those to endpoints outside `terms.busy` with nothing else due, so a
+    /// hand-off never overtakes a backlog. Answers them with their
+    /// endpoints. A backend may lease none (the default); the engine then
+    /// claims them as usual.
+    async fn create_message_handing_off(
+        &self,
+        message: Message,
+        idempotency_key: Option<String>,
+        terms: HandOffTerms,
+    ) -> Result<(CreatedMessage, Vec<HandedOff>)> {
+        let _ = terms;
+        let created = self.create_message(message, idempotency_key).await?;
+        Ok((created, Vec::new()))
+    }
     /// Stores a message with a single delivery, to `endpoint` only (a test
     /// event sent from the API), whatever the endpoint's filters say.
     async fn create_message_for_endpoint(

@@ -234,7 +234,23 @@ pub(crate) async fn create(
         input.tags.unwrap_or_default(),
     )?;
     let started = std::time::Instant::now();
-    let created = state.store.create_message(message, idempotency_key).await?;
+    // With room in the engine, the new deliveries go straight to their
+    // first attempt: leased in the create's transaction, not claimed.
+    let (created, handed) = match state.engine.offer() {
+        Some(offer) => {
+            let (created, handed) = state
+                .store
+                .create_message_handing_off(message, idempotency_key, offer.terms())
+                .await?;
+            let count = handed.len();
+            state.engine.hand_off(offer, &created.message, handed);
+            (created, count)
+        }
+        None => (
+            state.store.create_message(message, idempotency_key).await?,
+            0,
+        ),
+    };
     state
         .engine
         .metrics()
@@ -242,7 +258,7 @@ pub(crate) async fn create(
     if created.is_new {
         state.metrics.accepted("api");
     }
-    if created.deliveries > 0 {
+    if created.deliveries > handed {
         state.engine.wake();
     }
     Ok((

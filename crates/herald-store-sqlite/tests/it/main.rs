@@ -152,3 +152,111 @@ async fn acknowledged_writes_survive_dropping_the_store_and_reopening_the_file()
         "an acknowledged API token must survive a reopen"
     );
 }
+
+#[tokio::test]
+async fn new_deliveries_are_handed_off_when_the_terms_allow_and_resume_after_a_restart() {
+    let dir = TempDir::new().expect("cannot create a temporary directory");
+    let path = dir.path().join("herald.db");
+    let now = Timestamp(1_700_000_000_000);
+    let store = SqliteStore::open(&path).expect("cannot open the database");
+    let app = App {
+        id: AppId::generate(),
+        uid: None,
+        name: "Acme".to_owned(),
+        rate_limit: None,
+        metadata: Metadata::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    store
+        .create_app(app.clone())
+        .await
+        .expect("create_app failed");
+    let endpoint = Endpoint {
+        id: EndpointId::generate(),
+        app_id: app.id.clone(),
+        uid: None,
+        url: EndpointUrl::parse("https://receiver.example/hook").expect("valid url"),
+        description: String::new(),
+        version: 1,
+        disabled: false,
+        filter_types: None,
+        channels: None,
+        rate_limit: None,
+        metadata: Metadata::new(),
+        headers: BTreeMap::new(),
+        key: SigningKey::generate(),
+        retired_keys: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    store
+        .create_endpoint(endpoint.clone())
+        .await
+        .expect("create_endpoint failed");
+    let message = |offset: i64| Message {
+        id: MessageId::generate(),
+        app_id: app.id.clone(),
+        event_type: EventTypeName::parse("invoice.paid").expect("valid event type"),
+        event_id: None,
+        payload: r#"{"invoice":42}"#.to_owned(),
+        channels: Vec::new(),
+        tags: Vec::new(),
+        headers: BTreeMap::new(),
+        created_at: Timestamp(now.0 + offset),
+    };
+    let terms = |busy: Vec<EndpointId>| herald_store::HandOffTerms {
+        max: 4,
+        busy,
+        lease_until: Timestamp(now.0 + 60_000),
+    };
+
+    let (first, handed) = store
+        .create_message_handing_off(message(0), None, terms(Vec::new()))
+        .await
+        .expect("create_message_handing_off failed");
+    assert_eq!(handed.len(), 1, "a free endpoint's delivery is handed off");
+    assert_eq!(handed[0].endpoint, endpoint, "with the endpoint as stored");
+    let (_, handed) = store
+        .create_message_handing_off(message(1), None, terms(vec![endpoint.id.clone()]))
+        .await
+        .expect("create_message_handing_off failed");
+    assert!(
+        handed.is_empty(),
+        "nothing is handed off to a busy endpoint"
+    );
+    let (_, handed) = store
+        .create_message_handing_off(message(2), None, terms(Vec::new()))
+        .await
+        .expect("create_message_handing_off failed");
+    assert!(
+        handed.is_empty(),
+        "nothing is handed off past the endpoint's due backlog"
+    );
+    drop(store);
+
+    // The process died mid-attempt: a restart of the single node frees
+    // the hand-off's lease, and the delivery is claimed like any other.
+    let reopened = SqliteStore::open(&path).expect("cannot reopen the database");
+    assert!(
+        reopened
+            .release_leases(Timestamp(now.0 + 10), true)
+            .await
+            .expect("release_leases failed")
+            >= 1
+    );
+    let claims = reopened
+        .claim_due(
+            Timestamp(now.0 + 10),
+            10,
+            10,
+            &[],
+            Timestamp(now.0 + 70_000),
+        )
+        .await
+        .expect("claim_due failed");
+    assert!(
+        claims.iter().any(|claim| claim.msg_id == first.message.id),
+        "the handed-off delivery is claimed after a restart, got {claims:?}"
+    );
+}
