@@ -31,33 +31,8 @@ async fn acknowledged_writes_survive_dropping_the_store_and_reopening_the_file()
     let created_at = Timestamp(1_700_000_000_000);
 
     let store = SqliteStore::open(&path).expect("cannot open the database");
-    let app = App {
-        id: AppId::generate(),
-        uid: Some(Uid::parse("acme").expect("valid uid")),
-        name: "Acme".to_owned(),
-        rate_limit: None,
-        metadata: Metadata::new(),
-        created_at,
-        updated_at: created_at,
-    };
-    let endpoint = Endpoint {
-        id: EndpointId::generate(),
-        app_id: app.id.clone(),
-        uid: None,
-        url: EndpointUrl::parse("https://receiver.example/hook").expect("valid url"),
-        description: String::new(),
-        version: 1,
-        disabled: false,
-        filter_types: None,
-        channels: None,
-        rate_limit: None,
-        metadata: Metadata::new(),
-        headers: BTreeMap::new(),
-        key: SigningKey::generate(),
-        retired_keys: Vec::new(),
-        created_at,
-        updated_at: created_at,
-    };
+    let app = sample_app(Some("acme"), created_at);
+    let endpoint = sample_endpoint(&app.id, created_at);
     let message = Message {
         id: MessageId::generate(),
         app_id: app.id.clone(),
@@ -159,37 +134,12 @@ async fn new_deliveries_are_handed_off_when_the_terms_allow_and_resume_after_a_r
     let path = dir.path().join("herald.db");
     let now = Timestamp(1_700_000_000_000);
     let store = SqliteStore::open(&path).expect("cannot open the database");
-    let app = App {
-        id: AppId::generate(),
-        uid: None,
-        name: "Acme".to_owned(),
-        rate_limit: None,
-        metadata: Metadata::new(),
-        created_at: now,
-        updated_at: now,
-    };
+    let app = sample_app(None, now);
     store
         .create_app(app.clone())
         .await
         .expect("create_app failed");
-    let endpoint = Endpoint {
-        id: EndpointId::generate(),
-        app_id: app.id.clone(),
-        uid: None,
-        url: EndpointUrl::parse("https://receiver.example/hook").expect("valid url"),
-        description: String::new(),
-        version: 1,
-        disabled: false,
-        filter_types: None,
-        channels: None,
-        rate_limit: None,
-        metadata: Metadata::new(),
-        headers: BTreeMap::new(),
-        key: SigningKey::generate(),
-        retired_keys: Vec::new(),
-        created_at: now,
-        updated_at: now,
-    };
+    let endpoint = sample_endpoint(&app.id, now);
     store
         .create_endpoint(endpoint.clone())
         .await
@@ -259,4 +209,37 @@ async fn new_deliveries_are_handed_off_when_the_terms_allow_and_resume_after_a_r
         claims.iter().any(|claim| claim.msg_id == first.message.id),
         "the handed-off delivery is claimed after a restart, got {claims:?}"
     );
+}
+
+fn sample_app(uid: Option<&str>, now: Timestamp) -> App {
+    App {
+        id: AppId::generate(),
+        uid: uid.map(|uid| Uid::parse(uid).expect("valid uid")),
+        name: "Acme".to_owned(),
+        rate_limit: None,
+        metadata: Metadata::new(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn sample_endpoint(app: &AppId, now: Timestamp) -> Endpoint {
+    Endpoint {
+        id: EndpointId::generate(),
+        app_id: app.clone(),
+        uid: None,
+        url: EndpointUrl::parse("https://receiver.example/hook").expect("valid url"),
+        description: String::new(),
+        version: 1,
+        disabled: false,
+        filter_types: None,
+        channels: None,
+        rate_limit: None,
+        metadata: Metadata::new(),
+        headers: BTreeMap::new(),
+        key: SigningKey::generate(),
+        retired_keys: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    }
 }
