@@ -262,32 +262,28 @@ pub(crate) fn messages_by_id(
     connection: &Connection,
     ids: &[&MessageId],
 ) -> Result<Vec<Message>, StoreError> {
-    let mut messages = Vec::with_capacity(ids.len());
-    for id in ids {
-        messages.extend(message_by_id(connection, id)?);
-    }
-    Ok(messages)
-}
-
-fn message_by_id(connection: &Connection, id: &MessageId) -> Result<Option<Message>, StoreError> {
     let sql = format!(
         "SELECT {} FROM messages WHERE id = ?1",
         rows::MESSAGE_COLUMNS
     );
-    connection
-        .prepare_cached(&sql)
-        .map_err(backend)?
-        .query_row([id.as_str()], |row| Ok(rows::message(row)))
-        .optional()
-        .map_err(backend)?
-        .transpose()
+    let mut statement = connection.prepare_cached(&sql).map_err(backend)?;
+    let mut messages = Vec::with_capacity(ids.len());
+    for id in ids {
+        let message = statement
+            .query_row([id.as_str()], |row| Ok(rows::message(row)))
+            .optional()
+            .map_err(backend)?
+            .transpose()?;
+        messages.extend(message);
+    }
+    Ok(messages)
 }
 
 pub(crate) fn claim_target(
     connection: &Connection,
     claim: &Claim,
 ) -> Result<Option<(Message, Option<Endpoint>)>, StoreError> {
-    let Some(message) = message_by_id(connection, &claim.msg_id)? else {
+    let Some(message) = messages_by_id(connection, &[&claim.msg_id])?.pop() else {
         return Ok(None);
     };
     let endpoint = endpoint_by_id(connection, &claim.endpoint_id)?;

@@ -91,8 +91,9 @@ where
 
 // Fixtures.
 
-/// The instant every case measures from.
-const T0: Timestamp = Timestamp(1_700_000_000_000);
+/// The instant every case measures from (also the fixtures' creation time,
+/// for backends' own tests).
+pub const T0: Timestamp = Timestamp(1_700_000_000_000);
 
 /// `T0` moved by `offset` milliseconds.
 fn at(offset: i64) -> Timestamp {
@@ -111,7 +112,8 @@ fn channel(text: &str) -> Channel {
     Channel::parse(text).expect("fixture channels are valid")
 }
 
-fn new_app(uid_text: Option<&str>) -> App {
+/// An app named Acme created at `T0`.
+pub fn new_app(uid_text: Option<&str>) -> App {
     App {
         id: AppId::generate(),
         uid: uid_text.map(uid),
@@ -137,8 +139,8 @@ fn new_event_type(name: &str) -> EventType {
     }
 }
 
-/// An enabled endpoint of `app` with no filters.
-fn new_endpoint(app: &AppId) -> Endpoint {
+/// An enabled endpoint of `app` with no filters, created at `T0`.
+pub fn new_endpoint(app: &AppId) -> Endpoint {
     Endpoint {
         id: EndpointId::generate(),
         app_id: app.clone(),
@@ -159,7 +161,8 @@ fn new_endpoint(app: &AppId) -> Endpoint {
     }
 }
 
-fn new_message(app: &AppId, event_type: &str, created_at: Timestamp) -> Message {
+/// A message of `app` with a small payload and nothing optional set.
+pub fn new_message(app: &AppId, event_type: &str, created_at: Timestamp) -> Message {
     Message {
         id: MessageId::generate(),
         app_id: app.clone(),

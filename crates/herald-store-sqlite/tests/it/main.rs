@@ -4,10 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use herald_core::model::{App, DeliveryStatus, Endpoint, Message, Metadata};
-use herald_core::{
-    AppId, EndpointId, EndpointUrl, EventTypeName, MessageId, SigningKey, Timestamp, Uid,
-};
+use herald_core::model::{DeliveryStatus, Message};
+use herald_core::{EndpointId, EventTypeName, MessageId, Timestamp};
 use herald_store::{conformance, Store};
 use herald_store_sqlite::SqliteStore;
 use tempfile::TempDir;
@@ -28,11 +26,11 @@ async fn sqlite_backend_passes_the_conformance_suite() {
 async fn acknowledged_writes_survive_dropping_the_store_and_reopening_the_file() {
     let dir = TempDir::new().expect("cannot create a temporary directory");
     let path = dir.path().join("herald.db");
-    let created_at = Timestamp(1_700_000_000_000);
+    let created_at = conformance::T0;
 
     let store = SqliteStore::open(&path).expect("cannot open the database");
-    let app = sample_app(Some("acme"), created_at);
-    let endpoint = sample_endpoint(&app.id, created_at);
+    let app = conformance::new_app(Some("acme"));
+    let endpoint = conformance::new_endpoint(&app.id);
     let message = Message {
         id: MessageId::generate(),
         app_id: app.id.clone(),
@@ -132,29 +130,20 @@ async fn acknowledged_writes_survive_dropping_the_store_and_reopening_the_file()
 async fn new_deliveries_are_handed_off_when_the_terms_allow_and_resume_after_a_restart() {
     let dir = TempDir::new().expect("cannot create a temporary directory");
     let path = dir.path().join("herald.db");
-    let now = Timestamp(1_700_000_000_000);
+    let now = conformance::T0;
     let store = SqliteStore::open(&path).expect("cannot open the database");
-    let app = sample_app(None, now);
+    let app = conformance::new_app(None);
     store
         .create_app(app.clone())
         .await
         .expect("create_app failed");
-    let endpoint = sample_endpoint(&app.id, now);
+    let endpoint = conformance::new_endpoint(&app.id);
     store
         .create_endpoint(endpoint.clone())
         .await
         .expect("create_endpoint failed");
-    let message = |offset: i64| Message {
-        id: MessageId::generate(),
-        app_id: app.id.clone(),
-        event_type: EventTypeName::parse("invoice.paid").expect("valid event type"),
-        event_id: None,
-        payload: r#"{"invoice":42}"#.to_owned(),
-        channels: Vec::new(),
-        tags: Vec::new(),
-        headers: BTreeMap::new(),
-        created_at: Timestamp(now.0 + offset),
-    };
+    let message =
+        |offset: i64| conformance::new_message(&app.id, "invoice.paid", Timestamp(now.0 + offset));
     let terms = |busy: Vec<EndpointId>| herald_store::HandOffTerms {
         max: 4,
         busy,
@@ -209,37 +198,4 @@ async fn new_deliveries_are_handed_off_when_the_terms_allow_and_resume_after_a_r
         claims.iter().any(|claim| claim.msg_id == first.message.id),
         "the handed-off delivery is claimed after a restart, got {claims:?}"
     );
-}
-
-fn sample_app(uid: Option<&str>, now: Timestamp) -> App {
-    App {
-        id: AppId::generate(),
-        uid: uid.map(|uid| Uid::parse(uid).expect("valid uid")),
-        name: "Acme".to_owned(),
-        rate_limit: None,
-        metadata: Metadata::new(),
-        created_at: now,
-        updated_at: now,
-    }
-}
-
-fn sample_endpoint(app: &AppId, now: Timestamp) -> Endpoint {
-    Endpoint {
-        id: EndpointId::generate(),
-        app_id: app.clone(),
-        uid: None,
-        url: EndpointUrl::parse("https://receiver.example/hook").expect("valid url"),
-        description: String::new(),
-        version: 1,
-        disabled: false,
-        filter_types: None,
-        channels: None,
-        rate_limit: None,
-        metadata: Metadata::new(),
-        headers: BTreeMap::new(),
-        key: SigningKey::generate(),
-        retired_keys: Vec::new(),
-        created_at: now,
-        updated_at: now,
-    }
 }
