@@ -9,6 +9,8 @@
 //! stays on). While one writer commits, the next collects the following
 //! batch, and PostgreSQL merges the writers' commits into shared flushes.
 //!
+//! A batch's jobs are sent together, pipelined on the one connection: the
+//! batch costs the round trips of its longest job, not the sum of all.
 //! Jobs run without savepoints (each would cost two more round trips).
 //! When one fails, the whole batch is rolled back and every job of it is
 //! run again in a transaction of its own, so a failing job (or a deadlock
@@ -20,6 +22,7 @@
 use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Pool};
+use futures_util::future::join_all;
 use herald_core::model::{Attempt, Message};
 use herald_core::EndpointId;
 use herald_store::{CreatedMessage, DeliveryOutcome, Recorded, StoreError};
@@ -151,9 +154,13 @@ async fn commit_batch(pool: &Pool, batch: Vec<Job>) {
         Ok(transaction) => transaction,
         Err(error) => return fail_all(batch, &Error::from(error)),
     };
+    // All the batch's statements go out at once (the connection pipelines
+    // requests made together) instead of one round trip after another;
+    // the server still runs them one by one, in the order sent.
+    let runs = join_all(batch.iter().map(|job| job.write.run(&transaction))).await;
     let mut answers = Vec::with_capacity(batch.len());
-    for job in &batch {
-        match job.write.run(&transaction).await {
+    for run in runs {
+        match run {
             Ok(answer) => answers.push(answer),
             Err(error) => {
                 tracing::debug!(%error, jobs = batch.len(), "a write failed in a batch; running each alone");

@@ -56,6 +56,7 @@ where
         fan_out_queues_one_due_delivery_per_matching_enabled_endpoint,
         a_test_message_goes_to_its_endpoint_whatever_the_filters,
         an_idempotency_key_answers_the_first_message_and_queues_nothing,
+        a_failing_create_among_concurrent_ones_fails_alone,
         messages_are_found_by_id_or_event_id_within_their_app,
         claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit,
         claim_due_skips_saturated_endpoints,
@@ -1104,6 +1105,53 @@ async fn a_test_message_goes_to_its_endpoint_whatever_the_filters(store: &dyn St
         (DeliveryStatus::Pending, Some(message.created_at)),
         "a test message's delivery must be pending and due at once"
     );
+}
+
+/// Creates that arrive together share a commit (both backends batch
+/// them); one that fails, its id being taken, fails alone: every other is
+/// stored with its delivery, and the message it clashed with is unchanged.
+async fn a_failing_create_among_concurrent_ones_fails_alone(store: &dyn Store) {
+    let app = add_app(store).await;
+    add_endpoint(store, new_endpoint(&app.id)).await;
+    let taken = new_message(&app.id, "invoice.paid", at(0));
+    store
+        .create_message(taken.clone(), None)
+        .await
+        .expect("create_message failed");
+
+    let mut messages: Vec<Message> = (1..=32)
+        .map(|n| new_message(&app.id, "invoice.paid", at(n)))
+        .collect();
+    let mut clash = new_message(&app.id, "order.created", at(100));
+    clash.id = taken.id.clone();
+    messages.insert(16, clash);
+    let answers = futures_util::future::join_all(
+        messages
+            .iter()
+            .map(|message| store.create_message(message.clone(), None)),
+    )
+    .await;
+
+    for (message, answer) in messages.iter().zip(answers) {
+        if message.id == taken.id {
+            assert!(answer.is_err(), "a create whose id is taken must fail");
+            continue;
+        }
+        let created = answer.expect("a create beside a failing one must succeed");
+        assert!(created.is_new && created.deliveries == 1, "{created:?}");
+        let stored = store
+            .message_by_ref(&app.id, message.id.as_str())
+            .await
+            .expect("message_by_ref failed");
+        assert_eq!(stored.as_ref(), Some(message));
+        assert_eq!(deliveries(store, &app.id, &message.id).await.len(), 1);
+    }
+    let kept = store
+        .message_by_ref(&app.id, taken.id.as_str())
+        .await
+        .expect("message_by_ref failed");
+    assert_eq!(kept, Some(taken.clone()), "the clash must change nothing");
+    assert_eq!(deliveries(store, &app.id, &taken.id).await.len(), 1);
 }
 
 async fn an_idempotency_key_answers_the_first_message_and_queues_nothing(store: &dyn Store) {
