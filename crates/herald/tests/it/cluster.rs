@@ -247,7 +247,7 @@ async fn three_nodes_deliver_every_message_to_every_endpoint_when_one_is_killed_
     let receivers = [("all", &everything), ("created", &created), ("paid", &paid)];
     // A dead node's leases run out after 36 s; the survivors then take its
     // deliveries over. Generous for a 2-core machine running 3 nodes.
-    let counts = eventually(
+    let (counts, taken_over) = eventually(
         "every acknowledged message reaches every matching endpoint",
         Duration::from_secs(300),
         || async {
@@ -266,7 +266,6 @@ async fn three_nodes_deliver_every_message_to_every_endpoint_when_one_is_killed_
         },
     )
     .await;
-    let (counts, taken_over) = counts;
     let delivered: usize = counts.values().sum();
     let duplicates = delivered - counts.len();
     let unacknowledged = counts.len() - expected.len();
