@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn queue_depths_read_only_pending_deliveries() {
-        let mut connection = Connection::open_in_memory().expect("an in-memory database");
+        let mut connection = crate::connect_in_memory().expect("an in-memory database");
         crate::schema::migrate(&mut connection).expect("migrations run");
         let plan: Vec<String> = connection
             .prepare(&format!("EXPLAIN QUERY PLAN {QUEUE_DEPTHS}"))

@@ -10,6 +10,7 @@ mod catalog;
 mod error;
 mod housekeeping;
 mod messages;
+mod page_cache;
 mod paging;
 mod queue;
 mod readers;
@@ -54,7 +55,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let lock = lock_database(&path)?;
-        let mut connection = Connection::open(&path).map_err(backend)?;
+        let mut connection = connect(&path).map_err(backend)?;
         // Checkpoints every 10,000 pages (~40 MiB of WAL) rather than
         // SQLite's 1,000: the pages a busy queue rewrites commit after
         // commit (the growing edge of every index) reach the database file
@@ -89,6 +90,30 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Opens a connection. Every connection of this crate opens through here
+/// (or [`connect_with_flags`]), so that the first one installs the page
+/// cache wrapper before SQLite sets itself up.
+pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    page_cache::install();
+    Connection::open(path)
+}
+
+/// [`connect`] with open flags.
+pub(crate) fn connect_with_flags(
+    path: &Path,
+    flags: rusqlite::OpenFlags,
+) -> rusqlite::Result<Connection> {
+    page_cache::install();
+    Connection::open_with_flags(path, flags)
+}
+
+/// An in-memory database for unit tests, opened like the others.
+#[cfg(test)]
+pub(crate) fn connect_in_memory() -> rusqlite::Result<Connection> {
+    page_cache::install();
+    Connection::open_in_memory()
 }
 
 /// Takes the advisory lock on `{database}.lock`, failing fast if another

@@ -575,13 +575,12 @@ pub(crate) fn endpoint_stats(
 
 #[cfg(test)]
 mod plan_tests {
-    use rusqlite::Connection;
 
     /// The failed-message search must come from the partial index, never
     /// from a walk over every delivery of the app.
     #[test]
     fn failed_messages_are_found_through_the_partial_index() {
-        let mut connection = Connection::open_in_memory().expect("an in-memory database");
+        let mut connection = crate::connect_in_memory().expect("an in-memory database");
         crate::schema::migrate(&mut connection).expect("migrations run");
         let plan: Vec<String> = connection
             .prepare(

@@ -20,7 +20,7 @@ impl Readers {
     pub(crate) fn open(path: &Path, size: usize) -> Result<Self, StoreError> {
         let mut connections = Vec::with_capacity(size);
         for _ in 0..size {
-            let connection = Connection::open_with_flags(
+            let connection = crate::connect_with_flags(
                 path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )

@@ -70,7 +70,7 @@ pub fn add_api_token_to_file(
     hash: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let mut connection = Connection::open(path).map_err(backend)?;
+    let mut connection = crate::connect(path).map_err(backend)?;
     connection
         .busy_timeout(std::time::Duration::from_secs(10))
         .map_err(backend)?;

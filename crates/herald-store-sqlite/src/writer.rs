@@ -315,7 +315,7 @@ mod tests {
     /// before and after it, still commit.
     #[test]
     fn a_failing_repeatable_job_is_undone_alone() {
-        let connection = Connection::open_in_memory().unwrap();
+        let connection = crate::connect_in_memory().unwrap();
         connection
             .execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
             .unwrap();
@@ -349,7 +349,7 @@ mod tests {
     /// Without a failure, repeatable jobs commit all their work.
     #[test]
     fn repeatable_jobs_commit_every_write() {
-        let connection = Connection::open_in_memory().unwrap();
+        let connection = crate::connect_in_memory().unwrap();
         connection
             .execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
             .unwrap();
