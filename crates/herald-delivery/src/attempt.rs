@@ -40,19 +40,20 @@ fn headers(endpoint: &Endpoint, message: &Message, now: Timestamp) -> HeaderMap 
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let values = [
-        ("id", message.id.as_str().to_owned()),
-        ("timestamp", timestamp.to_string()),
-        ("signature", signature),
+        (["webhook-id", "svix-id"], message.id.as_str().to_owned()),
+        (
+            ["webhook-timestamp", "svix-timestamp"],
+            timestamp.to_string(),
+        ),
+        (["webhook-signature", "svix-signature"], signature),
     ];
-    for (suffix, value) in values {
+    for (names, value) in values {
         // Ids, digits and base64 are always valid header values.
-        let Ok(value) = HeaderValue::from_str(&value) else {
+        let Ok(value) = HeaderValue::try_from(value) else {
             continue;
         };
-        for prefix in ["webhook", "svix"] {
-            if let Ok(name) = HeaderName::from_bytes(format!("{prefix}-{suffix}").as_bytes()) {
-                headers.insert(name, value.clone());
-            }
+        for name in names {
+            headers.insert(HeaderName::from_static(name), value.clone());
         }
     }
     headers

@@ -903,6 +903,8 @@ pub(crate) async fn send_example(
             input.example_index.unwrap_or(0),
         ),
     };
+    let payload = serde_json::value::to_raw_value(&payload)
+        .map_err(|error| ApiError::invalid("payload", error.to_string()))?;
     let message = messages::build_message(
         &state,
         endpoint.app_id.clone(),

@@ -7,6 +7,7 @@ use herald_core::model::{App, DeliveryStatus, Message};
 use herald_core::{AppId, Channel, EventTypeName, MessageId};
 use herald_store::MessageFilter;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::api::apps::load_app;
@@ -25,7 +26,9 @@ const MAX_CHANNELS: usize = 10;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct MessageIn {
     event_type: String,
-    payload: Value,
+    /// Kept as sent: validated without building a tree, stored and
+    /// delivered byte for byte.
+    payload: Box<RawValue>,
     #[serde(default)]
     event_id: Option<String>,
     #[serde(default)]
@@ -66,7 +69,7 @@ pub(crate) struct MessageOut {
     id: String,
     event_type: String,
     event_id: Option<String>,
-    payload: Value,
+    payload: Box<RawValue>,
     channels: Option<Vec<String>>,
     tags: Option<Vec<String>>,
     timestamp: String,
@@ -74,10 +77,12 @@ pub(crate) struct MessageOut {
 
 impl MessageOut {
     pub(crate) fn new(message: Message, with_content: bool) -> Self {
+        // The stored payload is JSON already: it is answered as it is,
+        // not parsed and written out again.
         let payload = if with_content {
-            serde_json::from_str(&message.payload).unwrap_or(Value::Null)
+            RawValue::from_string(message.payload).unwrap_or_else(|_| raw_json("null"))
         } else {
-            Value::Object(serde_json::Map::new())
+            raw_json("{}")
         };
         Self {
             id: message.id.to_string(),
@@ -92,21 +97,27 @@ impl MessageOut {
     }
 }
 
-/// Validates and assembles a new message; the payload is serialized here,
-/// once, and sent byte for byte on every attempt.
+/// A constant JSON value.
+fn raw_json(text: &'static str) -> Box<RawValue> {
+    RawValue::from_string(text.to_owned()).unwrap_or_else(|_| unreachable!("{text} is JSON"))
+}
+
+/// Validates and assembles a new message; the payload, valid JSON already,
+/// is stored as it came and sent byte for byte on every attempt.
 pub(crate) fn build_message(
     state: &AppState,
     app: AppId,
     event_type: EventTypeName,
-    payload: Value,
+    payload: Box<RawValue>,
     event_id: Option<String>,
     channels: Vec<String>,
     tags: Vec<String>,
 ) -> Result<Message, ApiError> {
-    if !payload.is_object() {
+    // A raw value carries no whitespace around it.
+    if !payload.get().starts_with('{') {
         return Err(ApiError::invalid("payload", "must be a JSON object"));
     }
-    let payload = payload.to_string();
+    let payload = String::from(Box::<str>::from(payload));
     let limit = state.config.max_payload_bytes;
     if payload.len() > limit {
         return Err(ApiError::PayloadTooLarge { limit });

@@ -69,6 +69,41 @@ herald_test_support::test_on_both_backends! {
 }
 
 herald_test_support::test_on_both_backends! {
+    async fn a_payload_is_delivered_and_answered_byte_for_byte_as_sent() {
+        let server = TestServer::start().await;
+        let receiver = Receiver::start(Behaviour::Accept).await;
+        let api = &server.api;
+        let app = api.create_app("verbatim").await;
+        let (_, secret) = api
+            .create_endpoint(&app, json!({"url": receiver.url("hook")}))
+            .await;
+        // Keys out of order, spacing, a number written with a trailing
+        // zero and an escaped character: none of it may be rewritten.
+        let payload = r#"{ "zeta": 1,  "alpha": [2.50, "caf\u00e9"], "mid": {} }"#;
+        let body = format!(r#"{{"eventType": "order.paid", "payload": {payload} }}"#);
+        let http = reqwest::Client::new();
+        let answer = http
+            .post(format!("{}/api/v1/app/{app}/msg", api.base))
+            .bearer_auth(&api.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches herald");
+        assert_eq!(answer.status(), 202);
+        let answered = answer.text().await.expect("answer");
+        assert!(answered.contains(payload), "{answered}");
+
+        let request = eventually("the delivery arrives", DEADLINE, || async {
+            receiver.received().into_iter().next()
+        })
+        .await;
+        assert_eq!(&request.body[..], payload.as_bytes());
+        assert!(verifies(&secret, &request), "the bytes sent are the bytes signed");
+    }
+}
+
+herald_test_support::test_on_both_backends! {
     async fn after_rotation_both_keys_sign_until_the_grace_period_ends() {
         let server = TestServer::start().await;
         let receiver = Receiver::start(Behaviour::Accept).await;
