@@ -19,6 +19,7 @@ mod schema;
 mod sources;
 mod store;
 mod tokens;
+mod wal_buffer;
 
 pub use tokens::add_api_token_to_file;
 mod writer;
@@ -55,7 +56,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let lock = lock_database(&path)?;
-        let mut connection = connect(&path).map_err(backend)?;
+        let mut connection = connect_writer(&path).map_err(backend)?;
         // Checkpoints every 10,000 pages (~40 MiB of WAL) rather than
         // SQLite's 1,000: the pages a busy queue rewrites commit after
         // commit (the growing edge of every index) reach the database file
@@ -98,6 +99,21 @@ impl SqliteStore {
 pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
     page_cache::install();
     Connection::open(path)
+}
+
+/// The writer's connection: its WAL is written once per commit (see
+/// [`wal_buffer`]), which needs `synchronous = FULL`, the writer's setting.
+pub(crate) fn connect_writer(path: &Path) -> rusqlite::Result<Connection> {
+    page_cache::install();
+    if wal_buffer::install() {
+        Connection::open_with_flags_and_vfs(
+            path,
+            rusqlite::OpenFlags::default(),
+            wal_buffer::VFS_NAME,
+        )
+    } else {
+        Connection::open(path)
+    }
 }
 
 /// [`connect`] with open flags.
