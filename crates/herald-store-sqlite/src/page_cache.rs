@@ -23,7 +23,7 @@
 
 use std::os::raw::{c_int, c_uint, c_void};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
 use rusqlite::ffi;
 
@@ -44,16 +44,17 @@ static INNER: OnceLock<Inner> = OnceLock::new();
 /// Installs the wrapper if SQLite has not been initialised yet; later calls
 /// do nothing. Returns whether the wrapper is in place.
 pub(crate) fn install() -> bool {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if let Err(code) = try_install() {
+    static INSTALLED: OnceLock<bool> = OnceLock::new();
+    *INSTALLED.get_or_init(|| match try_install() {
+        Ok(()) => true,
+        Err(code) => {
             tracing::debug!(
                 code,
                 "SQLite was set up before Herald; default page cache kept"
             );
+            false
         }
-    });
-    INNER.get().is_some()
+    })
 }
 
 fn try_install() -> Result<(), c_int> {
@@ -81,8 +82,10 @@ fn try_install() -> Result<(), c_int> {
     if !complete {
         return Err(ffi::SQLITE_MISUSE);
     }
+    // Set before SQLite can call our functions (they read it); `install`
+    // runs this once, so it is never set already.
     if INNER.set(Inner(inner)).is_err() {
-        return Ok(());
+        return Err(ffi::SQLITE_MISUSE);
     }
     let ours = ffi::sqlite3_pcache_methods2 {
         iVersion: 1,

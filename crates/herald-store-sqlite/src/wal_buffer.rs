@@ -16,10 +16,12 @@
 //! publishes the commit in the WAL index, which is what other connections
 //! read by, so a reader only ever looks for frames already written; the
 //! writer connection's own reads of the WAL flush first. The shim must only
-//! be used with `synchronous = FULL` (the writer's setting); with NORMAL,
-//! commits would be published unsynced and readers could miss frames. A
-//! failed flush fails the sync (or read) that caused it, so the commit
-//! fails and nothing is acknowledged.
+//! be used with `synchronous = FULL` (the writer's setting) and the default
+//! `locking_mode`; with NORMAL, commits would be published unsynced and
+//! readers could miss frames. A failed flush fails the sync (or read) that
+//! caused it with an I/O error, which rolls the transaction back, so the
+//! commit fails and nothing is acknowledged; what a rolled-back transaction
+//! left in the buffer is dropped when it lets go of the WAL write lock.
 
 // SQLite's VFS is a C interface of function tables over raw pointers.
 #![allow(unsafe_code)]
@@ -36,6 +38,9 @@ const VFS_NAME_C: &CStr = c"herald-wal";
 /// The most `unix` writes in one call: it masks a larger length to its low
 /// 17 bits (and reports a disk full when that leaves nothing to write).
 const UNIX_WRITE_LIMIT: usize = 0x1_ffff;
+
+/// The WAL-index lock a writer holds for its whole write transaction.
+const WAL_WRITE_LOCK: c_int = 0;
 
 /// A flush happens before the buffer would grow past this, so a huge
 /// transaction never holds more than this much in memory.
@@ -92,8 +97,11 @@ fn register() -> bool {
 struct ShimFile {
     base: ffi::sqlite3_file,
     real: *mut ffi::sqlite3_file,
-    /// Present for WAL files only.
+    /// Present for WAL files only (and only where buffering is safe).
     buffer: *mut Buffer,
+    /// On a database file: its open WAL file, whose buffer is dropped when
+    /// a write transaction ends. On a WAL file: its database file.
+    link: *mut ShimFile,
 }
 
 /// Bytes written but not yet handed to the file: one contiguous run.
@@ -124,6 +132,7 @@ unsafe extern "C" fn open(
         (*shim).base.pMethods = std::ptr::null();
         (*shim).real = real;
         (*shim).buffer = std::ptr::null_mut();
+        (*shim).link = std::ptr::null_mut();
         let Some(root_open) = (*root).xOpen else {
             return ffi::SQLITE_CANTOPEN;
         };
@@ -131,11 +140,37 @@ unsafe extern "C" fn open(
         if (*real).pMethods.is_null() {
             return code;
         }
-        if flags & ffi::SQLITE_OPEN_WAL != 0 {
-            (*shim).buffer = Box::into_raw(Box::default());
-        }
         (*shim).base.pMethods = &METHODS;
+        if flags & ffi::SQLITE_OPEN_WAL != 0 {
+            let database = ffi::sqlite3_database_file_object(name).cast::<ShimFile>();
+            if buffering_is_safe(database) {
+                (*shim).buffer = Box::into_raw(Box::default());
+                (*shim).link = database;
+                (*database).link = shim;
+            }
+        }
         code
+    }
+}
+
+/// Whether the WAL of `database` may be buffered: the database must be ours
+/// (so its lock calls tell us when a write transaction ends) and its device
+/// must allow power-safe overwrites. Without them SQLite pads a commit's
+/// last frame to a sector boundary and syncs in the middle of that frame,
+/// writing its tail after the sync, which a buffer would still hold when
+/// the commit becomes visible.
+///
+/// # Safety
+/// `database` is null or the main database file SQLite gave for a WAL.
+unsafe fn buffering_is_safe(database: *mut ShimFile) -> bool {
+    // SAFETY: per this function's contract.
+    unsafe {
+        if database.is_null() || !std::ptr::eq((*database).base.pMethods, &METHODS) {
+            return false;
+        }
+        let (real, methods) = real(database.cast());
+        let characteristics = methods.xDeviceCharacteristics.map_or(0, |get| get(real));
+        characteristics & ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE != 0
     }
 }
 
@@ -176,9 +211,12 @@ unsafe fn real(
     }
 }
 
-/// Hands what is buffered to the file in one write. On failure the bytes
-/// are dropped: the operation that asked fails, and SQLite abandons the
-/// transaction they belonged to.
+/// Hands what is buffered to the file in as few writes as `unix` takes.
+/// On failure what was not written stays buffered, so no later sync can
+/// succeed without it, and the error is always an I/O error: SQLite rolls
+/// the whole transaction back on one (a "disk full" from a read would only
+/// undo the statement, leaving the transaction to commit frames that were
+/// never written). The buffer is dropped when the transaction ends.
 ///
 /// # Safety
 /// As for [`real`].
@@ -194,22 +232,30 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
         tests::FLUSHES.with(|count| count.set(count.get() + 1));
         let (real, methods) = real(file);
         let Some(write) = methods.xWrite else {
-            buffer.bytes.clear();
             return ffi::SQLITE_IOERR_WRITE;
         };
-        let mut offset = buffer.offset;
-        let mut code = ffi::SQLITE_OK;
-        for chunk in buffer.bytes.chunks(UNIX_WRITE_LIMIT) {
-            // A chunk is at most UNIX_WRITE_LIMIT bytes, which fits.
-            let length = chunk.len() as c_int;
-            code = write(real, chunk.as_ptr().cast(), length, offset);
-            if code != ffi::SQLITE_OK {
+        let mut written = 0;
+        while written < buffer.bytes.len() {
+            let end = buffer.bytes.len().min(written + UNIX_WRITE_LIMIT);
+            let chunk = &buffer.bytes[written..end];
+            #[cfg(test)]
+            if tests::FAIL_NEXT_FLUSH.with(|fail| fail.replace(false)) {
                 break;
             }
-            offset += i64::from(length);
+            // A chunk is at most UNIX_WRITE_LIMIT bytes, which fits.
+            let length = chunk.len() as c_int;
+            if write(real, chunk.as_ptr().cast(), length, buffer.offset) != ffi::SQLITE_OK {
+                break;
+            }
+            written = end;
+            buffer.offset += i64::from(length);
         }
-        buffer.bytes.clear();
-        code
+        buffer.bytes.drain(..written);
+        if buffer.bytes.is_empty() {
+            ffi::SQLITE_OK
+        } else {
+            ffi::SQLITE_IOERR_WRITE
+        }
     }
 }
 
@@ -235,6 +281,12 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
         if !(*shim).buffer.is_null() {
             drop(Box::from_raw((*shim).buffer));
             (*shim).buffer = std::ptr::null_mut();
+        }
+        // Whichever of a database and its WAL closes first unlinks both.
+        let link = (*shim).link;
+        if !link.is_null() {
+            (*link).link = std::ptr::null_mut();
+            (*shim).link = std::ptr::null_mut();
         }
         if flushed != ffi::SQLITE_OK {
             flushed
@@ -428,12 +480,24 @@ unsafe extern "C" fn shm_lock(
     n: c_int,
     flags: c_int,
 ) -> c_int {
-    // SAFETY: as in `shm_map`.
+    // SAFETY: as in `shm_map`; a linked WAL is open (closing unlinks it).
     unsafe {
         let (real, methods) = real(file);
-        methods.xShmLock.map_or(ffi::SQLITE_IOERR_SHMLOCK, |lock| {
+        let code = methods.xShmLock.map_or(ffi::SQLITE_IOERR_SHMLOCK, |lock| {
             lock(real, offset, n, flags)
-        })
+        });
+        // The WAL write lock taken or let go: a write transaction starts or
+        // ends. A commit's frames were flushed by its sync; anything still
+        // buffered belongs to a transaction that was rolled back, lies past
+        // the WAL's last commit, and must not be written later, over
+        // frames another connection may commit there in between.
+        let write_lock =
+            offset == WAL_WRITE_LOCK && n == 1 && flags & ffi::SQLITE_SHM_EXCLUSIVE != 0;
+        let wal = (*file.cast::<ShimFile>()).link;
+        if write_lock && code == ffi::SQLITE_OK && !wal.is_null() && !(*wal).buffer.is_null() {
+            (*(*wal).buffer).bytes.clear();
+        }
+        code
     }
 }
 
@@ -504,6 +568,8 @@ mod tests {
         pub(super) static FLUSHES: Cell<u64> = const { Cell::new(0) };
         /// Writes this thread's connections buffered.
         pub(super) static BUFFERED: Cell<u64> = const { Cell::new(0) };
+        /// Makes this thread's next flush fail before writing anything.
+        pub(super) static FAIL_NEXT_FLUSH: Cell<bool> = const { Cell::new(false) };
     }
 
     fn counts() -> (u64, u64) {
@@ -524,6 +590,124 @@ mod tests {
             let value = format!("{n:08}").repeat(size / 8);
             statement.execute([value]).expect("insert");
         }
+    }
+
+    fn integrity(connection: &Connection) -> String {
+        connection
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .unwrap_or_else(|error| error.to_string())
+    }
+
+    /// A schema and a transaction too big for a tiny page cache, so its
+    /// pages spill to the WAL (into the buffer) before it ends.
+    fn spilling_writer(path: &std::path::Path) -> Connection {
+        let writer = crate::connect_writer(path).expect("open the writer");
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);
+                 CREATE TABLE u (id INTEGER PRIMARY KEY, v TEXT NOT NULL);",
+            )
+            .expect("schema");
+        insert(&writer, 50, 400);
+        writer
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA cache_size = 20;")
+            .expect("settings");
+        writer
+    }
+
+    #[test]
+    fn a_rolled_back_transaction_leaves_nothing_to_write_over_a_later_commit() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let path = directory.path().join("t.db");
+        let writer = spilling_writer(&path);
+        writer.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        insert(&writer, 100, 20_000);
+        writer.execute_batch("ROLLBACK").expect("rollback");
+
+        // Another process (`herald token create`) commits where the
+        // rolled-back frames would have gone.
+        let other = Connection::open(&path).expect("open another connection");
+        other
+            .execute_batch("PRAGMA synchronous = FULL")
+            .expect("settings");
+        for n in 0..20 {
+            other
+                .execute(
+                    "INSERT INTO u (v) VALUES (?1)",
+                    [format!("{n:08}").repeat(2_500)],
+                )
+                .expect("insert");
+        }
+        drop(other);
+
+        writer
+            .execute("INSERT INTO t (v) VALUES ('after')", [])
+            .expect("the writer's next commit");
+        drop(writer);
+        let reopened = Connection::open(&path).expect("reopen");
+        assert_eq!(integrity(&reopened), "ok");
+        let others: i64 = reopened
+            .query_row("SELECT count(*) FROM u", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(others, 20, "the other connection's commit is intact");
+        assert_eq!(rows(&reopened), 51);
+    }
+
+    #[test]
+    fn a_failed_flush_during_a_read_rolls_the_whole_transaction_back() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let path = directory.path().join("t.db");
+        let writer = spilling_writer(&path);
+        writer.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        insert(&writer, 300, 20_000);
+        // A job under its own savepoint, as the writer runs them; its
+        // statement reads spilled pages back, which flushes first.
+        writer.execute_batch("SAVEPOINT job").expect("savepoint");
+        FAIL_NEXT_FLUSH.with(|fail| fail.set(true));
+        let failed = writer.execute("UPDATE t SET v = 'changed' WHERE id % 7 = 0", []);
+        assert!(failed.is_err(), "the statement fails");
+        assert!(
+            writer.is_autocommit(),
+            "the whole transaction was rolled back, not only the statement"
+        );
+        assert_eq!(rows(&writer), 50);
+        writer
+            .execute("INSERT INTO t (v) VALUES ('after')", [])
+            .expect("the next commit");
+        drop(writer);
+        let reopened = Connection::open(&path).expect("reopen");
+        assert_eq!(integrity(&reopened), "ok");
+        assert_eq!(rows(&reopened), 51);
+    }
+
+    #[test]
+    fn without_power_safe_overwrites_the_wal_is_not_buffered() {
+        assert!(super::install(), "the shim is registered");
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let path = directory.path().join("t.db");
+        let uri = format!("file:{}?psow=0", path.display());
+        let writer = Connection::open_with_flags_and_vfs(
+            &uri,
+            rusqlite::OpenFlags::default(),
+            super::VFS_NAME,
+        )
+        .expect("open the writer");
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);",
+            )
+            .expect("schema");
+        let reader = crate::connect(&path).expect("open a reader");
+        let (_, buffered_before) = counts();
+        for round in 1..=20 {
+            insert(&writer, 1, 400);
+            assert_eq!(rows(&reader), round);
+        }
+        assert_eq!(counts().1, buffered_before, "nothing was buffered");
     }
 
     #[test]
