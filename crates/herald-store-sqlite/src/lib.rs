@@ -105,15 +105,16 @@ pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
 /// [`wal_buffer`]), which needs `synchronous = FULL`, the writer's setting.
 pub(crate) fn connect_writer(path: &Path) -> rusqlite::Result<Connection> {
     page_cache::install();
-    if wal_buffer::install() {
-        Connection::open_with_flags_and_vfs(
-            path,
-            rusqlite::OpenFlags::default(),
-            wal_buffer::VFS_NAME,
-        )
-    } else {
-        Connection::open(path)
+    if !wal_buffer::install() {
+        return Connection::open(path);
     }
+    let connection = Connection::open_with_flags_and_vfs(
+        path,
+        rusqlite::OpenFlags::default(),
+        wal_buffer::VFS_NAME,
+    )?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    Ok(connection)
 }
 
 /// [`connect`] with open flags.

@@ -16,9 +16,11 @@
 //! publishes the commit in the WAL index, which is what other connections
 //! read by, so a reader only ever looks for frames already written; the
 //! writer connection's own reads of the WAL flush first. The shim must only
-//! be used with `synchronous = FULL` (the writer's setting) and the default
-//! `locking_mode`; with NORMAL, commits would be published unsynced and
-//! readers could miss frames. A failed flush fails the sync (or read) that
+//! be used with `synchronous = FULL`, which `connect_writer` sets; with
+//! NORMAL, commits would be published unsynced (and are then written out
+//! when the write lock is let go, with an error logged). Once the database
+//! is locked exclusively (`locking_mode = EXCLUSIVE`) writes go straight
+//! through. A failed flush fails the sync (or read) that
 //! caused it with an I/O error, which rolls the transaction back, so the
 //! commit fails and nothing is acknowledged; what a rolled-back transaction
 //! left in the buffer is dropped when it lets go of the WAL write lock.
@@ -38,6 +40,9 @@ const VFS_NAME_C: &CStr = c"herald-wal";
 /// The most `unix` writes in one call: it masks a larger length to its low
 /// 17 bits (and reports a disk full when that leaves nothing to write).
 const UNIX_WRITE_LIMIT: usize = 0x1_ffff;
+
+/// The size of a WAL frame header, written on its own before each page.
+const FRAME_HEADER: usize = 24;
 
 /// The WAL-index lock a writer holds for its whole write transaction.
 const WAL_WRITE_LOCK: c_int = 0;
@@ -109,6 +114,14 @@ struct ShimFile {
 struct Buffer {
     offset: i64,
     bytes: Vec<u8>,
+    /// A commit frame's header is among the bytes.
+    holds_commit: bool,
+    /// The last flush could not write everything.
+    failed: bool,
+    /// Writes go straight through: the database was locked exclusively
+    /// (`locking_mode = EXCLUSIVE`), where the WAL write lock, whose
+    /// release drops a rolled-back transaction's bytes, is never taken.
+    bypass: bool,
 }
 
 /// # Safety
@@ -251,10 +264,12 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
             buffer.offset += i64::from(length);
         }
         buffer.bytes.drain(..written);
-        if buffer.bytes.is_empty() {
-            ffi::SQLITE_OK
-        } else {
+        buffer.failed = !buffer.bytes.is_empty();
+        if buffer.failed {
             ffi::SQLITE_IOERR_WRITE
+        } else {
+            buffer.holds_commit = false;
+            ffi::SQLITE_OK
         }
     }
 }
@@ -323,7 +338,7 @@ unsafe extern "C" fn write(
     unsafe {
         let buffer = (*file.cast::<ShimFile>()).buffer;
         let length = usize::try_from(amount).unwrap_or(0);
-        if buffer.is_null() || length == 0 || length > CAPACITY {
+        if buffer.is_null() || (*buffer).bypass || length == 0 || length > CAPACITY {
             return flushed(file, || {
                 let (real, methods) = real(file);
                 methods.xWrite.map_or(ffi::SQLITE_IOERR_WRITE, |write| {
@@ -348,9 +363,12 @@ unsafe extern "C" fn write(
         }
         #[cfg(test)]
         tests::BUFFERED.with(|count| count.set(count.get() + 1));
-        buffer
-            .bytes
-            .extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), length));
+        let data = std::slice::from_raw_parts(data.cast::<u8>(), length);
+        // A frame header whose "database size after commit" is set.
+        if length == FRAME_HEADER && data[4..8] != [0; 4] {
+            buffer.holds_commit = true;
+        }
+        buffer.bytes.extend_from_slice(data);
         ffi::SQLITE_OK
     }
 }
@@ -392,8 +410,16 @@ unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> 
 }
 
 unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    // SAFETY: as in `read`.
+    // SAFETY: as in `read`; a linked WAL is open (closing unlinks it).
     unsafe {
+        let wal = (*file.cast::<ShimFile>()).link;
+        if level >= ffi::SQLITE_LOCK_EXCLUSIVE && !wal.is_null() && !(*wal).buffer.is_null() {
+            let code = flush(wal.cast());
+            if code != ffi::SQLITE_OK {
+                return code;
+            }
+            (*(*wal).buffer).bypass = true;
+        }
         let (real, methods) = real(file);
         methods
             .xLock
@@ -494,10 +520,35 @@ unsafe extern "C" fn shm_lock(
         let write_lock =
             offset == WAL_WRITE_LOCK && n == 1 && flags & ffi::SQLITE_SHM_EXCLUSIVE != 0;
         let wal = (*file.cast::<ShimFile>()).link;
-        if write_lock && code == ffi::SQLITE_OK && !wal.is_null() && !(*wal).buffer.is_null() {
-            (*(*wal).buffer).bytes.clear();
+        if write_lock && code == ffi::SQLITE_OK && !wal.is_null() {
+            end_write_transaction(wal);
         }
         code
+    }
+}
+
+/// Drops what a rolled-back transaction left in `wal`'s buffer. A commit
+/// frame still there means a commit was published without a sync
+/// (`synchronous` below FULL, which the writer never sets): it is written
+/// out rather than lost.
+///
+/// # Safety
+/// `wal` is an open WAL `ShimFile`.
+unsafe fn end_write_transaction(wal: *mut ShimFile) {
+    // SAFETY: per this function's contract.
+    unsafe {
+        let buffer = (*wal).buffer;
+        if buffer.is_null() || (*buffer).bytes.is_empty() {
+            return;
+        }
+        if (*buffer).holds_commit && !(*buffer).failed {
+            tracing::error!("a commit reached the WAL without a sync; writing it out");
+            let _ = flush(wal.cast());
+        }
+        let buffer = &mut *buffer;
+        buffer.bytes.clear();
+        buffer.holds_commit = false;
+        buffer.failed = false;
     }
 }
 
@@ -680,6 +731,58 @@ mod tests {
         let reopened = Connection::open(&path).expect("reopen");
         assert_eq!(integrity(&reopened), "ok");
         assert_eq!(rows(&reopened), 51);
+    }
+
+    #[test]
+    fn commits_without_a_sync_are_still_written() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let path = directory.path().join("t.db");
+        let writer = crate::connect_writer(&path).expect("open the writer");
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);",
+            )
+            .expect("schema");
+        insert(&writer, 50, 400);
+        drop(writer);
+        let reopened = Connection::open(&path).expect("reopen");
+        assert_eq!(rows(&reopened), 50);
+        assert_eq!(integrity(&reopened), "ok");
+    }
+
+    #[test]
+    fn in_exclusive_locking_mode_writes_go_straight_through() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let path = directory.path().join("t.db");
+        let writer = spilling_writer(&path);
+        writer
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN IMMEDIATE")
+            .expect("exclusive");
+        insert(&writer, 100, 20_000);
+        writer.execute_batch("ROLLBACK").expect("rollback");
+        writer
+            .execute_batch("PRAGMA locking_mode = NORMAL; SELECT count(*) FROM t;")
+            .expect("back to normal");
+        let other = Connection::open(&path).expect("open another connection");
+        for n in 0..20 {
+            other
+                .execute(
+                    "INSERT INTO u (v) VALUES (?1)",
+                    [format!("{n:08}").repeat(2_500)],
+                )
+                .expect("insert");
+        }
+        drop(other);
+        assert_eq!(rows(&writer), 50);
+        drop(writer);
+        let reopened = Connection::open(&path).expect("reopen");
+        assert_eq!(integrity(&reopened), "ok");
+        let others: i64 = reopened
+            .query_row("SELECT count(*) FROM u", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(others, 20);
     }
 
     #[test]
