@@ -274,15 +274,23 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
-/// Flushes, then runs `then` if that worked.
+/// Flushes, then runs `then` on the wrapped file if that worked.
 ///
 /// # Safety
 /// As for [`real`].
-unsafe fn flushed(file: *mut ffi::sqlite3_file, then: impl FnOnce() -> c_int) -> c_int {
+unsafe fn flushed(
+    file: *mut ffi::sqlite3_file,
+    then: impl FnOnce(*mut ffi::sqlite3_file, &'static ffi::sqlite3_io_methods) -> c_int,
+) -> c_int {
     // SAFETY: per this function's contract.
-    match unsafe { flush(file) } {
-        ffi::SQLITE_OK => then(),
-        code => code,
+    unsafe {
+        match flush(file) {
+            ffi::SQLITE_OK => {
+                let (real, methods) = real(file);
+                then(real, methods)
+            }
+            code => code,
+        }
     }
 }
 
@@ -319,8 +327,7 @@ unsafe extern "C" fn read(
 ) -> c_int {
     // SAFETY: SQLite calls only files `open` opened; arguments passed on.
     unsafe {
-        flushed(file, || {
-            let (real, methods) = real(file);
+        flushed(file, |real, methods| {
             methods.xRead.map_or(ffi::SQLITE_IOERR_READ, |read| {
                 read(real, data, amount, offset)
             })
@@ -339,8 +346,7 @@ unsafe extern "C" fn write(
         let buffer = (*file.cast::<ShimFile>()).buffer;
         let length = usize::try_from(amount).unwrap_or(0);
         if buffer.is_null() || (*buffer).bypass || length == 0 || length > CAPACITY {
-            return flushed(file, || {
-                let (real, methods) = real(file);
+            return flushed(file, |real, methods| {
                 methods.xWrite.map_or(ffi::SQLITE_IOERR_WRITE, |write| {
                     write(real, data, amount, offset)
                 })
@@ -376,8 +382,7 @@ unsafe extern "C" fn write(
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
     // SAFETY: as in `read`.
     unsafe {
-        flushed(file, || {
-            let (real, methods) = real(file);
+        flushed(file, |real, methods| {
             methods
                 .xTruncate
                 .map_or(ffi::SQLITE_IOERR_TRUNCATE, |truncate| truncate(real, size))
@@ -388,8 +393,7 @@ unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int 
 unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
     // SAFETY: as in `read`.
     unsafe {
-        flushed(file, || {
-            let (real, methods) = real(file);
+        flushed(file, |real, methods| {
             methods
                 .xSync
                 .map_or(ffi::SQLITE_IOERR_FSYNC, |sync| sync(real, flags))
@@ -400,8 +404,7 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
     // SAFETY: as in `read`.
     unsafe {
-        flushed(file, || {
-            let (real, methods) = real(file);
+        flushed(file, |real, methods| {
             methods
                 .xFileSize
                 .map_or(ffi::SQLITE_IOERR_FSTAT, |file_size| file_size(real, size))
@@ -457,8 +460,7 @@ unsafe extern "C" fn file_control(
     // Some controls size or inspect the file: all see it written out.
     // SAFETY: as in `read`.
     unsafe {
-        flushed(file, || {
-            let (real, methods) = real(file);
+        flushed(file, |real, methods| {
             methods
                 .xFileControl
                 .map_or(ffi::SQLITE_NOTFOUND, |control| control(real, op, arg))
@@ -581,14 +583,11 @@ unsafe extern "C" fn fetch(
     // A memory-mapped read must see what was written, like `read`.
     // SAFETY: as in `shm_map`.
     unsafe {
-        flushed(file, || {
-            let (real, methods) = real(file);
-            match methods.xFetch {
-                Some(fetch) => fetch(real, offset, amount, out),
-                None => {
-                    *out = std::ptr::null_mut();
-                    ffi::SQLITE_OK
-                }
+        flushed(file, |real, methods| match methods.xFetch {
+            Some(fetch) => fetch(real, offset, amount, out),
+            None => {
+                *out = std::ptr::null_mut();
+                ffi::SQLITE_OK
             }
         })
     }
