@@ -94,8 +94,8 @@ impl SqliteStore {
 }
 
 /// Opens a connection. Every connection of this crate opens through here
-/// (or [`connect_with_flags`]), so that the first one installs the page
-/// cache wrapper before SQLite sets itself up.
+/// (or [`connect_writer`], [`connect_with_flags`]), so that the first one
+/// installs the page cache wrapper before SQLite sets itself up.
 pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
     page_cache::install();
     Connection::open(path)
