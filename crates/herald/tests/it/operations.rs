@@ -117,15 +117,22 @@ herald_test_support::test_on_both_backends! {
             .expect("inbound request");
         assert_eq!(rejected.status(), 401);
 
-        let scraped = eventually("seven deliveries are counted", DEADLINE, || async {
-            let scraped = scrape(&server.api.base).await;
-            (value(
-                &scraped,
-                "herald_deliveries_total",
-                &[("outcome", "delivered")],
-            ) >= 7.0)
-                .then_some(scraped)
-        })
+        // Deliveries to the fine endpoint and attempts at the dead one run
+        // independently, so both are waited for before anything is compared.
+        let scraped = eventually(
+            "seven deliveries and three failed attempts are counted",
+            DEADLINE,
+            || async {
+                let scraped = scrape(&server.api.base).await;
+                (value(
+                    &scraped,
+                    "herald_deliveries_total",
+                    &[("outcome", "delivered")],
+                ) >= 7.0
+                    && value(&scraped, "herald_attempts_total", &[("outcome", "failure")]) >= 3.0)
+                    .then_some(scraped)
+            },
+        )
         .await;
         assert_eq!(
             value(
@@ -147,7 +154,11 @@ herald_test_support::test_on_both_backends! {
             value(&scraped, "herald_attempts_total", &[("outcome", "success")]),
             7.0
         );
-        assert!(value(&scraped, "herald_attempts_total", &[("outcome", "failure")]) >= 3.0);
+        assert_eq!(
+            value(&scraped, "herald_attempts_total", &[("outcome", "failure")]),
+            3.0,
+            "one failed attempt per message to the dead endpoint, its retry ten minutes away"
+        );
         assert_eq!(
             value(
                 &scraped,
