@@ -376,12 +376,14 @@ herald_test_support::test_on_both_backends! {
     async fn a_slow_endpoint_does_not_hold_up_the_others() {
         let server = TestServer::start_with(TestServerOptions {
             per_endpoint_concurrency: 1,
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(90),
             ..TestServerOptions::default()
         })
         .await;
+        // Slower than the test's whole deadline, so its first request is
+        // still open whatever the fast endpoint's pace.
         let slow = Receiver::start(Behaviour::Slow {
-            delay: Duration::from_secs(10),
+            delay: Duration::from_secs(60),
         })
         .await;
         let fast = Receiver::start(Behaviour::Accept).await;

@@ -51,15 +51,30 @@ async fn acknowledged_messages_survive_kill_9_and_are_delivered_after_restart() 
     for index in 0..50 {
         acknowledged.push(api.send(&app, "a.b", json!({"n": index})).await);
     }
-    // Let the first run log failed attempts (the receiver is down) ...
-    eventually("the first run logs attempts", DEADLINE, || async {
-        let attempts = api
-            .get(&format!(
-                "/api/v1/app/{app}/attempt/endpoint/{endpoint}?limit=250"
-            ))
-            .await;
-        (attempts["data"].as_array().map_or(0, Vec::len) >= 50).then_some(())
-    })
+    // Let the first run log a failed attempt of every message (the receiver
+    // is down); counting attempts is not enough, as early messages may be
+    // retried before the last one is first tried ...
+    eventually(
+        "the first run logs every message's attempt",
+        DEADLINE,
+        || async {
+            let attempts = api
+                .get(&format!(
+                    "/api/v1/app/{app}/attempt/endpoint/{endpoint}?limit=250"
+                ))
+                .await;
+            let tried: std::collections::HashSet<&str> = attempts["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|attempt| attempt["msgId"].as_str())
+                .collect();
+            acknowledged
+                .iter()
+                .all(|msg| tried.contains(msg.as_str()))
+                .then_some(())
+        },
+    )
     .await;
     // ... then kill it without any chance to clean up.
     first.kill();

@@ -178,11 +178,14 @@ herald_test_support::test_on_both_backends! {
             )
             .await;
         const COUNT: usize = 61;
+        // Sent at once, so the arrivals' pace is the limiter's, not the sender's.
+        let mut sending = tokio::task::JoinSet::new();
         for n in 0..COUNT {
-            server
-                .api
-                .send(&app, "invoice.paid", json!({ "n": n }))
-                .await;
+            let (api, app) = (server.api.clone(), app.clone());
+            sending.spawn(async move { api.send(&app, "invoice.paid", json!({ "n": n })).await });
+        }
+        while let Some(sent) = sending.join_next().await {
+            sent.expect("send task");
         }
         let arrivals = eventually("every message arrives", DEADLINE, || async {
             let received = receiver.received();
@@ -201,15 +204,17 @@ herald_test_support::test_on_both_backends! {
             rate >= RATE * 0.5,
             "{rate:.1} deliveries/s is far below the limit"
         );
-        // No one-second window holds more than the limit (plus the slot on its edge).
+        // No one-second window holds much more than the limit. Slots are
+        // booked ahead, so a stall of the test's one thread (server, receiver
+        // and test share it) lets the overdue ones go together; the bound
+        // allows half a second of that and still fails an unlimited endpoint,
+        // which would deliver all 61 within one second.
         for (index, first) in arrivals.iter().enumerate() {
             let within = arrivals[index..]
                 .iter()
                 .take_while(|later| later.at.duration_since(first.at) < Duration::from_secs(1))
                 .count();
-            // A stall on the server can bunch a few slots together; the limit
-            // is on the rate, checked over the whole run above.
-            assert!(within <= 23, "{within} deliveries within one second");
+            assert!(within <= 32, "{within} deliveries within one second");
         }
     }
 }

@@ -18,6 +18,7 @@ mod gateway;
 mod limits;
 mod operations;
 mod python_sdk;
+mod python_venv;
 mod signing;
 
 use std::time::Duration;

@@ -252,6 +252,14 @@ herald_test_support::test_on_both_backends! {
             .get(&format!("/api/v1/app/{app}/msg/{owed}"))
             .await;
         assert_eq!(message["id"], owed.as_str());
+        // Its attempt was made (the log may already have lost it) ...
+        eventually("the owed message's attempt is counted", DEADLINE, || async {
+            let scraped = scrape(&server.api.base).await;
+            (value(&scraped, "herald_attempts_total", &[("outcome", "failure")]) >= 1.0)
+                .then_some(())
+        })
+        .await;
+        // ... and is gone from the log.
         eventually(
             "the owed message's old attempt is purged",
             DEADLINE,

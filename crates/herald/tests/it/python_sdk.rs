@@ -3,48 +3,21 @@
 //! directory; `HERALD_PYTHON` points at an existing interpreter instead.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use herald_test_support::{eventually, Behaviour, Receiver, TestServer, TEST_TOKEN};
 
+use crate::python_venv::python_with;
 use crate::DEADLINE;
 
 /// The SDK version this test pins: the one DESIGN.md names.
-const SVIX_VERSION: &str = "svix==2.9.1";
-
-fn run(command: &mut Command) {
-    let status = command
-        .status()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-    assert!(status.success(), "{command:?} failed with {status}");
-}
+const SVIX_VERSION: &str = "2.9.1";
 
 /// A Python interpreter with the svix package importable.
 pub(crate) fn python_with_svix() -> PathBuf {
     if let Ok(python) = std::env::var("HERALD_PYTHON") {
         return PathBuf::from(python);
     }
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("svix-venv");
-    let python = venv.join("bin").join("python");
-    let ready = Command::new(&python)
-        .args([
-            "-c",
-            "import svix, importlib.metadata as m; assert m.version('svix') == '2.9.1'",
-        ])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !ready {
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-        run(Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            SVIX_VERSION,
-        ]));
-    }
-    python
+    python_with("svix-venv", "svix", SVIX_VERSION)
 }
 
 /// Runs `tests/sdk/{script}` with the SDK against `server` (its URL and

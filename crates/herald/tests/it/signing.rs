@@ -103,6 +103,10 @@ herald_test_support::test_on_both_backends! {
     }
 }
 
+/// Keys are chosen when the attempt is made, so the grace period must outlast
+/// a send and its first attempt on a loaded machine.
+const GRACE_SECONDS: u64 = 3;
+
 herald_test_support::test_on_both_backends! {
     async fn after_rotation_both_keys_sign_until_the_grace_period_ends() {
         let server = TestServer::start().await;
@@ -115,11 +119,11 @@ herald_test_support::test_on_both_backends! {
         let rotated = api
             .post(
                 &format!("/api/v1/app/{app}/endpoint/{endpoint}/secret/rotate"),
-                json!({"gracePeriodSeconds": 1}),
+                json!({"gracePeriodSeconds": GRACE_SECONDS}),
                 200,
             )
             .await;
-        let grace_ends = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let grace_ends = std::time::Instant::now() + std::time::Duration::from_secs(GRACE_SECONDS);
         let new_secret = rotated["key"].as_str().expect("new key").to_owned();
 
         api.send(&app, "during.grace", json!({})).await;
@@ -175,41 +179,9 @@ herald_test_support::test_on_both_backends! {
     }
 }
 
-/// A Python interpreter with PyNaCl (libsodium), in a virtualenv created on
-/// first use under Cargo's target directory and shared by the tests here.
-fn python_with_pynacl() -> &'static std::path::Path {
-    static PYTHON: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pynacl-venv");
-        let python = venv.join("bin").join("python");
-        let run = |command: &mut std::process::Command| {
-            let status = command
-                .status()
-                .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-            assert!(status.success(), "{command:?} failed with {status}");
-        };
-        let ready = std::process::Command::new(&python)
-            .args([
-                "-c",
-                "import importlib.metadata as m; assert m.version('pynacl') == '1.6.2'",
-            ])
-            .status()
-            .is_ok_and(|status| status.success());
-        if !ready {
-            run(std::process::Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv));
-            run(std::process::Command::new(&python).args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "pynacl==1.6.2",
-            ]));
-        }
-        python
-    })
+/// A Python interpreter with PyNaCl (libsodium).
+fn python_with_pynacl() -> std::path::PathBuf {
+    crate::python_venv::python_with("pynacl-venv", "pynacl", "1.6.2")
 }
 
 /// Runs `tests/sdk/verify_v1a.py` with one JSON request.
