@@ -9,7 +9,7 @@ use herald_core::model::{
 use herald_core::{AttemptId, Clock, RetrySchedule, Timestamp};
 use herald_signing::{signature_header, SignedContent};
 use herald_store::{Claim, DeliveryOutcome};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
 use crate::client::{Client, Response};
 

@@ -1,14 +1,22 @@
 //! The outbound HTTP client: one pooled client for every endpoint, redirects
-//! off (a redirect is an answer, not a new target), connections through the
-//! SSRF guard, answers read up to a cap.
+//! never followed (a redirect is an answer, not a new target), no proxy,
+//! connections through the SSRF guard, answers read up to a cap.
+//!
+//! It is `hyper`'s own client with our resolver and `rustls` (Mozilla's
+//! roots, HTTP/2 where the endpoint offers it over TLS): a higher-level
+//! client's redirect, retry and URL layers were a tenth of the engine's
+//! CPU when fanning out, and this needs none of them.
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use herald_core::model::AttemptError;
-use reqwest::header::HeaderMap;
+use http::header::{HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::ssrf::{Blocked, Guard, GuardedResolver};
 use crate::DeliveryError;
@@ -24,12 +32,17 @@ pub(crate) struct Response {
     pub(crate) retry_after: Option<Duration>,
 }
 
+type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
+
 pub(crate) struct Client {
-    http: reqwest::Client,
+    http: hyper_util::client::legacy::Client<Connector, Full<Bytes>>,
     guard: Arc<Guard>,
     timeout: Duration,
     body_cap: usize,
 }
+
+const AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("Herald-Webhooks/", env!("CARGO_PKG_VERSION")));
 
 impl Client {
     pub(crate) fn new(
@@ -38,17 +51,23 @@ impl Client {
         body_cap: usize,
     ) -> Result<Self, DeliveryError> {
         let guard = Arc::new(guard);
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would resolve the endpoint's host itself, past the
-            // SSRF guard: deliveries never use the environment's proxy.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver::new(guard.clone())))
-            .connect_timeout(timeout)
+        let mut connector = HttpConnector::new_with_resolver(GuardedResolver::new(guard.clone()));
+        // https URLs go through the TLS layer below.
+        connector.enforce_http(false);
+        connector.set_connect_timeout(Some(timeout));
+        connector.set_nodelay(true);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|error| DeliveryError::Client(error.to_string()))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("Herald-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| DeliveryError::Client(error.to_string()))?;
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
         Ok(Self {
             http,
             guard,
@@ -67,55 +86,72 @@ impl Client {
             error: Some(error),
             retry_after: None,
         };
-        let parsed = match reqwest::Url::parse(url) {
+        let parsed = match url::Url::parse(url) {
             Ok(parsed) => parsed,
             Err(error) => return failed(AttemptError::Connection, format!("invalid url: {error}")),
         };
         if let Err(blocked) = self.guard.check_literal(&parsed) {
             return failed(AttemptError::SsrfBlocked, blocked.to_string());
         }
-        let request = self
-            .http
-            .post(parsed)
-            .headers(headers)
-            .body(body)
-            .timeout(self.timeout)
-            .send();
-        let mut response = match request.await {
-            Ok(response) => response,
-            Err(error) => {
-                let kind = classify(&error);
-                return failed(kind, describe(&error));
-            }
+        let uri = match http::Uri::try_from(parsed.as_str()) {
+            Ok(uri) => uri,
+            Err(error) => return failed(AttemptError::Connection, format!("invalid url: {error}")),
         };
-        let status = response.status().as_u16();
-        let retry_after = match status {
-            429 | 503 => response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| parse_retry_after(value, SystemTime::now())),
-            _ => None,
-        };
-        let mut body = Vec::new();
-        let mut error = None;
-        while body.len() < self.body_cap {
-            match response.chunk().await {
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(read_error) => {
-                    error = Some(classify(&read_error));
-                    break;
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        request.headers_mut().entry(USER_AGENT).or_insert(AGENT);
+        let exchange = async {
+            let response = match self.http.request(request).await {
+                Ok(response) => response,
+                Err(error) => {
+                    let kind = classify(&error);
+                    return failed(kind, describe(&error));
+                }
+            };
+            let status = response.status().as_u16();
+            let retry_after = match status {
+                429 | 503 => response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| parse_retry_after(value, SystemTime::now())),
+                _ => None,
+            };
+            let mut answer = response.into_body();
+            let mut body = Vec::new();
+            let mut error = None;
+            while body.len() < self.body_cap {
+                match answer.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Some(chunk) = frame.data_ref() {
+                            body.extend_from_slice(chunk);
+                        }
+                    }
+                    None => break,
+                    Some(Err(read_error)) => {
+                        error = Some(classify(&read_error));
+                        break;
+                    }
                 }
             }
-        }
-        body.truncate(self.body_cap);
-        Response {
-            status: Some(status),
-            body: String::from_utf8_lossy(&body).into_owned(),
-            duration: started.elapsed(),
-            error,
-            retry_after,
+            body.truncate(self.body_cap);
+            Response {
+                status: Some(status),
+                body: String::from_utf8_lossy(&body).into_owned(),
+                duration: started.elapsed(),
+                error,
+                retry_after,
+            }
+        };
+        // From connecting to the end of the answer's body.
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(response) => response,
+            Err(_) => failed(
+                AttemptError::Timeout,
+                format!("no complete answer within {} ms", self.timeout.as_millis()),
+            ),
         }
     }
 }
@@ -132,24 +168,45 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// Maps a client error onto the attempt log's error kinds.
-fn classify(error: &reqwest::Error) -> AttemptError {
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if cause.downcast_ref::<Blocked>().is_some() {
+fn classify(error: &(dyn std::error::Error + 'static)) -> AttemptError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut connecting = false;
+    while let Some(current) = cause {
+        if current.downcast_ref::<Blocked>().is_some() {
             return AttemptError::SsrfBlocked;
         }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+        if current.downcast_ref::<rustls::Error>().is_some() {
+            return AttemptError::Tls;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            // An I/O error's `source` skips the error it wraps (the TLS
+            // layer wraps its errors in two): look inside.
+            let mut inner = io.get_ref();
+            while let Some(wrapped) = inner {
+                if wrapped.downcast_ref::<rustls::Error>().is_some() {
+                    return AttemptError::Tls;
+                }
+                inner = wrapped
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(std::io::Error::get_ref);
+            }
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => return AttemptError::ConnectionRefused,
                 std::io::ErrorKind::TimedOut => return AttemptError::Timeout,
                 _ => {}
             }
         }
-        source = cause.source();
+        if let Some(client) = current.downcast_ref::<hyper_util::client::legacy::Error>() {
+            connecting |= client.is_connect();
+        }
+        if let Some(hyper) = current.downcast_ref::<hyper::Error>() {
+            if hyper.is_timeout() {
+                return AttemptError::Timeout;
+            }
+        }
+        cause = current.source();
     }
-    if error.is_timeout() {
-        AttemptError::Timeout
-    } else if error.is_connect() {
+    if connecting {
         let text = describe(error).to_ascii_lowercase();
         if text.contains("dns") || text.contains("lookup") || text.contains("resolve") {
             AttemptError::Dns
@@ -165,7 +222,7 @@ fn classify(error: &reqwest::Error) -> AttemptError {
 
 /// The error with its causes, for the attempt log (no secrets are in it:
 /// only the URL the tenant configured and network errors).
-fn describe(error: &reqwest::Error) -> String {
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -178,7 +235,116 @@ fn describe(error: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
+
+    /// A client that may reach loopback, and a listener there that treats
+    /// each connection with `serve`.
+    async fn against<F, Fut>(serve: F) -> (Client, std::net::SocketAddr)
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                serve(stream).await;
+            }
+        });
+        let guard = Guard::new(vec!["127.0.0.0/8".parse().expect("a network")]);
+        let client = Client::new(guard, Duration::from_millis(500), 64).expect("a client");
+        (client, address)
+    }
+
+    async fn post(client: &Client, url: &str) -> Response {
+        client
+            .post(url, HeaderMap::new(), Bytes::from_static(b"{}"))
+            .await
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_up_to_the_cap_with_their_retry_after() {
+        let (client, address) = against(|mut stream| async move {
+            let mut request = [0; 1024];
+            let _ = stream.read(&mut request).await;
+            let body = "x".repeat(100);
+            let answer = format!(
+                "HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        })
+        .await;
+        let response = post(&client, &format!("http://{address}/hook")).await;
+        assert_eq!(response.status, Some(429));
+        assert_eq!(response.error, None);
+        assert_eq!(response.body, "x".repeat(64), "cut at the cap");
+        assert_eq!(response.retry_after, Some(Duration::from_secs(7)));
+    }
+
+    #[tokio::test]
+    async fn failures_are_told_apart() {
+        // Accepts and never answers.
+        let (client, silent) = against(|stream| async move {
+            tokio::spawn(async move {
+                let _held = stream;
+                std::future::pending::<()>().await;
+            });
+        })
+        .await;
+        let timeout = post(&client, &format!("http://{silent}/hook")).await;
+        assert_eq!(
+            timeout.error,
+            Some(AttemptError::Timeout),
+            "{}",
+            timeout.body
+        );
+
+        // Answers something that is not HTTP.
+        let (_, garbled) = against(|mut stream| async move {
+            let _ = stream.write_all(b"SSH-2.0-not-http\r\n\r\n").await;
+        })
+        .await;
+        let invalid = post(&client, &format!("http://{garbled}/hook")).await;
+        assert_eq!(
+            invalid.error,
+            Some(AttemptError::InvalidResponse),
+            "{}",
+            invalid.body
+        );
+
+        // A TLS handshake with a server that speaks plain HTTP.
+        let (_, plain) = against(|mut stream| async move {
+            let mut request = [0; 1024];
+            let _ = stream.read(&mut request).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        })
+        .await;
+        let tls = post(&client, &format!("https://{plain}/hook")).await;
+        assert_eq!(tls.error, Some(AttemptError::Tls), "{}", tls.body);
+
+        let dns = post(&client, "http://no-such-host.invalid/hook").await;
+        assert_eq!(dns.error, Some(AttemptError::Dns), "{}", dns.body);
+    }
+
+    #[tokio::test]
+    async fn hostnames_resolving_to_blocked_addresses_are_refused_at_connect() {
+        let client = Client::new(Guard::default(), Duration::from_secs(5), 64).expect("a client");
+        let response = post(&client, "http://localhost:9/hook").await;
+        assert_eq!(
+            response.error,
+            Some(AttemptError::SsrfBlocked),
+            "{}",
+            response.body
+        );
+        let literal = post(&client, "http://127.0.0.1:9/hook").await;
+        assert_eq!(literal.error, Some(AttemptError::SsrfBlocked));
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {

@@ -6,11 +6,14 @@
 //! between check and connect (rebinding) cannot slip through. IP-literal URLs
 //! skip DNS and are checked with [`check_literal`] before sending.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use hyper_util::client::legacy::connect::dns::Name;
 use ipnet::IpNet;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// An address the guard refused.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +38,7 @@ impl Guard {
     }
 
     /// Checks the host of an IP-literal URL (hostnames are checked at resolve time).
-    pub fn check_literal(&self, url: &reqwest::Url) -> Result<(), Blocked> {
+    pub fn check_literal(&self, url: &url::Url) -> Result<(), Blocked> {
         let address = match url.host() {
             Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
             Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
@@ -110,8 +113,19 @@ impl GuardedResolver {
     }
 }
 
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
+/// What resolving a name comes to: the allowed addresses, or why none is.
+type Resolved = Result<std::vec::IntoIter<SocketAddr>, Box<dyn std::error::Error + Send + Sync>>;
+
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Pin<Box<dyn Future<Output = Resolved> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
         let guard = self.guard.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
@@ -129,8 +143,7 @@ impl Resolve for GuardedResolver {
                 };
                 return Err(error);
             }
-            let addresses: Addrs = Box::new(allowed.into_iter());
-            Ok(addresses)
+            Ok(allowed.into_iter())
         })
     }
 }
