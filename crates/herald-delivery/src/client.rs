@@ -10,9 +10,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use base64::Engine as _;
 use bytes::Bytes;
 use herald_core::model::AttemptError;
-use http::header::{HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER, USER_AGENT};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -56,6 +57,11 @@ impl Client {
         connector.enforce_http(false);
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
+        // A pooled connection whose peer vanished is found out by the
+        // kernel, not by the next delivery's timeout.
+        connector.set_keepalive(Some(Duration::from_secs(15)));
+        connector.set_keepalive_interval(Some(Duration::from_secs(15)));
+        connector.set_keepalive_retries(Some(3));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
             .map_err(|error| DeliveryError::Client(error.to_string()))?
@@ -86,13 +92,16 @@ impl Client {
             error: Some(error),
             retry_after: None,
         };
-        let parsed = match url::Url::parse(url) {
+        let mut parsed = match url::Url::parse(url) {
             Ok(parsed) => parsed,
             Err(error) => return failed(AttemptError::Connection, format!("invalid url: {error}")),
         };
         if let Err(blocked) = self.guard.check_literal(&parsed) {
             return failed(AttemptError::SsrfBlocked, blocked.to_string());
         }
+        // Credentials in the URL go in an `Authorization` header, never in
+        // the request's authority (HTTP/2 would send them as `:authority`).
+        let credentials = basic_auth(&mut parsed);
         let uri = match http::Uri::try_from(parsed.as_str()) {
             Ok(uri) => uri,
             Err(error) => return failed(AttemptError::Connection, format!("invalid url: {error}")),
@@ -101,59 +110,89 @@ impl Client {
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
-        request.headers_mut().entry(USER_AGENT).or_insert(AGENT);
-        let exchange = async {
-            let response = match self.http.request(request).await {
-                Ok(response) => response,
-                Err(error) => {
-                    let kind = classify(&error);
-                    return failed(kind, describe(&error));
-                }
-            };
-            let status = response.status().as_u16();
-            let retry_after = match status {
-                429 | 503 => response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|value| value.to_str().ok())
-                    .and_then(|value| parse_retry_after(value, SystemTime::now())),
-                _ => None,
-            };
-            let mut answer = response.into_body();
-            let mut body = Vec::new();
-            let mut error = None;
-            while body.len() < self.body_cap {
-                match answer.frame().await {
-                    Some(Ok(frame)) => {
-                        if let Some(chunk) = frame.data_ref() {
-                            body.extend_from_slice(chunk);
-                        }
-                    }
-                    None => break,
-                    Some(Err(read_error)) => {
-                        error = Some(classify(&read_error));
-                        break;
-                    }
-                }
-            }
-            body.truncate(self.body_cap);
-            Response {
-                status: Some(status),
-                body: String::from_utf8_lossy(&body).into_owned(),
-                duration: started.elapsed(),
-                error,
-                retry_after,
-            }
-        };
-        // From connecting to the end of the answer's body.
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(response) => response,
-            Err(_) => failed(
+        let headers = request.headers_mut();
+        headers.entry(USER_AGENT).or_insert(AGENT);
+        headers
+            .entry(ACCEPT)
+            .or_insert(HeaderValue::from_static("*/*"));
+        if let Some(credentials) = credentials {
+            headers.insert(AUTHORIZATION, credentials);
+        }
+        // From connecting to the end of the answer's body; an answer whose
+        // body is late keeps its status.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let timed_out = || {
+            failed(
                 AttemptError::Timeout,
-                format!("no complete answer within {} ms", self.timeout.as_millis()),
-            ),
+                format!("no answer within {} ms", self.timeout.as_millis()),
+            )
+        };
+        let response = match tokio::time::timeout_at(deadline, self.http.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return failed(classify(&error), describe(&error)),
+            Err(_) => return timed_out(),
+        };
+        let status = response.status().as_u16();
+        let retry_after = match status {
+            429 | 503 => response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| parse_retry_after(value, SystemTime::now())),
+            _ => None,
+        };
+        let mut answer = response.into_body();
+        let mut body = Vec::new();
+        let mut error = None;
+        while body.len() < self.body_cap {
+            match tokio::time::timeout_at(deadline, answer.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Some(chunk) = frame.data_ref() {
+                        body.extend_from_slice(chunk);
+                    }
+                }
+                Ok(None) => break,
+                Ok(Some(Err(read_error))) => {
+                    error = Some(classify(&read_error));
+                    break;
+                }
+                Err(_) => {
+                    error = Some(AttemptError::Timeout);
+                    break;
+                }
+            }
+        }
+        body.truncate(self.body_cap);
+        Response {
+            status: Some(status),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            duration: started.elapsed(),
+            error,
+            retry_after,
         }
     }
+}
+
+/// Takes the user name and password out of `url`, as the value of an
+/// `Authorization: Basic` header (what a client does with `user:pass@`).
+fn basic_auth(url: &mut url::Url) -> Option<HeaderValue> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = decode(url.username());
+    let password = url.password().map(decode).unwrap_or_default();
+    // Neither can fail on a URL with a host, which every endpoint has.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut value = HeaderValue::try_from(format!("Basic {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3); a
@@ -178,23 +217,20 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> AttemptError {
         if current.downcast_ref::<rustls::Error>().is_some() {
             return AttemptError::Tls;
         }
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            // An I/O error's `source` skips the error it wraps (the TLS
-            // layer wraps its errors in two): look inside.
-            let mut inner = io.get_ref();
-            while let Some(wrapped) = inner {
-                if wrapped.downcast_ref::<rustls::Error>().is_some() {
-                    return AttemptError::Tls;
-                }
-                inner = wrapped
-                    .downcast_ref::<std::io::Error>()
-                    .and_then(std::io::Error::get_ref);
-            }
-            match io.kind() {
+        // An I/O error's `source` skips the error it wraps, and the TLS
+        // layer wraps its errors in two: look inside each.
+        let mut io = current.downcast_ref::<std::io::Error>();
+        while let Some(error) = io {
+            match error.kind() {
                 std::io::ErrorKind::ConnectionRefused => return AttemptError::ConnectionRefused,
                 std::io::ErrorKind::TimedOut => return AttemptError::Timeout,
                 _ => {}
             }
+            let inner = error.get_ref();
+            if inner.is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) {
+                return AttemptError::Tls;
+            }
+            io = inner.and_then(|inner| inner.downcast_ref::<std::io::Error>());
         }
         if let Some(client) = current.downcast_ref::<hyper_util::client::legacy::Error>() {
             connecting |= client.is_connect();
@@ -240,9 +276,8 @@ mod tests {
 
     use super::*;
 
-    /// A client that may reach loopback, and a listener there that treats
-    /// each connection with `serve`.
-    async fn against<F, Fut>(serve: F) -> (Client, std::net::SocketAddr)
+    /// A listener on loopback that treats each connection with `serve`.
+    async fn listener<F, Fut>(serve: F) -> std::net::SocketAddr
     where
         F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
@@ -254,10 +289,17 @@ mod tests {
                 serve(stream).await;
             }
         });
-        let guard = Guard::new(vec!["127.0.0.0/8".parse().expect("a network")]);
-        let client = Client::new(guard, Duration::from_millis(500), 64).expect("a client");
-        (client, address)
+        address
     }
+
+    /// A client that may reach loopback.
+    fn client(timeout: Duration) -> Client {
+        let guard = Guard::new(vec!["127.0.0.0/8".parse().expect("a network")]);
+        Client::new(guard, timeout, 64).expect("a client")
+    }
+
+    /// Long enough for anything a loaded machine does on loopback.
+    const PATIENT: Duration = Duration::from_secs(30);
 
     async fn post(client: &Client, url: &str) -> Response {
         client
@@ -265,20 +307,26 @@ mod tests {
             .await
     }
 
+    /// Reads a request's head (these requests are small) and answers it.
+    async fn answer(mut stream: tokio::net::TcpStream, with: &[u8]) -> String {
+        let mut request = vec![0; 4096];
+        let read = stream.read(&mut request).await.unwrap_or(0);
+        let _ = stream.write_all(with).await;
+        String::from_utf8_lossy(&request[..read]).into_owned()
+    }
+
     #[tokio::test]
     async fn answers_are_read_up_to_the_cap_with_their_retry_after() {
-        let (client, address) = against(|mut stream| async move {
-            let mut request = [0; 1024];
-            let _ = stream.read(&mut request).await;
+        let address = listener(|stream| async move {
             let body = "x".repeat(100);
-            let answer = format!(
+            let reply = format!(
                 "HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len()
             );
-            let _ = stream.write_all(answer.as_bytes()).await;
+            answer(stream, reply.as_bytes()).await;
         })
         .await;
-        let response = post(&client, &format!("http://{address}/hook")).await;
+        let response = post(&client(PATIENT), &format!("http://{address}/hook")).await;
         assert_eq!(response.status, Some(429));
         assert_eq!(response.error, None);
         assert_eq!(response.body, "x".repeat(64), "cut at the cap");
@@ -286,29 +334,98 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn credentials_in_the_url_become_basic_auth() {
+        let (heads, mut head) = tokio::sync::mpsc::unbounded_channel();
+        let address = listener(move |stream| {
+            let heads = heads.clone();
+            async move {
+                let request = answer(
+                    stream,
+                    b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
+                )
+                .await;
+                let _ = heads.send(request);
+            }
+        })
+        .await;
+        let port = address.port();
+        let response = post(
+            &client(PATIENT),
+            &format!("http://us%40er:p%3Ass@127.0.0.1:{port}/hook"),
+        )
+        .await;
+        assert_eq!(response.status, Some(204), "{}", response.body);
+        let request = head.recv().await.expect("the request's head");
+        let expected = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
+        assert!(
+            request.contains(&format!("authorization: Basic {expected}\r\n")),
+            "{request}"
+        );
+        assert!(request.starts_with("POST /hook HTTP/1.1\r\n"), "{request}");
+        assert!(
+            request.contains(&format!("host: 127.0.0.1:{port}\r\n")),
+            "{request}"
+        );
+        assert!(
+            !request.contains("p%3Ass") && !request.contains("us%40er"),
+            "{request}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_whose_body_is_late_keeps_its_status() {
+        let address = listener(|stream| async move {
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let mut request = vec![0; 4096];
+                let _ = stream.read(&mut request).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 410 Gone\r\ncontent-length: 100\r\n\r\nabc")
+                    .await;
+                std::future::pending::<()>().await;
+            });
+        })
+        .await;
+        let response = post(
+            &client(Duration::from_millis(500)),
+            &format!("http://{address}/hook"),
+        )
+        .await;
+        assert_eq!(response.status, Some(410));
+        assert_eq!(response.error, Some(AttemptError::Timeout));
+        assert_eq!(response.body, "abc");
+    }
+
+    #[tokio::test]
     async fn failures_are_told_apart() {
         // Accepts and never answers.
-        let (client, silent) = against(|stream| async move {
+        let silent = listener(|stream| async move {
             tokio::spawn(async move {
                 let _held = stream;
                 std::future::pending::<()>().await;
             });
         })
         .await;
-        let timeout = post(&client, &format!("http://{silent}/hook")).await;
+        let timeout = post(
+            &client(Duration::from_millis(500)),
+            &format!("http://{silent}/hook"),
+        )
+        .await;
         assert_eq!(
             timeout.error,
             Some(AttemptError::Timeout),
             "{}",
             timeout.body
         );
+        assert_eq!(timeout.status, None);
 
+        let patient = client(PATIENT);
         // Answers something that is not HTTP.
-        let (_, garbled) = against(|mut stream| async move {
+        let garbled = listener(|mut stream| async move {
             let _ = stream.write_all(b"SSH-2.0-not-http\r\n\r\n").await;
         })
         .await;
-        let invalid = post(&client, &format!("http://{garbled}/hook")).await;
+        let invalid = post(&patient, &format!("http://{garbled}/hook")).await;
         assert_eq!(
             invalid.error,
             Some(AttemptError::InvalidResponse),
@@ -317,18 +434,19 @@ mod tests {
         );
 
         // A TLS handshake with a server that speaks plain HTTP.
-        let (_, plain) = against(|mut stream| async move {
-            let mut request = [0; 1024];
-            let _ = stream.read(&mut request).await;
-            let _ = stream
-                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-                .await;
+        let plain = listener(|stream| async move {
+            answer(
+                stream,
+                b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n",
+            )
+            .await;
         })
         .await;
-        let tls = post(&client, &format!("https://{plain}/hook")).await;
+        let tls = post(&patient, &format!("https://{plain}/hook")).await;
         assert_eq!(tls.error, Some(AttemptError::Tls), "{}", tls.body);
 
-        let dns = post(&client, "http://no-such-host.invalid/hook").await;
+        // `.invalid` never resolves (RFC 6761).
+        let dns = post(&patient, "http://no-such-host.invalid/hook").await;
         assert_eq!(dns.error, Some(AttemptError::Dns), "{}", dns.body);
     }
 
