@@ -73,15 +73,16 @@ fn is_public_v6(address: Ipv6Addr) -> bool {
         return is_public_v4(v4);
     }
     let segments = address.segments();
+    let v4 = |high: u16, low: u16| {
+        Ipv4Addr::new((high >> 8) as u8, high as u8, (low >> 8) as u8, low as u8)
+    };
     // NAT64 (64:ff9b::/96) embeds an IPv4 address in the last 32 bits.
     if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let embedded = Ipv4Addr::new(
-            (segments[6] >> 8) as u8,
-            segments[6] as u8,
-            (segments[7] >> 8) as u8,
-            segments[7] as u8,
-        );
-        return is_public_v4(embedded);
+        return is_public_v4(v4(segments[6], segments[7]));
+    }
+    // 6to4 (2002::/16) routes to the IPv4 address in bits 16-48.
+    if segments[0] == 0x2002 {
+        return is_public_v4(v4(segments[1], segments[2]));
     }
     !(address.is_unspecified()
         || address.is_loopback()
@@ -90,6 +91,9 @@ fn is_public_v6(address: Ipv6Addr) -> bool {
         || (segments[0] & 0xffc0) == 0xfe80 // link local fe80::/10
         || (segments[0] == 0x2001 && segments[1] == 0x0db8) // documentation
         || segments[..4] == [0x100, 0, 0, 0] // discard-only 100::/64
+        || segments[..2] == [0x2001, 0] // Teredo 2001::/32 (tunnels to an IPv4 peer)
+        || segments[..3] == [0x64, 0xff9b, 1] // local-use NAT64 64:ff9b:1::/48
+        || (segments[0] & 0xffc0) == 0xfec0 // site local fec0::/10 (deprecated)
         || segments[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible (deprecated)
 }
 
@@ -177,6 +181,11 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::a00:1",
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
         ] {
             assert!(blocked(address), "{address} should be blocked");
         }
@@ -189,6 +198,8 @@ mod tests {
             "1.1.1.1",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "2002:808:808::1",
+            "2001:db9::1",
         ] {
             assert!(!blocked(address), "{address} should be allowed");
         }
