@@ -51,6 +51,22 @@ impl Client {
         timeout: Duration,
         body_cap: usize,
     ) -> Result<Self, DeliveryError> {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| DeliveryError::Client(error.to_string()))?;
+        let tls = hyper_rustls::ConfigBuilderExt::with_webpki_roots(tls).with_no_client_auth();
+        Ok(Self::with_tls(guard, timeout, body_cap, tls))
+    }
+
+    /// A client trusting what `tls` trusts (tests use their own authority).
+    fn with_tls(
+        guard: Guard,
+        timeout: Duration,
+        body_cap: usize,
+        tls: rustls::ClientConfig,
+    ) -> Self {
         let guard = Arc::new(guard);
         let mut connector = HttpConnector::new_with_resolver(GuardedResolver::new(guard.clone()));
         // https URLs go through the TLS layer below.
@@ -63,8 +79,7 @@ impl Client {
         connector.set_keepalive_interval(Some(Duration::from_secs(15)));
         connector.set_keepalive_retries(Some(3));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|error| DeliveryError::Client(error.to_string()))?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -74,12 +89,12 @@ impl Client {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
-        Ok(Self {
+        Self {
             http,
             guard,
             timeout,
             body_cap,
-        })
+        }
     }
 
     /// POSTs `body` to `url`; never fails, every problem is an outcome.
@@ -448,6 +463,107 @@ mod tests {
         // `.invalid` never resolves (RFC 6761).
         let dns = post(&patient, "http://no-such-host.invalid/hook").await;
         assert_eq!(dns.error, Some(AttemptError::Dns), "{}", dns.body);
+    }
+
+    /// An HTTPS receiver on loopback with a certificate for `localhost`
+    /// and 127.0.0.1 from the test authority in `testdata/` (valid until
+    /// 2126); it answers `ok` and passes on each request's head.
+    async fn tls_listener() -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let chain = vec![
+            CertificateDer::from_pem_slice(include_bytes!("../testdata/leaf.pem"))
+                .expect("the leaf certificate"),
+        ];
+        let key = PrivateKeyDer::from_pem_slice(include_bytes!("../testdata/leaf.key"))
+            .expect("the leaf key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("a server configuration");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let (heads, received) = tokio::sync::mpsc::unbounded_channel();
+        let address = listener(move |stream| {
+            let (acceptor, heads) = (acceptor.clone(), heads.clone());
+            async move {
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut request = vec![0; 4096];
+                    let read = stream.read(&mut request).await.unwrap_or(0);
+                    let _ = heads.send(String::from_utf8_lossy(&request[..read]).into_owned());
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    let _ = stream.flush().await;
+                });
+            }
+        })
+        .await;
+        (address, received)
+    }
+
+    /// May reach loopback by name as well as by address.
+    fn loopback_guard() -> Guard {
+        Guard::new(vec![
+            "127.0.0.0/8".parse().expect("a network"),
+            "::1/128".parse().expect("a network"),
+        ])
+    }
+
+    #[tokio::test]
+    async fn https_endpoints_are_delivered_to_over_verified_tls() {
+        use rustls::pki_types::pem::PemObject;
+
+        let (address, mut heads) = tls_listener().await;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(
+                rustls::pki_types::CertificateDer::from_pem_slice(include_bytes!(
+                    "../testdata/ca.pem"
+                ))
+                .expect("the test authority"),
+            )
+            .expect("a root");
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let client = Client::with_tls(loopback_guard(), PATIENT, 64, tls);
+        let url = format!("https://localhost:{}/hook", address.port());
+        let response = post(&client, &url).await;
+        assert_eq!(response.error, None, "{}", response.body);
+        assert_eq!(response.status, Some(200));
+        assert_eq!(response.body, "ok");
+        let head = heads.recv().await.expect("the request's head");
+        assert!(head.starts_with("POST /hook HTTP/1.1\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("host: localhost:{}\r\n", address.port())),
+            "{head}"
+        );
+
+        // The production client trusts the public authorities only.
+        let public = Client::new(loopback_guard(), PATIENT, 64).expect("a client");
+        let untrusted = post(&public, &url).await;
+        assert_eq!(
+            untrusted.error,
+            Some(AttemptError::Tls),
+            "{}",
+            untrusted.body
+        );
+        assert_eq!(untrusted.status, None);
     }
 
     #[tokio::test]
