@@ -59,6 +59,24 @@ fn headers(endpoint: &Endpoint, message: &Message, now: Timestamp) -> HeaderMap 
     headers
 }
 
+/// The endpoint's URL as the attempt log keeps it: without credentials
+/// (`user:pass@`), which belong to the endpoint's settings, not to every
+/// record of its attempts.
+fn logged_url(url: &str) -> String {
+    if !url.contains('@') {
+        return url.to_owned();
+    }
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            // Neither can fail on a URL with a host, which every endpoint has.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.into()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// What to write back after a claim was worked on.
 pub(crate) struct Finished {
     pub(crate) attempt: Option<Attempt>,
@@ -169,7 +187,7 @@ pub(crate) async fn perform(
         app_id: claim.app_id.clone(),
         msg_id: claim.msg_id.clone(),
         endpoint_id: claim.endpoint_id.clone(),
-        url: endpoint.url.as_str().to_owned(),
+        url: logged_url(endpoint.url.as_str()),
         timestamp: now,
         status: if succeeded {
             DeliveryStatus::Success
@@ -201,5 +219,30 @@ pub(crate) async fn perform(
         attempt: Some(attempt),
         outcome,
         verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::logged_url;
+
+    #[test]
+    fn the_attempt_log_keeps_no_credentials_of_the_url() {
+        assert_eq!(
+            logged_url("https://user:secret@example.com/hook?to=a@b"),
+            "https://example.com/hook?to=a@b"
+        );
+        assert_eq!(
+            logged_url("https://token@example.com/"),
+            "https://example.com/"
+        );
+        assert_eq!(
+            logged_url("https://example.com/hook?to=a@b"),
+            "https://example.com/hook?to=a@b"
+        );
+        assert_eq!(
+            logged_url("https://example.com/hook"),
+            "https://example.com/hook"
+        );
     }
 }
