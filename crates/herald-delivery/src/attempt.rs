@@ -11,7 +11,7 @@ use herald_signing::{signature_header, SignedContent};
 use herald_store::{Claim, DeliveryOutcome};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
-use crate::client::{Client, Response};
+use crate::client::{take_credentials, Client, Response};
 
 /// The Standard Webhooks headers plus their `svix-` copies.
 fn headers(endpoint: &Endpoint, message: &Message, now: Timestamp) -> HeaderMap {
@@ -66,14 +66,12 @@ fn logged_url(url: &str) -> String {
     if !url.contains('@') {
         return url.to_owned();
     }
-    match url::Url::parse(url) {
-        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-            // Neither can fail on a URL with a host, which every endpoint has.
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.into()
-        }
-        _ => url.to_owned(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    match take_credentials(&mut parsed) {
+        Some(_) => parsed.into(),
+        None => url.to_owned(),
     }
 }
 

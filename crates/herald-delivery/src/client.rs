@@ -136,16 +136,16 @@ impl Client {
         // From connecting to the end of the answer's body; an answer whose
         // body is late keeps its status.
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let timed_out = || {
-            failed(
-                AttemptError::Timeout,
-                format!("no answer within {} ms", self.timeout.as_millis()),
-            )
-        };
         let response = match tokio::time::timeout_at(deadline, self.http.request(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => return failed(classify(&error), describe(&error)),
-            Err(_) => return timed_out(),
+            Err(_) => {
+                let waited = self.timeout.as_millis();
+                return failed(
+                    AttemptError::Timeout,
+                    format!("no answer within {waited} ms"),
+                );
+            }
         };
         let status = response.status().as_u16();
         let retry_after = match status {
@@ -188,22 +188,32 @@ impl Client {
     }
 }
 
-/// Takes the user name and password out of `url`, as the value of an
-/// `Authorization: Basic` header (what a client does with `user:pass@`).
-fn basic_auth(url: &mut url::Url) -> Option<HeaderValue> {
+/// Takes the user name and password (as written, percent-encoded) out of
+/// `url`; `None` when it has neither.
+pub(crate) fn take_credentials(url: &mut url::Url) -> Option<(String, String)> {
     if url.username().is_empty() && url.password().is_none() {
         return None;
     }
+    let taken = (
+        url.username().to_owned(),
+        url.password().unwrap_or_default().to_owned(),
+    );
+    // Neither can fail on a URL with a host, which every endpoint has.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some(taken)
+}
+
+/// Takes the user name and password out of `url`, as the value of an
+/// `Authorization: Basic` header (what a client does with `user:pass@`).
+fn basic_auth(url: &mut url::Url) -> Option<HeaderValue> {
+    let (user, password) = take_credentials(url)?;
     let decode = |text: &str| {
         percent_encoding::percent_decode_str(text)
             .decode_utf8_lossy()
             .into_owned()
     };
-    let user = decode(url.username());
-    let password = url.password().map(decode).unwrap_or_default();
-    // Neither can fail on a URL with a host, which every endpoint has.
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
+    let (user, password) = (decode(&user), decode(&password));
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     let mut value = HeaderValue::try_from(format!("Basic {token}")).ok()?;
     value.set_sensitive(true);
