@@ -65,8 +65,14 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// Millisecond arithmetic on the system time: `Utc::now` also works
+    /// out a calendar date, at every call on the hot path.
     fn now(&self) -> Timestamp {
-        Timestamp(Utc::now().timestamp_millis())
+        let millis = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+            Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        Timestamp(millis)
     }
 }
 

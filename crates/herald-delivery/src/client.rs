@@ -7,7 +7,8 @@
 //! client's redirect, retry and URL layers were a tenth of the engine's
 //! CPU when fanning out, and this needs none of them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
@@ -40,7 +41,16 @@ pub(crate) struct Client {
     guard: Arc<Guard>,
     timeout: Duration,
     body_cap: usize,
+    /// What each endpoint URL seen lately comes to (see [`Client::target`]).
+    targets: Mutex<HashMap<String, Target>>,
 }
+
+/// Most URLs [`Client::target`] remembers; past it, it starts over.
+const TARGETS: usize = 4096;
+
+/// Where requests for one URL go, or why none can: the parsed URI and the
+/// `Authorization` its credentials make, or the failure to report.
+type Target = Result<(http::Uri, Option<HeaderValue>), (AttemptError, String)>;
 
 const AGENT: HeaderValue =
     HeaderValue::from_static(concat!("Herald-Webhooks/", env!("CARGO_PKG_VERSION")));
@@ -94,7 +104,45 @@ impl Client {
             guard,
             timeout,
             body_cap,
+            targets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `url`'s target, worked out once per URL: parsing and checking it
+    /// again for every attempt was a tenth of an attempt's own work. Only
+    /// the URL's text decides it (the guard's literal check; names are
+    /// resolved and checked per connection), so a remembered one stays right.
+    fn target(&self, url: &str) -> Target {
+        let lock = || {
+            self.targets
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if let Some(known) = lock().get(url) {
+            return known.clone();
+        }
+        let target = self.work_out(url);
+        let mut targets = lock();
+        if targets.len() >= TARGETS {
+            targets.clear();
+        }
+        targets.insert(url.to_owned(), target.clone());
+        target
+    }
+
+    fn work_out(&self, url: &str) -> Target {
+        let invalid = |error: &dyn std::fmt::Display| {
+            (AttemptError::Connection, format!("invalid url: {error}"))
+        };
+        let mut parsed = url::Url::parse(url).map_err(|error| invalid(&error))?;
+        self.guard
+            .check_literal(&parsed)
+            .map_err(|blocked| (AttemptError::SsrfBlocked, blocked.to_string()))?;
+        // Credentials in the URL go in an `Authorization` header, never in
+        // the request's authority (HTTP/2 would send them as `:authority`).
+        let credentials = basic_auth(&mut parsed);
+        let uri = http::Uri::try_from(parsed.as_str()).map_err(|error| invalid(&error))?;
+        Ok((uri, credentials))
     }
 
     /// POSTs `body` to `url`; never fails, every problem is an outcome.
@@ -107,19 +155,9 @@ impl Client {
             error: Some(error),
             retry_after: None,
         };
-        let mut parsed = match url::Url::parse(url) {
-            Ok(parsed) => parsed,
-            Err(error) => return failed(AttemptError::Connection, format!("invalid url: {error}")),
-        };
-        if let Err(blocked) = self.guard.check_literal(&parsed) {
-            return failed(AttemptError::SsrfBlocked, blocked.to_string());
-        }
-        // Credentials in the URL go in an `Authorization` header, never in
-        // the request's authority (HTTP/2 would send them as `:authority`).
-        let credentials = basic_auth(&mut parsed);
-        let uri = match http::Uri::try_from(parsed.as_str()) {
-            Ok(uri) => uri,
-            Err(error) => return failed(AttemptError::Connection, format!("invalid url: {error}")),
+        let (uri, credentials) = match self.target(url) {
+            Ok(target) => target,
+            Err((error, detail)) => return failed(error, detail),
         };
         let mut request = http::Request::new(Full::new(body));
         *request.method_mut() = http::Method::POST;
@@ -374,27 +412,28 @@ mod tests {
         })
         .await;
         let port = address.port();
-        let response = post(
-            &client(PATIENT),
-            &format!("http://us%40er:p%3Ass@127.0.0.1:{port}/hook"),
-        )
-        .await;
-        assert_eq!(response.status, Some(204), "{}", response.body);
-        let request = head.recv().await.expect("the request's head");
-        let expected = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
-        assert!(
-            request.contains(&format!("authorization: Basic {expected}\r\n")),
-            "{request}"
-        );
-        assert!(request.starts_with("POST /hook HTTP/1.1\r\n"), "{request}");
-        assert!(
-            request.contains(&format!("host: 127.0.0.1:{port}\r\n")),
-            "{request}"
-        );
-        assert!(
-            !request.contains("p%3Ass") && !request.contains("us%40er"),
-            "{request}"
-        );
+        let client = client(PATIENT);
+        let url = format!("http://us%40er:p%3Ass@127.0.0.1:{port}/hook");
+        // The second time from the target the client remembers.
+        for _ in 0..2 {
+            let response = post(&client, &url).await;
+            assert_eq!(response.status, Some(204), "{}", response.body);
+            let request = head.recv().await.expect("the request's head");
+            let expected = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
+            assert!(
+                request.contains(&format!("authorization: Basic {expected}\r\n")),
+                "{request}"
+            );
+            assert!(request.starts_with("POST /hook HTTP/1.1\r\n"), "{request}");
+            assert!(
+                request.contains(&format!("host: 127.0.0.1:{port}\r\n")),
+                "{request}"
+            );
+            assert!(
+                !request.contains("p%3Ass") && !request.contains("us%40er"),
+                "{request}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -586,8 +625,11 @@ mod tests {
             "{}",
             response.body
         );
-        let literal = post(&client, "http://127.0.0.1:9/hook").await;
-        assert_eq!(literal.error, Some(AttemptError::SsrfBlocked));
+        // Refused again from the target the client remembers.
+        for _ in 0..2 {
+            let literal = post(&client, "http://127.0.0.1:9/hook").await;
+            assert_eq!(literal.error, Some(AttemptError::SsrfBlocked));
+        }
     }
 
     #[test]

@@ -295,40 +295,6 @@ pub(crate) fn record_attempt(
     attempt: Option<&Attempt>,
     outcome: &DeliveryOutcome,
 ) -> Result<Recorded, StoreError> {
-    // Only while the message exists: an attempt that ends after its app
-    // was deleted leaves no orphan row behind. Checked apart from the
-    // insert because `INSERT … SELECT` may write many rows, so SQLite
-    // gives it a statement journal, which spilled to a temp file whenever
-    // an insert split pages and then took every page write of the rest
-    // of the transaction.
-    let attempt = match attempt {
-        Some(attempt) if message_exists(connection, &attempt.msg_id)? => Some(attempt),
-        _ => None,
-    };
-    if let Some(attempt) = attempt {
-        connection
-            .prepare_cached(
-                "INSERT INTO attempts (id, app_id, msg_id, endpoint_id, url, timestamp, status,
-                     response_status_code, response, duration_ms, trigger_type, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )
-            .map_err(backend)?
-            .execute(params![
-                attempt.id.as_str(),
-                attempt.app_id.as_str(),
-                attempt.msg_id.as_str(),
-                attempt.endpoint_id.as_str(),
-                attempt.url,
-                attempt.timestamp.0,
-                attempt.status.code(),
-                attempt.response_status_code,
-                attempt.response,
-                attempt.response_duration_ms,
-                attempt.trigger.code(),
-                attempt.error.map(|error| error.as_str()),
-            ])
-            .map_err(backend)?;
-    }
     // Fenced by the lease: if it no longer matches, someone else owns the
     // delivery now (or it was ended), and this outcome is stale. A resend
     // asked for during the attempt takes the outcome's place. Read, then
@@ -349,6 +315,16 @@ pub(crate) fn record_attempt(
         )
         .optional()
         .map_err(backend)?;
+    // The attempt is logged only while its message exists, so one that
+    // ends after its app was deleted leaves no orphan row behind. A
+    // delivery row is deleted with its message (app deletion, retention),
+    // so a delivery still leased answers that without a second read.
+    if let Some(attempt) = attempt {
+        let leased = resend.is_some() && attempt.msg_id == outcome.msg_id;
+        if leased || message_exists(connection, &attempt.msg_id)? {
+            insert_attempt(connection, attempt)?;
+        }
+    }
     let Some(resend) = resend else {
         tracing::warn!(
             msg = %outcome.msg_id,
@@ -392,6 +368,36 @@ pub(crate) fn record_attempt(
     } else {
         Recorded::Applied
     })
+}
+
+/// A plain insert, not `INSERT … SELECT … WHERE EXISTS`: SQLite gives a
+/// statement that may write many rows a statement journal, which spilled to
+/// a temp file whenever an insert split pages and then took every page
+/// write of the rest of the transaction.
+fn insert_attempt(connection: &Connection, attempt: &Attempt) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO attempts (id, app_id, msg_id, endpoint_id, url, timestamp, status,
+                 response_status_code, response, duration_ms, trigger_type, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .map_err(backend)?
+        .execute(params![
+            attempt.id.as_str(),
+            attempt.app_id.as_str(),
+            attempt.msg_id.as_str(),
+            attempt.endpoint_id.as_str(),
+            attempt.url,
+            attempt.timestamp.0,
+            attempt.status.code(),
+            attempt.response_status_code,
+            attempt.response,
+            attempt.response_duration_ms,
+            attempt.trigger.code(),
+            attempt.error.map(|error| error.as_str()),
+        ])
+        .map_err(backend)?;
+    Ok(())
 }
 
 fn message_exists(connection: &Connection, msg: &MessageId) -> Result<bool, StoreError> {

@@ -64,6 +64,7 @@ where
         claim_due_looks_past_a_saturated_backlog,
         a_hand_off_obeys_its_terms_and_is_not_claimed_again,
         a_stale_outcome_does_not_overwrite_the_delivery,
+        an_attempt_ending_after_its_app_was_deleted_is_not_logged,
         a_resend_during_an_attempt_follows_it,
         an_endpoints_messages_are_listed_with_their_delivery,
         record_attempt_logs_the_attempt_and_moves_the_delivery,
@@ -2372,6 +2373,24 @@ async fn a_hand_off_obeys_its_terms_and_is_not_claimed_again(store: &dyn Store) 
         let shown = delivery(store, &app.id, &claim.msg_id, &claim.endpoint_id).await;
         assert_eq!(shown.status, DeliveryStatus::Success);
     }
+}
+
+async fn an_attempt_ending_after_its_app_was_deleted_is_not_logged(store: &dyn Store) {
+    let app = add_app(store).await;
+    add_endpoint(store, new_endpoint(&app.id)).await;
+    publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let claims = claim(store, at(0), 10).await;
+    assert_eq!(claims.len(), 1);
+    store.delete_app(&app.id).await.expect("delete_app failed");
+    let (_, recorded) =
+        settle_and_answer(store, &claims[0], DeliveryStatus::Success, None, at(10)).await;
+    assert_eq!(recorded, Recorded::Stale, "the delivery went with its app");
+    assert!(
+        attempts(store, &app.id, AttemptFilter::default())
+            .await
+            .is_empty(),
+        "an attempt of a deleted app's message must leave no row behind"
+    );
 }
 
 async fn a_stale_outcome_does_not_overwrite_the_delivery(store: &dyn Store) {
