@@ -113,6 +113,14 @@ mod tests {
     }
 
     #[test]
+    fn the_system_clock_reads_unix_milliseconds() {
+        let before = Utc::now().timestamp_millis();
+        let now = SystemClock.now().0;
+        let after = Utc::now().timestamp_millis();
+        assert!(before <= now && now <= after, "{before} {now} {after}");
+    }
+
+    #[test]
     fn manual_clock_moves_only_when_told() {
         let clock = ManualClock::new(Timestamp(1000));
         assert_eq!(clock.now(), Timestamp(1000));

@@ -48,6 +48,10 @@ pub(crate) struct Client {
 /// Most URLs [`Client::target`] remembers; past it, it starts over.
 const TARGETS: usize = 4096;
 
+/// Longer URLs are worked out at every attempt instead of remembered, so
+/// the targets stay a few MiB however long the URLs endpoints may have.
+const REMEMBERED_URL_LEN: usize = 2048;
+
 /// Where requests for one URL go, or why none can: the parsed URI and the
 /// `Authorization` its credentials make, or the failure to report.
 type Target = Result<(http::Uri, Option<HeaderValue>), (AttemptError, String)>;
@@ -108,7 +112,7 @@ impl Client {
         }
     }
 
-    /// `url`'s target, worked out once per URL: parsing and checking it
+    /// `url`'s target, worked out once per URL while remembered: parsing and checking it
     /// again for every attempt was a tenth of an attempt's own work. Only
     /// the URL's text decides it (the guard's literal check; names are
     /// resolved and checked per connection), so a remembered one stays right.
@@ -122,6 +126,9 @@ impl Client {
             return known.clone();
         }
         let target = self.work_out(url);
+        if url.len() > REMEMBERED_URL_LEN {
+            return target;
+        }
         let mut targets = lock();
         if targets.len() >= TARGETS {
             targets.clear();
@@ -630,6 +637,25 @@ mod tests {
             let literal = post(&client, "http://127.0.0.1:9/hook").await;
             assert_eq!(literal.error, Some(AttemptError::SsrfBlocked));
         }
+    }
+
+    #[test]
+    fn targets_are_remembered_within_their_bounds() {
+        let client = client(PATIENT);
+        let remembered = |client: &Client| client.targets.lock().expect("not poisoned").len();
+        let ok = client.target("http://127.0.0.1:9/hook");
+        assert!(ok.is_ok());
+        assert_eq!(client.target("http://127.0.0.1:9/hook").ok(), ok.ok());
+        let invalid = client.target("http://[::1/hook");
+        assert!(matches!(invalid, Err((AttemptError::Connection, _))));
+        assert_eq!(remembered(&client), 2, "answers and failures alike");
+        let long = format!("http://127.0.0.1:9/{}", "a".repeat(REMEMBERED_URL_LEN));
+        assert!(client.target(&long).is_ok());
+        assert_eq!(remembered(&client), 2, "a long URL is not kept");
+        for n in 0..TARGETS {
+            assert!(client.target(&format!("http://127.0.0.1:9/{n}")).is_ok());
+        }
+        assert!(remembered(&client) <= TARGETS, "the bound holds");
     }
 
     #[test]
