@@ -379,10 +379,23 @@ mod tests {
 
     /// Reads a request's head (these requests are small) and answers it.
     async fn answer(mut stream: tokio::net::TcpStream, with: &[u8]) -> String {
+        answer_on(&mut stream, with).await
+    }
+
+    async fn answer_on(stream: &mut tokio::net::TcpStream, with: &[u8]) -> String {
         let mut request = vec![0; 4096];
         let read = stream.read(&mut request).await.unwrap_or(0);
         let _ = stream.write_all(with).await;
         String::from_utf8_lossy(&request[..read]).into_owned()
+    }
+
+    /// Answers `with` (which may be nothing, or a head without all of its
+    /// body) and then holds the connection open without another byte.
+    fn stall(mut stream: tokio::net::TcpStream, with: &'static [u8]) {
+        tokio::spawn(async move {
+            answer_on(&mut stream, with).await;
+            std::future::pending::<()>().await;
+        });
     }
 
     #[tokio::test]
@@ -446,15 +459,10 @@ mod tests {
     #[tokio::test]
     async fn an_answer_whose_body_is_late_keeps_its_status() {
         let address = listener(|stream| async move {
-            tokio::spawn(async move {
-                let mut stream = stream;
-                let mut request = vec![0; 4096];
-                let _ = stream.read(&mut request).await;
-                let _ = stream
-                    .write_all(b"HTTP/1.1 410 Gone\r\ncontent-length: 100\r\n\r\nabc")
-                    .await;
-                std::future::pending::<()>().await;
-            });
+            stall(
+                stream,
+                b"HTTP/1.1 410 Gone\r\ncontent-length: 100\r\n\r\nabc",
+            );
         })
         .await;
         let response = post(
@@ -470,13 +478,7 @@ mod tests {
     #[tokio::test]
     async fn failures_are_told_apart() {
         // Accepts and never answers.
-        let silent = listener(|stream| async move {
-            tokio::spawn(async move {
-                let _held = stream;
-                std::future::pending::<()>().await;
-            });
-        })
-        .await;
+        let silent = listener(|stream| async move { stall(stream, b"") }).await;
         let timeout = post(
             &client(Duration::from_millis(500)),
             &format!("http://{silent}/hook"),
