@@ -37,23 +37,16 @@ pub fn router(state: AppState) -> Router {
     // Leave room for the JSON envelope around a payload of the maximum size;
     // the payload itself is checked against the exact limit.
     let body_limit = state.config.max_payload_bytes.saturating_add(64 * 1024);
-    let authenticated = api::authenticated()
-        .route(
-            "/auth/app-portal-access/{app}",
-            axum::routing::post(console::portal_access),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
+    let (rest, _) = api::rest(|routes| {
+        routes.route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
-        ));
-    let ingest = api::ingest::routes().route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
+        ))
+    })
+    .split_for_parts();
     Router::new()
         .merge(console::routes(&state))
-        .nest("/api/v1", authenticated.merge(api::public()))
-        .nest("/ingest/api/v1", ingest)
+        .merge(rest)
         // Public: a source's verifier authenticates its requests, and the
         // receiver reads the raw body itself, with the source's size limit.
         .route("/in/{source}", axum::routing::post(gateway::receive))

@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use herald_core::Timestamp;
 use herald_store::{Cursor, Page, PageRequest};
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 
@@ -13,7 +14,7 @@ const MAX_LIMIT: usize = 250;
 const DEFAULT_LIMIT: usize = 50;
 
 /// A list answer: `{data, iterator, prevIterator, done}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ListResponse<T> {
     pub(crate) data: Vec<T>,
@@ -23,10 +24,15 @@ pub(crate) struct ListResponse<T> {
 }
 
 /// The paging parameters every plain list takes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
+    /// Items per page, 1 to 250 (50 by default).
     limit: Option<usize>,
+    /// Where to continue: an answer's `iterator` (forwards) or
+    /// `prevIterator` (backwards).
     iterator: Option<String>,
+    /// `ascending` or `descending`.
     order: Option<String>,
 }
 

@@ -7,13 +7,15 @@ use herald_core::model::{App, Metadata};
 use herald_core::{AppId, Uid};
 use herald_delivery::operational::OPERATIONAL_APP_UID;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use crate::api::openapi::paths::AppPath;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
 use crate::wire::{list_response, ListParams, ListResponse, Patch};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct ApplicationIn {
     name: String,
@@ -24,25 +26,31 @@ pub(crate) struct ApplicationIn {
     #[serde(default)]
     throttle_rate: Option<u32>,
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<Metadata>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct ApplicationPatch {
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     name: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     uid: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Option<u32>)]
     rate_limit: Patch<u32>,
     #[serde(default)]
+    #[schema(value_type = Option<u32>)]
     throttle_rate: Patch<u32>,
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Patch<Metadata>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ApplicationOut {
     id: String,
@@ -50,6 +58,7 @@ pub(crate) struct ApplicationOut {
     name: String,
     rate_limit: Option<u32>,
     throttle_rate: Option<u32>,
+    #[schema(value_type = BTreeMap<String, String>)]
     metadata: Metadata,
     created_at: String,
     updated_at: String,
@@ -127,6 +136,8 @@ pub(crate) async fn load_app(state: &AppState, reference: &str) -> Result<App, A
 }
 
 /// Lists applications, oldest first.
+#[utoipa::path(get, operation_id = "v1.application.list", path = "/app", tag = "applications", params(ListParams),
+    responses((status = 200, body = ListResponse<ApplicationOut>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
@@ -141,14 +152,22 @@ pub(crate) async fn list(
     )))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct CreateParams {
+    /// Answer the existing application with this uid instead of a conflict.
     #[serde(default)]
     get_if_exists: bool,
 }
 
 /// Creates an application; with `get_if_exists=true` an existing app with
 /// the same uid is answered instead (200 rather than 201).
+#[utoipa::path(post, operation_id = "v1.application.create", path = "/app", tag = "applications", params(CreateParams),
+    request_body = ApplicationIn,
+    responses(
+        (status = 201, description = "Created", body = ApplicationOut),
+        (status = 200, description = "An application with this uid exists", body = ApplicationOut),
+    ))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Query(params): Query<CreateParams>,
@@ -178,6 +197,8 @@ pub(crate) async fn create(
 }
 
 /// One application by id or uid.
+#[utoipa::path(get, operation_id = "v1.application.get", path = "/app/{app}", tag = "applications", params(AppPath),
+    responses((status = 200, body = ApplicationOut)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -186,6 +207,12 @@ pub(crate) async fn get(
 }
 
 /// Replaces an application's fields; creates it (with this uid) if missing.
+#[utoipa::path(put, operation_id = "v1.application.update", path = "/app/{app}", tag = "applications", params(AppPath),
+    request_body = ApplicationIn,
+    responses(
+        (status = 200, description = "Replaced", body = ApplicationOut),
+        (status = 201, description = "Created", body = ApplicationOut),
+    ))]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path(reference): Path<String>,
@@ -230,6 +257,8 @@ pub(crate) async fn put(
 }
 
 /// Changes the given fields of an application.
+#[utoipa::path(patch, operation_id = "v1.application.patch", path = "/app/{app}", tag = "applications", params(AppPath),
+    request_body = ApplicationPatch, responses((status = 200, body = ApplicationOut)))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
     Path(reference): Path<String>,
@@ -265,6 +294,8 @@ pub(crate) async fn patch(
 }
 
 /// Deletes an application with its endpoints, messages and attempts.
+#[utoipa::path(delete, operation_id = "v1.application.delete", path = "/app/{app}", tag = "applications", params(AppPath),
+    responses((status = 204, description = "Deleted")))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(reference): Path<String>,

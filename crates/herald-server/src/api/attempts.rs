@@ -8,10 +8,12 @@ use herald_core::AttemptId;
 use herald_store::AttemptFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api::apps::load_app;
 use crate::api::endpoints::load_endpoint;
 use crate::api::messages::{load_message, status_text};
+use crate::api::openapi::paths::{AttemptPath, EndpointPath, MessageEndpointPath, MessagePath};
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
@@ -20,7 +22,7 @@ use crate::wire::{comma_list, list_response, page_request, query_time, ListRespo
 /// One attempt as answered. `errorKind` (Herald's addition) says why an
 /// attempt got no acceptable HTTP answer: `timeout`, `connection_refused`,
 /// `ssrf_blocked`…
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct MessageAttemptOut {
     id: String,
@@ -60,15 +62,24 @@ impl MessageAttemptOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
+    /// Items per page, 1 to 250 (50 by default).
     limit: Option<usize>,
+    /// Where to continue: an answer's `iterator` or `prevIterator`.
     iterator: Option<String>,
+    /// Only attempts with this outcome: 0 success, 1 pending, 2 fail, 3 sending.
     status: Option<i64>,
+    /// Only attempts to this endpoint (id or uid).
     endpoint_id: Option<String>,
+    /// Only attempts made before this RFC 3339 time.
     before: Option<String>,
+    /// Only attempts made after this RFC 3339 time.
     after: Option<String>,
+    /// Answer response bodies (the default), or an empty string in their place.
     with_content: Option<bool>,
+    /// Only attempts of messages of these event types, comma-separated.
     event_types: Option<String>,
 }
 
@@ -113,6 +124,8 @@ async fn respond(
 }
 
 /// Attempts of one message, newest first (optionally of one endpoint).
+#[utoipa::path(get, operation_id = "v1.message-attempt.list-by-msg", path = "/app/{app}/attempt/msg/{msg}", tag = "attempts",
+    params(MessagePath, ListParams), responses((status = 200, body = ListResponse<MessageAttemptOut>)))]
 pub(crate) async fn by_message(
     State(state): State<AppState>,
     Path((app, msg)): Path<(String, String)>,
@@ -134,6 +147,8 @@ pub(crate) async fn by_message(
 }
 
 /// Attempts to one endpoint, newest first.
+#[utoipa::path(get, operation_id = "v1.message-attempt.list-by-endpoint", path = "/app/{app}/attempt/endpoint/{endpoint}", tag = "attempts",
+    params(EndpointPath, ListParams), responses((status = 200, body = ListResponse<MessageAttemptOut>)))]
 pub(crate) async fn by_endpoint(
     State(state): State<AppState>,
     Path((app, endpoint)): Path<(String, String)>,
@@ -145,12 +160,16 @@ pub(crate) async fn by_endpoint(
     respond(&state, &endpoint.app_id, filter, &params).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct GetParams {
+    /// Answer the response body (the default), or an empty string in its place.
     with_content: Option<bool>,
 }
 
 /// One attempt of a message.
+#[utoipa::path(get, operation_id = "v1.message-attempt.get", path = "/app/{app}/msg/{msg}/attempt/{attempt}", tag = "attempts",
+    params(AttemptPath, GetParams), responses((status = 200, body = MessageAttemptOut)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path((app, msg, attempt)): Path<(String, String, String)>,
@@ -171,6 +190,8 @@ pub(crate) async fn get(
 }
 
 /// Queues one more (manual) attempt of a message to an endpoint.
+#[utoipa::path(post, operation_id = "v1.message-attempt.resend", path = "/app/{app}/msg/{msg}/endpoint/{endpoint}/resend", tag = "attempts",
+    params(MessageEndpointPath), responses((status = 202, description = "Queued; the body is `{}`")))]
 pub(crate) async fn resend(
     State(state): State<AppState>,
     Path((app, msg, endpoint)): Path<(String, String, String)>,

@@ -13,9 +13,11 @@ use herald_core::{
 use herald_delivery::operational::{DisableTrigger, OperationalEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api::apps::load_app;
 use crate::api::messages::{self, MessageOut};
+use crate::api::openapi::paths::{AppPath, EndpointPath};
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
@@ -30,7 +32,7 @@ const MAX_CHANNELS: usize = 10;
 
 /// Create (POST) and replace (PUT) bodies; `secret`, `keyType` and
 /// `headers` only apply on create.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct EndpointIn {
     url: String,
@@ -57,6 +59,7 @@ pub(crate) struct EndpointIn {
     #[serde(default)]
     key_type: Option<KeyType>,
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<Metadata>,
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
@@ -80,7 +83,7 @@ impl EndpointIn {
 /// (`keyType`, a Herald extension named after Svix's
 /// `default_signature_type` values). Svix's API has no such field and its
 /// SDKs never send it, so they keep getting `hmac256` keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum KeyType {
     /// A `whsec_` key: `v1` signatures, the receiver holds the secret.
@@ -125,36 +128,47 @@ fn signing_key(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct EndpointPatch {
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     url: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     description: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     uid: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Option<i32>)]
     version: Patch<i32>,
     #[serde(default)]
+    #[schema(value_type = Option<bool>)]
     disabled: Patch<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     filter_types: Patch<Vec<String>>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     event_types: Patch<Vec<String>>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     channels: Patch<Vec<String>>,
     #[serde(default)]
+    #[schema(value_type = Option<u32>)]
     rate_limit: Patch<u32>,
     #[serde(default)]
+    #[schema(value_type = Option<u32>)]
     throttle_rate: Patch<u32>,
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Patch<Metadata>,
 }
 
 /// An endpoint as answered. Filters and rate appear under both their old
 /// and new Svix names so every SDK generation reads them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EndpointOut {
     pub(crate) id: String,
@@ -168,6 +182,7 @@ pub(crate) struct EndpointOut {
     pub(crate) channels: Option<Vec<String>>,
     pub(crate) rate_limit: Option<u32>,
     pub(crate) throttle_rate: Option<u32>,
+    #[schema(value_type = BTreeMap<String, String>)]
     pub(crate) metadata: Metadata,
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
@@ -319,6 +334,8 @@ pub(crate) async fn endpoint_of(
 }
 
 /// Lists an app's endpoints, oldest first.
+#[utoipa::path(get, operation_id = "v1.endpoint.list", path = "/app/{app}/endpoint", tag = "endpoints", params(AppPath, ListParams),
+    responses((status = 200, body = ListResponse<EndpointOut>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -420,6 +437,8 @@ fn new_endpoint(
 
 /// Creates an endpoint; without `secret` a key is generated, an ed25519
 /// pair if `keyType` is `ed25519`.
+#[utoipa::path(post, operation_id = "v1.endpoint.create", path = "/app/{app}/endpoint", tag = "endpoints", params(AppPath),
+    request_body = EndpointIn, responses((status = 201, body = EndpointOut)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -450,6 +469,8 @@ pub(crate) async fn create_in(
 }
 
 /// One endpoint by id or uid.
+#[utoipa::path(get, operation_id = "v1.endpoint.get", path = "/app/{app}/endpoint/{endpoint}", tag = "endpoints",
+    params(EndpointPath), responses((status = 200, body = EndpointOut)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path((app, endpoint)): Path<(String, String)>,
@@ -459,6 +480,12 @@ pub(crate) async fn get(
 
 /// Replaces an endpoint's settings (secret and headers stay); creates it,
 /// with the path's uid, if missing.
+#[utoipa::path(put, operation_id = "v1.endpoint.update", path = "/app/{app}/endpoint/{endpoint}", tag = "endpoints",
+    params(EndpointPath), request_body = EndpointIn,
+    responses(
+        (status = 200, description = "Replaced", body = EndpointOut),
+        (status = 201, description = "Created", body = EndpointOut),
+    ))]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -514,6 +541,8 @@ pub(crate) async fn replace_in(
 }
 
 /// Changes the given fields of an endpoint.
+#[utoipa::path(patch, operation_id = "v1.endpoint.patch", path = "/app/{app}/endpoint/{endpoint}", tag = "endpoints",
+    params(EndpointPath), request_body = EndpointPatch, responses((status = 200, body = EndpointOut)))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -625,6 +654,8 @@ pub(crate) async fn save(
 }
 
 /// Deletes an endpoint; its queued deliveries end as failed.
+#[utoipa::path(delete, operation_id = "v1.endpoint.delete", path = "/app/{app}/endpoint/{endpoint}", tag = "endpoints",
+    params(EndpointPath), responses((status = 204, description = "Deleted")))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -645,7 +676,7 @@ pub(crate) async fn remove(state: &AppState, endpoint: &Endpoint) -> Result<Stat
 /// What a receiver verifies with. For an ed25519 endpoint that is the
 /// `whpk_` public key: the `whsk_` secret key never leaves Herald, so a
 /// leaked API response cannot be used to forge deliveries.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EndpointSecretOut {
     key: String,
 }
@@ -660,6 +691,8 @@ impl From<&Endpoint> for EndpointSecretOut {
 
 /// The key receivers verify the endpoint's signatures with: its `whsec_`
 /// secret, or its `whpk_` public key if it signs with ed25519.
+#[utoipa::path(get, operation_id = "v1.endpoint.get-secret", path = "/app/{app}/endpoint/{endpoint}/secret", tag = "endpoints",
+    params(EndpointPath), responses((status = 200, body = EndpointSecretOut)))]
 pub(crate) async fn secret(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -668,7 +701,7 @@ pub(crate) async fn secret(
     Ok(Json(EndpointSecretOut::from(&endpoint)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct EndpointSecretRotateIn {
     #[serde(default)]
@@ -683,6 +716,10 @@ pub(crate) struct EndpointSecretRotateIn {
 /// are sent) until the grace period ends, so receivers can switch over —
 /// also between kinds (`whsec_` to `whsk_` or back): each key signs with
 /// its own version. Answers what receivers verify the new key with.
+#[utoipa::path(post, operation_id = "v1.endpoint.rotate-secret", path = "/app/{app}/endpoint/{endpoint}/secret/rotate", tag = "endpoints",
+    params(EndpointPath), request_body(content = Option<EndpointSecretRotateIn>,
+        description = "Optional: without a body a new key of the same kind is generated"),
+    responses((status = 200, body = EndpointSecretOut)))]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -729,13 +766,15 @@ pub(crate) async fn rotate(
     Ok(EndpointSecretOut::from(&endpoint))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EndpointHeadersOut {
     headers: BTreeMap<String, String>,
     sensitive: Vec<String>,
 }
 
 /// The custom headers; values of sensitive ones are withheld.
+#[utoipa::path(get, operation_id = "v1.endpoint.get-headers", path = "/app/{app}/endpoint/{endpoint}/headers", tag = "endpoints",
+    params(EndpointPath), responses((status = 200, body = EndpointHeadersOut)))]
 pub(crate) async fn headers(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -757,13 +796,16 @@ impl From<Endpoint> for EndpointHeadersOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct EndpointHeadersIn {
     headers: BTreeMap<String, String>,
 }
 
 /// Replaces all custom headers.
+#[utoipa::path(put, operation_id = "v1.endpoint.update-headers", path = "/app/{app}/endpoint/{endpoint}/headers", tag = "endpoints",
+    params(EndpointPath), request_body = EndpointHeadersIn,
+    responses((status = 204, description = "Replaced")))]
 pub(crate) async fn put_headers(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -786,7 +828,7 @@ pub(crate) async fn replace_headers(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct EndpointHeadersPatchIn {
     /// A `null` value removes that header.
@@ -796,6 +838,9 @@ pub(crate) struct EndpointHeadersPatchIn {
 }
 
 /// Adds, changes or removes some custom headers.
+#[utoipa::path(patch, operation_id = "v1.endpoint.patch-headers", path = "/app/{app}/endpoint/{endpoint}/headers", tag = "endpoints",
+    params(EndpointPath), request_body = EndpointHeadersPatchIn,
+    responses((status = 204, description = "Changed")))]
 pub(crate) async fn patch_headers(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -817,7 +862,7 @@ pub(crate) async fn patch_headers(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RecoverIn {
     since: String,
@@ -827,6 +872,9 @@ pub(crate) struct RecoverIn {
 
 /// Re-queues the endpoint's failed deliveries of messages created in
 /// `[since, until)`.
+#[utoipa::path(post, operation_id = "v1.endpoint.recover", path = "/app/{app}/endpoint/{endpoint}/recover", tag = "endpoints",
+    params(EndpointPath), request_body = RecoverIn,
+    responses((status = 202, body = RecoverOut)))]
 pub(crate) async fn recover(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -845,17 +893,17 @@ pub(crate) async fn recover(
     tracing::info!(endpoint = %endpoint.id, recovered, "recovering failed deliveries");
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "id": TaskId::generate().to_string(),
-            "status": "finished",
-            "task": "endpoint.recover",
-            "updatedAt": now.to_rfc3339(),
-            "recovered": recovered,
-        })),
+        Json(RecoverOut {
+            id: TaskId::generate().to_string(),
+            status: "finished",
+            task: "endpoint.recover",
+            updated_at: now.to_rfc3339(),
+            recovered,
+        }),
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct EventExampleIn {
     event_type: String,
@@ -885,6 +933,9 @@ fn example_payload(schemas: Option<&Value>, event_type: &str, index: usize) -> V
 }
 
 /// Sends a test event of a chosen type to this endpoint only.
+#[utoipa::path(post, operation_id = "v1.endpoint.send-example", path = "/app/{app}/endpoint/{endpoint}/send-example", tag = "endpoints",
+    params(EndpointPath), request_body = EventExampleIn,
+    responses((status = 202, body = MessageOut)))]
 pub(crate) async fn send_example(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -925,18 +976,23 @@ pub(crate) async fn send_example(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StatsParams {
+    /// Count deliveries of messages created at or after this RFC 3339 time.
     since: Option<String>,
+    /// … and before this one.
     until: Option<String>,
 }
 
 /// Delivery counts of the endpoint by status.
+#[utoipa::path(get, operation_id = "v1.endpoint.get-stats", path = "/app/{app}/endpoint/{endpoint}/stats", tag = "endpoints",
+    params(EndpointPath, StatsParams), responses((status = 200, body = EndpointStatsOut)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
     Query(params): Query<StatsParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EndpointStatsOut>, ApiError> {
     let endpoint = load_endpoint(&state, &app, &reference).await?;
     let since = query_time("since", params.since.as_deref())?;
     let until = query_time("until", params.until.as_deref())?;
@@ -944,11 +1000,36 @@ pub(crate) async fn stats(
         .store
         .endpoint_stats(&endpoint.id, since, until)
         .await?;
-    Ok(Json(json!({
-        "success": stats.success,
-        "pending": stats.pending,
-        "sending": stats.sending,
-        "fail": stats.fail,
-        "canceled": 0,
-    })))
+    Ok(Json(EndpointStatsOut {
+        success: stats.success,
+        pending: stats.pending,
+        sending: stats.sending,
+        fail: stats.fail,
+        canceled: 0,
+    }))
+}
+
+/// The answer to a recover: the work is done by the time it answers.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RecoverOut {
+    id: String,
+    /// Always `finished`.
+    status: &'static str,
+    /// Always `endpoint.recover`.
+    task: &'static str,
+    updated_at: String,
+    /// How many failed deliveries were queued again.
+    recovered: u64,
+}
+
+/// Delivery counts of an endpoint by status.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EndpointStatsOut {
+    success: u64,
+    pending: u64,
+    sending: u64,
+    fail: u64,
+    /// Always 0: Herald does not cancel deliveries.
+    canceled: u64,
 }

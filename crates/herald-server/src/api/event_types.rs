@@ -7,7 +7,9 @@ use herald_core::model::EventType;
 use herald_core::EventTypeName;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
+use crate::api::openapi::paths::EventTypePath;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
@@ -15,7 +17,7 @@ use crate::wire::{list_response, page_request, ListResponse, Patch};
 
 /// The body of a create (POST, `name` required) or a replace (PUT, the
 /// name comes from the path).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct EventTypeIn {
     #[serde(default)]
@@ -35,26 +37,33 @@ pub(crate) struct EventTypeIn {
     group_name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct EventTypePatch {
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     description: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Option<bool>)]
     archived: Patch<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<bool>)]
     deprecated: Patch<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     schemas: Patch<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     feature_flag: Patch<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     feature_flags: Patch<Vec<String>>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     group_name: Patch<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EventTypeOut {
     name: String,
@@ -127,16 +136,23 @@ async fn load(state: &AppState, name: &str) -> Result<EventType, ApiError> {
         .ok_or(ApiError::NotFound("event type"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
+    /// Items per page, 1 to 250 (50 by default).
     limit: Option<usize>,
+    /// Where to continue: an answer's `iterator` or `prevIterator`.
     iterator: Option<String>,
+    /// `ascending` or `descending`.
     order: Option<String>,
+    /// List archived event types too.
     #[serde(default)]
     include_archived: bool,
 }
 
 /// Lists event types by name.
+#[utoipa::path(get, operation_id = "v1.event-type.list", path = "/event-type", tag = "event types", params(ListParams),
+    responses((status = 200, body = ListResponse<EventTypeOut>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
@@ -160,6 +176,8 @@ pub(crate) async fn list(
 }
 
 /// Creates an event type.
+#[utoipa::path(post, operation_id = "v1.event-type.create", path = "/event-type", tag = "event types", request_body = EventTypeIn,
+    responses((status = 201, body = EventTypeOut)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Json(input): Json<EventTypeIn>,
@@ -175,6 +193,8 @@ pub(crate) async fn create(
 }
 
 /// One event type by name.
+#[utoipa::path(get, operation_id = "v1.event-type.get", path = "/event-type/{name}", tag = "event types", params(EventTypePath),
+    responses((status = 200, body = EventTypeOut)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -183,6 +203,12 @@ pub(crate) async fn get(
 }
 
 /// Replaces an event type, creating it if missing.
+#[utoipa::path(put, operation_id = "v1.event-type.update", path = "/event-type/{name}", tag = "event types", params(EventTypePath),
+    request_body = EventTypeIn,
+    responses(
+        (status = 200, description = "Replaced", body = EventTypeOut),
+        (status = 201, description = "Created", body = EventTypeOut),
+    ))]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -208,6 +234,8 @@ pub(crate) async fn put(
 }
 
 /// Changes the given fields of an event type.
+#[utoipa::path(patch, operation_id = "v1.event-type.patch", path = "/event-type/{name}", tag = "event types", params(EventTypePath),
+    request_body = EventTypePatch, responses((status = 200, body = EventTypeOut)))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -237,14 +265,18 @@ pub(crate) async fn patch(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DeleteParams {
+    /// Delete for good instead of archiving.
     #[serde(default)]
     expunge: bool,
 }
 
 /// Archives an event type (it stays usable by existing messages);
 /// `expunge=true` deletes it for good.
+#[utoipa::path(delete, operation_id = "v1.event-type.delete", path = "/event-type/{name}", tag = "event types",
+    params(EventTypePath, DeleteParams), responses((status = 204, description = "Archived or deleted")))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,

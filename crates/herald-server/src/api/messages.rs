@@ -9,9 +9,11 @@ use herald_store::MessageFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api::apps::load_app;
 use crate::api::endpoints::EndpointOut;
+use crate::api::openapi::paths::{AppPath, EndpointPath, MessagePath};
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
@@ -22,12 +24,13 @@ const MAX_EVENT_ID: usize = 256;
 /// Most channels a message can be published on.
 const MAX_CHANNELS: usize = 10;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct MessageIn {
     event_type: String,
     /// Kept as sent: validated without building a tree, stored and
     /// delivered byte for byte.
+    #[schema(value_type = Object)]
     payload: Box<RawValue>,
     #[serde(default)]
     event_id: Option<String>,
@@ -45,30 +48,34 @@ pub(crate) struct MessageIn {
     /// Creates the application on the fly if it does not exist.
     #[serde(default)]
     application: Option<InlineApplication>,
+    /// Refused: scheduled delivery is not supported.
     #[serde(default)]
     deliver_at: Option<String>,
     #[serde(default)]
     #[allow(dead_code)] // accepted so SDK requests parse; not used
+    #[schema(value_type = Option<Object>)]
     transformations_params: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct InlineApplication {
     name: String,
     #[serde(default)]
     uid: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<herald_core::model::Metadata>,
 }
 
 /// A message as answered; `payload` is `{}` when content was not asked for.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct MessageOut {
     id: String,
     event_type: String,
     event_id: Option<String>,
+    #[schema(value_type = Object)]
     payload: Box<RawValue>,
     channels: Option<Vec<String>>,
     tags: Option<Vec<String>>,
@@ -153,8 +160,10 @@ pub(crate) fn build_message(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ContentParams {
+    /// Answer the payload (the default), or `{}` in its place.
     with_content: Option<bool>,
 }
 
@@ -210,6 +219,14 @@ fn check_app_rate(state: &AppState, app: &App) -> Result<(), ApiError> {
 /// Accepts a message: answers 202 only after the message and its fan-out
 /// are committed. An `idempotency-key` already used for this app answers
 /// the first message again and queues nothing.
+#[utoipa::path(post, operation_id = "v1.message.create", path = "/app/{app}/msg", tag = "messages",
+    params(
+        AppPath,
+        ContentParams,
+        ("idempotency-key" = Option<String>, Header,
+            description = "A retried create with the same key answers the first message"),
+    ),
+    request_body = MessageIn, responses((status = 202, body = MessageOut)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -281,19 +298,30 @@ pub(crate) async fn create(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
+    /// Items per page, 1 to 250 (50 by default).
     limit: Option<usize>,
+    /// Where to continue: an answer's `iterator` or `prevIterator`.
     iterator: Option<String>,
+    /// Only messages published on this channel.
     channel: Option<String>,
+    /// Only messages with this tag.
     tag: Option<String>,
+    /// Only messages created before this RFC 3339 time.
     before: Option<String>,
+    /// Only messages created after this RFC 3339 time.
     after: Option<String>,
+    /// Answer payloads (the default), or `{}` in their place.
     with_content: Option<bool>,
+    /// Only these event types, comma-separated.
     event_types: Option<String>,
 }
 
 /// Lists an app's messages, newest first.
+#[utoipa::path(get, operation_id = "v1.message.list", path = "/app/{app}/msg", tag = "messages", params(AppPath, ListParams),
+    responses((status = 200, body = ListResponse<MessageOut>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -335,6 +363,8 @@ pub(crate) async fn load_message(
 }
 
 /// One message by id or `eventId`.
+#[utoipa::path(get, operation_id = "v1.message.get", path = "/app/{app}/msg/{msg}", tag = "messages",
+    params(MessagePath, ContentParams), responses((status = 200, body = MessageOut)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -358,7 +388,7 @@ pub(crate) fn status_text(status: DeliveryStatus) -> &'static str {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct MessageEndpointOut {
     #[serde(flatten)]
@@ -372,6 +402,8 @@ pub(crate) struct MessageEndpointOut {
 
 /// Where a message went: one entry per endpoint it was fanned out to, with
 /// that delivery's status.
+#[utoipa::path(get, operation_id = "v1.message-attempt.list-attempted-destinations", path = "/app/{app}/msg/{msg}/endpoint", tag = "messages",
+    params(MessagePath), responses((status = 200, body = ListResponse<MessageEndpointOut>)))]
 pub(crate) async fn destinations(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -407,7 +439,7 @@ pub(crate) async fn destinations(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EndpointMessageOut {
     #[serde(flatten)]
@@ -417,16 +449,24 @@ pub(crate) struct EndpointMessageOut {
     next_attempt: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EndpointMessagesParams {
+    /// Items per page, 1 to 250 (50 by default).
     limit: Option<usize>,
+    /// Where to continue: an answer's `iterator` or `prevIterator`.
     iterator: Option<String>,
+    /// Only deliveries in this status: 0 success, 1 pending, 2 fail, 3 sending.
     status: Option<i64>,
+    /// Answer payloads (the default), or `{}` in their place.
     with_content: Option<bool>,
 }
 
 /// The messages sent (or due) to one endpoint, newest first, with that
 /// delivery's status: what a tenant looks at when one endpoint misbehaves.
+#[utoipa::path(get, operation_id = "v1.message-attempt.list-attempted-messages", path = "/app/{app}/endpoint/{endpoint}/msg", tag = "messages",
+    params(EndpointPath, EndpointMessagesParams),
+    responses((status = 200, body = ListResponse<EndpointMessageOut>)))]
 pub(crate) async fn of_endpoint(
     State(state): State<AppState>,
     Path((app, endpoint)): Path<(String, String)>,

@@ -7,116 +7,82 @@ mod event_types;
 mod health;
 pub(crate) mod ingest;
 mod messages;
+pub(crate) mod openapi;
 mod operational;
 
-use axum::routing::{get, post};
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::console;
 use crate::state::AppState;
 
+/// Both REST APIs as mounted; `guard` wraps the routes that need a token.
+pub(crate) fn rest(
+    guard: impl Fn(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .nest("/api/v1", guard(authenticated()).merge(public()))
+        .nest("/ingest/api/v1", guard(ingest::routes()))
+}
+
+/// Every route of the REST APIs, for their description.
+pub(crate) fn described() -> OpenApiRouter<AppState> {
+    rest(|routes| routes)
+}
+
 /// Routes that need a token.
-pub(crate) fn authenticated() -> Router<AppState> {
-    Router::new()
-        .route("/app", get(apps::list).post(apps::create))
-        .route(
-            "/app/{app}",
-            get(apps::get)
-                .put(apps::put)
-                .patch(apps::patch)
-                .delete(apps::delete),
-        )
-        .route(
-            "/event-type",
-            get(event_types::list).post(event_types::create),
-        )
-        .route(
-            "/event-type/{name}",
-            get(event_types::get)
-                .put(event_types::put)
-                .patch(event_types::patch)
-                .delete(event_types::delete),
-        )
-        .route(
-            "/app/{app}/endpoint",
-            get(endpoints::list).post(endpoints::create),
-        )
-        .route(
-            "/app/{app}/endpoint/{endpoint}",
-            get(endpoints::get)
-                .put(endpoints::put)
-                .patch(endpoints::patch)
-                .delete(endpoints::delete),
-        )
-        .route(
-            "/app/{app}/endpoint/{endpoint}/secret",
-            get(endpoints::secret),
-        )
-        .route(
-            "/app/{app}/endpoint/{endpoint}/secret/rotate",
-            post(endpoints::rotate_secret),
-        )
-        .route(
-            "/app/{app}/endpoint/{endpoint}/headers",
-            get(endpoints::headers)
-                .put(endpoints::put_headers)
-                .patch(endpoints::patch_headers),
-        )
-        .route(
-            "/app/{app}/endpoint/{endpoint}/recover",
-            post(endpoints::recover),
-        )
-        .route(
-            "/app/{app}/endpoint/{endpoint}/send-example",
-            post(endpoints::send_example),
-        )
-        .route(
-            "/app/{app}/endpoint/{endpoint}/stats",
-            get(endpoints::stats),
-        )
-        .route(
-            "/app/{app}/endpoint/{endpoint}/msg",
-            get(messages::of_endpoint),
-        )
-        .route("/app/{app}/msg", get(messages::list).post(messages::create))
-        .route("/app/{app}/msg/{msg}", get(messages::get))
-        .route("/app/{app}/msg/{msg}/endpoint", get(messages::destinations))
-        .route(
-            "/app/{app}/msg/{msg}/endpoint/{endpoint}/resend",
-            post(attempts::resend),
-        )
-        .route("/app/{app}/attempt/msg/{msg}", get(attempts::by_message))
-        .route("/app/{app}/msg/{msg}/attempt/{attempt}", get(attempts::get))
-        .route(
-            "/app/{app}/attempt/endpoint/{endpoint}",
-            get(attempts::by_endpoint),
-        )
-        .route(
-            "/operational-webhook/endpoint",
-            get(operational::list).post(operational::create),
-        )
-        .route(
-            "/operational-webhook/endpoint/{endpoint}",
-            get(operational::get)
-                .put(operational::put)
-                .delete(operational::delete),
-        )
-        .route(
-            "/operational-webhook/endpoint/{endpoint}/secret",
-            get(operational::secret),
-        )
-        .route(
-            "/operational-webhook/endpoint/{endpoint}/secret/rotate",
-            post(operational::rotate_secret),
-        )
-        .route(
-            "/operational-webhook/endpoint/{endpoint}/headers",
-            get(operational::headers).put(operational::put_headers),
-        )
+fn authenticated() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(apps::list, apps::create))
+        .routes(routes!(apps::get, apps::put, apps::patch, apps::delete))
+        .routes(routes!(event_types::list, event_types::create))
+        .routes(routes!(
+            event_types::get,
+            event_types::put,
+            event_types::patch,
+            event_types::delete
+        ))
+        .routes(routes!(endpoints::list, endpoints::create))
+        .routes(routes!(
+            endpoints::get,
+            endpoints::put,
+            endpoints::patch,
+            endpoints::delete
+        ))
+        .routes(routes!(endpoints::secret))
+        .routes(routes!(endpoints::rotate_secret))
+        .routes(routes!(
+            endpoints::headers,
+            endpoints::put_headers,
+            endpoints::patch_headers
+        ))
+        .routes(routes!(endpoints::recover))
+        .routes(routes!(endpoints::send_example))
+        .routes(routes!(endpoints::stats))
+        .routes(routes!(messages::of_endpoint))
+        .routes(routes!(messages::list, messages::create))
+        .routes(routes!(messages::get))
+        .routes(routes!(messages::destinations))
+        .routes(routes!(attempts::resend))
+        .routes(routes!(attempts::by_message))
+        .routes(routes!(attempts::get))
+        .routes(routes!(attempts::by_endpoint))
+        .routes(routes!(operational::list, operational::create))
+        .routes(routes!(
+            operational::get,
+            operational::put,
+            operational::delete
+        ))
+        .routes(routes!(operational::secret))
+        .routes(routes!(operational::rotate_secret))
+        .routes(routes!(operational::headers, operational::put_headers))
+        .routes(routes!(console::portal::access))
 }
 
 /// Routes open without a token.
-pub(crate) fn public() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/health/ready", get(health::ready))
+fn public() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .routes(routes!(openapi::serve))
 }

@@ -22,7 +22,7 @@ mod guard;
 mod keys;
 mod layout;
 mod operator;
-mod portal;
+pub(crate) mod portal;
 
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
@@ -33,7 +33,6 @@ use herald_core::model::App;
 use herald_store::StoreError;
 
 pub(crate) use keys::ConsoleKeys;
-pub(crate) use portal::access as portal_access;
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -9,9 +9,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use herald_core::model::App;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::guard;
 use super::keys::PortalGrant;
+use crate::api::openapi::paths::AppPath;
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::state::AppState;
@@ -21,7 +23,7 @@ pub(super) const DEFAULT_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600)
 /// The longest a link may work: a leaked link must not stay valid for long.
 const MAX_LIFETIME_SECONDS: u64 = 30 * 24 * 3600;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct AppPortalAccessIn {
     /// Seconds the link works.
@@ -32,7 +34,7 @@ pub(crate) struct AppPortalAccessIn {
     read_only: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AppPortalAccessOut {
     pub(crate) url: String,
     pub(crate) token: String,
@@ -61,6 +63,9 @@ pub(super) async fn issue(
 /// A signed, expiring link to one application's portal. The body is
 /// optional: `{"expiry": seconds, "readOnly": bool}`; Svix's other fields
 /// (`featureFlags`, …) are accepted and ignored.
+#[utoipa::path(post, operation_id = "v1.authentication.app-portal-access", path = "/auth/app-portal-access/{app}", tag = "applications",
+    params(AppPath), request_body(content = Option<AppPortalAccessIn>, description = "Optional"),
+    responses((status = 200, body = AppPortalAccessOut)))]
 pub(crate) async fn access(
     State(state): State<AppState>,
     Path(app): Path<String>,

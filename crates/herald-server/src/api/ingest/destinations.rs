@@ -8,9 +8,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
 use super::load_source;
+use crate::api::endpoints::EndpointSecretRotateIn;
 use crate::api::endpoints::{
     self, EndpointHeadersIn, EndpointHeadersOut, EndpointIn, EndpointOut, EndpointSecretOut,
 };
+use crate::api::openapi::paths::{SourceEndpointPath, SourcePath};
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
@@ -18,6 +20,8 @@ use crate::wire::ListParams;
 use crate::wire::ListResponse;
 
 /// Lists a source's destinations, oldest first.
+#[utoipa::path(get, operation_id = "v1.ingest.endpoint.list", path = "/source/{source}/endpoint", tag = "ingest", params(SourcePath, ListParams),
+    responses((status = 200, body = ListResponse<EndpointOut>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path(source): Path<String>,
@@ -30,6 +34,8 @@ pub(crate) async fn list(
 }
 
 /// Adds a destination; without `secret` one is generated.
+#[utoipa::path(post, operation_id = "v1.ingest.endpoint.create", path = "/source/{source}/endpoint", tag = "ingest", params(SourcePath), request_body = EndpointIn,
+    responses((status = 201, body = EndpointOut)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Path(source): Path<String>,
@@ -41,6 +47,8 @@ pub(crate) async fn create(
 }
 
 /// One destination by id or uid.
+#[utoipa::path(get, operation_id = "v1.ingest.endpoint.get", path = "/source/{source}/endpoint/{endpoint}", tag = "ingest", params(SourceEndpointPath),
+    responses((status = 200, body = EndpointOut)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,
@@ -51,6 +59,11 @@ pub(crate) async fn get(
 }
 
 /// Replaces a destination's settings, or creates it with the path's uid.
+#[utoipa::path(put, operation_id = "v1.ingest.endpoint.update", path = "/source/{source}/endpoint/{endpoint}", tag = "ingest", params(SourceEndpointPath), request_body = EndpointIn,
+    responses(
+        (status = 200, description = "Replaced", body = EndpointOut),
+        (status = 201, description = "Created", body = EndpointOut),
+    ))]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,
@@ -62,6 +75,8 @@ pub(crate) async fn put(
 }
 
 /// Removes a destination; its queued deliveries end as failed.
+#[utoipa::path(delete, operation_id = "v1.ingest.endpoint.delete", path = "/source/{source}/endpoint/{endpoint}", tag = "ingest", params(SourceEndpointPath),
+    responses((status = 204, description = "Deleted")))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,
@@ -72,6 +87,8 @@ pub(crate) async fn delete(
 }
 
 /// The destination's signing secret (Herald signs what it forwards).
+#[utoipa::path(get, operation_id = "v1.ingest.endpoint.get-secret", path = "/source/{source}/endpoint/{endpoint}/secret", tag = "ingest", params(SourceEndpointPath),
+    responses((status = 200, body = EndpointSecretOut)))]
 pub(crate) async fn secret(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,
@@ -83,6 +100,10 @@ pub(crate) async fn secret(
 
 /// Rotates the destination's signing secret, with the same grace period
 /// as app endpoints.
+#[utoipa::path(post, operation_id = "v1.ingest.endpoint.rotate-secret", path = "/source/{source}/endpoint/{endpoint}/secret/rotate", tag = "ingest", params(SourceEndpointPath),
+    request_body(content = Option<EndpointSecretRotateIn>,
+        description = "Optional: without a body a new key of the same kind is generated"),
+    responses((status = 200, body = EndpointSecretOut)))]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,
@@ -94,6 +115,8 @@ pub(crate) async fn rotate_secret(
 }
 
 /// The destination's custom headers; sensitive values withheld.
+#[utoipa::path(get, operation_id = "v1.ingest.endpoint.get-headers", path = "/source/{source}/endpoint/{endpoint}/headers", tag = "ingest", params(SourceEndpointPath),
+    responses((status = 200, body = EndpointHeadersOut)))]
 pub(crate) async fn headers(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,
@@ -104,6 +127,8 @@ pub(crate) async fn headers(
 }
 
 /// Replaces the destination's custom headers.
+#[utoipa::path(put, operation_id = "v1.ingest.endpoint.update-headers", path = "/source/{source}/endpoint/{endpoint}/headers", tag = "ingest", params(SourceEndpointPath),
+    request_body = EndpointHeadersIn, responses((status = 204, description = "Replaced")))]
 pub(crate) async fn put_headers(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,

@@ -6,42 +6,26 @@ mod destinations;
 mod requests;
 mod sources;
 
-use axum::routing::{get, post};
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
 pub(crate) use sources::load_source;
 
 /// The routes, all behind the API token.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/source", get(sources::list).post(sources::create))
-        .route(
-            "/source/{source}",
-            get(sources::get).put(sources::put).delete(sources::delete),
-        )
-        .route(
-            "/source/{source}/endpoint",
-            get(destinations::list).post(destinations::create),
-        )
-        .route(
-            "/source/{source}/endpoint/{endpoint}",
-            get(destinations::get)
-                .put(destinations::put)
-                .delete(destinations::delete),
-        )
-        .route(
-            "/source/{source}/endpoint/{endpoint}/secret",
-            get(destinations::secret),
-        )
-        .route(
-            "/source/{source}/endpoint/{endpoint}/secret/rotate",
-            post(destinations::rotate_secret),
-        )
-        .route(
-            "/source/{source}/endpoint/{endpoint}/headers",
-            get(destinations::headers).put(destinations::put_headers),
-        )
-        .route("/source/{source}/request", get(requests::list))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sources::list, sources::create))
+        .routes(routes!(sources::get, sources::put, sources::delete))
+        .routes(routes!(destinations::list, destinations::create))
+        .routes(routes!(
+            destinations::get,
+            destinations::put,
+            destinations::delete
+        ))
+        .routes(routes!(destinations::secret))
+        .routes(routes!(destinations::rotate_secret))
+        .routes(routes!(destinations::headers, destinations::put_headers))
+        .routes(routes!(requests::list))
 }

@@ -5,8 +5,10 @@ use axum::extract::{Path, State};
 use base64::Engine as _;
 use herald_store::{ReceivedRequest, RequestOutcome};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::load_source;
+use crate::api::openapi::paths::SourcePath;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
@@ -14,7 +16,7 @@ use crate::wire::{list_response, page_request, ListResponse};
 
 /// One logged request. The body is text when it is UTF-8, else base64
 /// (`bodyEncoding` says which); credential headers show as `<redacted>`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct InboundRequestOut {
     id: String,
@@ -55,16 +57,22 @@ impl From<ReceivedRequest> for InboundRequestOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
+    /// Items per page, 1 to 250 (50 by default).
     limit: Option<usize>,
+    /// Where to continue: an answer's `iterator` or `prevIterator`.
     iterator: Option<String>,
+    /// `ascending` or `descending` (newest first by default).
     order: Option<String>,
     /// `accepted`, `duplicate` or `rejected`.
     outcome: Option<String>,
 }
 
 /// Lists the logged requests of a source, newest first.
+#[utoipa::path(get, operation_id = "v1.ingest.source.list-requests", path = "/source/{source}/request", tag = "ingest", params(SourcePath, ListParams),
+    responses((status = 200, body = ListResponse<InboundRequestOut>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path(source): Path<String>,

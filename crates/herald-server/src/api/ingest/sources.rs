@@ -11,7 +11,9 @@ use herald_core::{AppId, SourceId, Uid};
 use herald_store::Source;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
+use crate::api::openapi::paths::SourcePath;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::gateway::{ingest_url, source_config};
@@ -19,23 +21,29 @@ use crate::state::AppState;
 use crate::wire::{list_response, ListParams, ListResponse};
 
 /// Create (POST) and replace (PUT) body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct IngestSourceIn {
     name: String,
+    /// The provider, which says how requests are verified: `stripe`,
+    /// `github`, `slack`, `shopify`, `twilio`, `gitlab`, `svix`,
+    /// `standard-webhooks`, `hmac`, `basic-auth`, `api-key`, ….
     #[serde(rename = "type")]
     source_type: String,
-    /// Svix's SDKs default a missing config to `{}`; so does Herald.
+    /// The verifier's settings (its secret, …). Svix's SDKs default a
+    /// missing config to `{}`; so does Herald.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     config: Option<Value>,
     #[serde(default)]
     uid: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<Metadata>,
 }
 
 /// A source as answered; `config` comes without its secrets.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct IngestSourceOut {
     id: String,
@@ -43,7 +51,9 @@ pub(crate) struct IngestSourceOut {
     name: String,
     #[serde(rename = "type")]
     source_type: String,
+    #[schema(value_type = Object)]
     config: Value,
+    #[schema(value_type = BTreeMap<String, String>)]
     metadata: Metadata,
     ingest_url: String,
     app_id: String,
@@ -125,6 +135,8 @@ pub(crate) async fn load_source(state: &AppState, reference: &str) -> Result<Sou
 }
 
 /// Lists sources, oldest first.
+#[utoipa::path(get, operation_id = "v1.ingest.source.list", path = "/source", tag = "ingest", params(ListParams),
+    responses((status = 200, body = ListResponse<IngestSourceOut>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
@@ -169,6 +181,8 @@ async fn create_source(state: &AppState, settings: Settings) -> Result<Source, A
 }
 
 /// Creates a source; answers it with its `ingestUrl`.
+#[utoipa::path(post, operation_id = "v1.ingest.source.create", path = "/source", tag = "ingest", request_body = IngestSourceIn,
+    responses((status = 201, body = IngestSourceOut)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Json(input): Json<IngestSourceIn>,
@@ -181,6 +195,8 @@ pub(crate) async fn create(
 }
 
 /// One source by id or uid.
+#[utoipa::path(get, operation_id = "v1.ingest.source.get", path = "/source/{source}", tag = "ingest", params(SourcePath),
+    responses((status = 200, body = IngestSourceOut)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(reference): Path<String>,
@@ -191,6 +207,12 @@ pub(crate) async fn get(
 
 /// Replaces a source's name, type, config, uid and metadata; creates it,
 /// with the path's uid, if missing.
+#[utoipa::path(put, operation_id = "v1.ingest.source.update", path = "/source/{source}", tag = "ingest", params(SourcePath),
+    request_body = IngestSourceIn,
+    responses(
+        (status = 200, description = "Replaced", body = IngestSourceOut),
+        (status = 201, description = "Created", body = IngestSourceOut),
+    ))]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path(reference): Path<String>,
@@ -223,6 +245,8 @@ pub(crate) async fn put(
 }
 
 /// Deletes a source with its backing app, destinations, messages and log.
+#[utoipa::path(delete, operation_id = "v1.ingest.source.delete", path = "/source/{source}", tag = "ingest", params(SourcePath),
+    responses((status = 204, description = "Deleted")))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(reference): Path<String>,

@@ -1,0 +1,226 @@
+//! `GET /api/v1/openapi.json`: the OpenAPI 3.1 description of the REST
+//! APIs. It is built from the same route lists the server mounts
+//! (`utoipa-axum` registers a handler's route and its description
+//! together), so a route cannot be served without being described.
+
+use std::sync::OnceLock;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use serde::Serialize;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The document's fixed parts: what Herald is, how callers authenticate,
+/// the error body every operation may answer with.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Herald",
+        description = "Webhook infrastructure: send webhooks to your customers' endpoints \
+            (a Svix-compatible API) and receive them from providers (an inbound gateway \
+            in the shape of Svix's Ingest API)."
+    ),
+    components(schemas(ErrorOut)),
+    modifiers(&Conventions),
+    security(("bearer" = [])),
+    tags(
+        (name = "applications", description = "Tenants: one per customer of the platform"),
+        (name = "event types", description = "The kinds of events sent"),
+        (name = "endpoints", description = "Where an application's messages are delivered"),
+        (name = "messages", description = "Events sent to an application, and their deliveries"),
+        (name = "attempts", description = "Each HTTP try of a delivery"),
+        (name = "operational webhooks", description = "Endpoints that hear about Herald's own events"),
+        (name = "ingest", description = "Inbound sources, their destinations and request logs"),
+        (name = "health", description = "Liveness, readiness and this document"),
+    )
+)]
+struct Base;
+
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // described, never built: `ApiError` writes the body
+pub(crate) struct ErrorOut {
+    /// What went wrong, for programs: `validation`, `not_found`,
+    /// `conflict`, `authentication_failed`, `rate_limited`, ….
+    code: String,
+    /// For people: a sentence, or for `validation` a list of
+    /// `{loc, msg, type}` naming each field at fault.
+    #[schema(value_type = Object)]
+    detail: serde_json::Value,
+}
+
+/// Adds the bearer scheme and, to every operation, the error answers any
+/// of them can give (each operation lists its successes itself).
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, document: &mut Document) {
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token, or the admin token"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Error answers added to each operation once all paths are in.
+fn add_error_answers(document: &mut Document) {
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorOut"))))
+                    .build(),
+            )
+            .build()
+    };
+    let client = error(
+        "The request was refused: 401 without a valid token, 404 for an unknown \
+         object, 409 for a taken uid, 413 for a body too large, 422 naming the \
+         field at fault, 429 with `Retry-After`",
+    );
+    let server = error("Herald could not serve the request");
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let answers = &mut operation.responses.responses;
+            answers.insert("4XX".into(), RefOr::T(client.clone()));
+            answers.insert("5XX".into(), RefOr::T(server.clone()));
+        }
+    }
+}
+
+/// The document, built from `routes` (every route the API serves).
+pub(crate) fn describe(routes: OpenApiRouter<AppState>) -> Document {
+    let mut document = OpenApiRouter::with_openapi(Base::openapi())
+        .merge(routes)
+        .into_openapi();
+    add_error_answers(&mut document);
+    document
+}
+
+/// The document as served, rendered once.
+fn rendered() -> Result<Bytes, ApiError> {
+    static RENDERED: OnceLock<Result<Bytes, String>> = OnceLock::new();
+    RENDERED
+        .get_or_init(|| {
+            serde_json::to_vec(&describe(super::described()))
+                .map(Bytes::from)
+                .map_err(|error| error.to_string())
+        })
+        .clone()
+        .map_err(ApiError::Internal)
+}
+
+/// This document: every operation of the REST APIs, their parameters,
+/// bodies and answers.
+#[utoipa::path(get, operation_id = "v1.openapi.get", path = "/openapi.json", tag = "health", security(()),
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub(crate) async fn serve() -> Result<impl IntoResponse, ApiError> {
+    Ok(([(CONTENT_TYPE, "application/json")], rendered()?))
+}
+
+/// Path parameters, described once for every operation that takes them.
+/// The handlers take the same segments as plain strings.
+#[allow(dead_code)] // described, never built
+pub(crate) mod paths {
+    use super::IntoParams;
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct AppPath {
+        /// The application's id (`app_…`) or uid.
+        app: String,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct EventTypePath {
+        /// The event type's name.
+        name: String,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct EndpointPath {
+        /// The application's id (`app_…`) or uid.
+        app: String,
+        /// The endpoint's id (`ep_…`) or uid.
+        endpoint: String,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct MessagePath {
+        /// The application's id (`app_…`) or uid.
+        app: String,
+        /// The message's id (`msg_…`) or event id.
+        msg: String,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct MessageEndpointPath {
+        /// The application's id (`app_…`) or uid.
+        app: String,
+        /// The message's id (`msg_…`) or event id.
+        msg: String,
+        /// The endpoint's id (`ep_…`) or uid.
+        endpoint: String,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct AttemptPath {
+        /// The application's id (`app_…`) or uid.
+        app: String,
+        /// The message's id (`msg_…`) or event id.
+        msg: String,
+        /// The attempt's id (`atmpt_…`).
+        attempt: String,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct OperationalEndpointPath {
+        /// The operational webhook endpoint's id (`ep_…`) or uid.
+        endpoint: String,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct SourcePath {
+        /// The source's id (`src_…`) or uid.
+        source: String,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct SourceEndpointPath {
+        /// The source's id (`src_…`) or uid.
+        source: String,
+        /// The destination's id (`ep_…`) or uid.
+        endpoint: String,
+    }
+}
