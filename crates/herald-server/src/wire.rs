@@ -28,6 +28,7 @@ pub(crate) struct ListResponse<T> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     /// Items per page, 1 to 250 (50 by default).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
     /// Where to continue: an answer's `iterator` (forwards) or
     /// `prevIterator` (backwards).

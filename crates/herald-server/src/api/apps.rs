@@ -22,8 +22,10 @@ pub(crate) struct ApplicationIn {
     #[serde(default)]
     uid: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     rate_limit: Option<u32>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     throttle_rate: Option<u32>,
     #[serde(default)]
     #[schema(value_type = Option<BTreeMap<String, String>>)]
@@ -40,10 +42,10 @@ pub(crate) struct ApplicationPatch {
     #[schema(value_type = Option<String>)]
     uid: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1)]
     rate_limit: Patch<u32>,
     #[serde(default)]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1)]
     throttle_rate: Patch<u32>,
     #[serde(default)]
     #[schema(value_type = Option<BTreeMap<String, String>>)]
@@ -136,8 +138,14 @@ pub(crate) async fn load_app(state: &AppState, reference: &str) -> Result<App, A
 }
 
 /// Lists applications, oldest first.
-#[utoipa::path(get, operation_id = "v1.application.list", path = "/app", tag = "applications", params(ListParams),
-    responses((status = 200, body = ListResponse<ApplicationOut>)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.application.list",
+    path = "/app",
+    tag = "applications",
+    params(ListParams),
+    responses((status = 200, body = ListResponse<ApplicationOut>))
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
@@ -162,12 +170,18 @@ pub(crate) struct CreateParams {
 
 /// Creates an application; with `get_if_exists=true` an existing app with
 /// the same uid is answered instead (200 rather than 201).
-#[utoipa::path(post, operation_id = "v1.application.create", path = "/app", tag = "applications", params(CreateParams),
+#[utoipa::path(
+    post,
+    operation_id = "v1.application.create",
+    path = "/app",
+    tag = "applications",
+    params(CreateParams),
     request_body = ApplicationIn,
     responses(
         (status = 201, description = "Created", body = ApplicationOut),
         (status = 200, description = "An application with this uid exists", body = ApplicationOut),
-    ))]
+    )
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Query(params): Query<CreateParams>,
@@ -197,8 +211,14 @@ pub(crate) async fn create(
 }
 
 /// One application by id or uid.
-#[utoipa::path(get, operation_id = "v1.application.get", path = "/app/{app}", tag = "applications", params(AppPath),
-    responses((status = 200, body = ApplicationOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.application.get",
+    path = "/app/{app}",
+    tag = "applications",
+    params(AppPath),
+    responses((status = 200, body = ApplicationOut))
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -207,12 +227,18 @@ pub(crate) async fn get(
 }
 
 /// Replaces an application's fields; creates it (with this uid) if missing.
-#[utoipa::path(put, operation_id = "v1.application.update", path = "/app/{app}", tag = "applications", params(AppPath),
+#[utoipa::path(
+    put,
+    operation_id = "v1.application.update",
+    path = "/app/{app}",
+    tag = "applications",
+    params(AppPath),
     request_body = ApplicationIn,
     responses(
         (status = 200, description = "Replaced", body = ApplicationOut),
         (status = 201, description = "Created", body = ApplicationOut),
-    ))]
+    )
+)]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path(reference): Path<String>,
@@ -257,8 +283,15 @@ pub(crate) async fn put(
 }
 
 /// Changes the given fields of an application.
-#[utoipa::path(patch, operation_id = "v1.application.patch", path = "/app/{app}", tag = "applications", params(AppPath),
-    request_body = ApplicationPatch, responses((status = 200, body = ApplicationOut)))]
+#[utoipa::path(
+    patch,
+    operation_id = "v1.application.patch",
+    path = "/app/{app}",
+    tag = "applications",
+    params(AppPath),
+    request_body = ApplicationPatch,
+    responses((status = 200, body = ApplicationOut))
+)]
 pub(crate) async fn patch(
     State(state): State<AppState>,
     Path(reference): Path<String>,
@@ -294,8 +327,14 @@ pub(crate) async fn patch(
 }
 
 /// Deletes an application with its endpoints, messages and attempts.
-#[utoipa::path(delete, operation_id = "v1.application.delete", path = "/app/{app}", tag = "applications", params(AppPath),
-    responses((status = 204, description = "Deleted")))]
+#[utoipa::path(
+    delete,
+    operation_id = "v1.application.delete",
+    path = "/app/{app}",
+    tag = "applications",
+    params(AppPath),
+    responses((status = 204, description = "Deleted"))
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(reference): Path<String>,

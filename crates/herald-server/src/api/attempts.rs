@@ -66,12 +66,14 @@ impl MessageAttemptOut {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     /// Items per page, 1 to 250 (50 by default).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
     /// Where to continue: an answer's `iterator` or `prevIterator`.
     iterator: Option<String>,
     /// Only attempts with this outcome: 0 success, 1 pending, 2 fail, 3 sending.
     status: Option<i64>,
-    /// Only attempts to this endpoint (id or uid).
+    /// Only attempts to this endpoint (id or uid); the list by endpoint
+    /// takes it from its path instead.
     endpoint_id: Option<String>,
     /// Only attempts made before this RFC 3339 time.
     before: Option<String>,
@@ -124,8 +126,14 @@ async fn respond(
 }
 
 /// Attempts of one message, newest first (optionally of one endpoint).
-#[utoipa::path(get, operation_id = "v1.message-attempt.list-by-msg", path = "/app/{app}/attempt/msg/{msg}", tag = "attempts",
-    params(MessagePath, ListParams), responses((status = 200, body = ListResponse<MessageAttemptOut>)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.message-attempt.list-by-msg",
+    path = "/app/{app}/attempt/msg/{msg}",
+    tag = "attempts",
+    params(MessagePath, ListParams),
+    responses((status = 200, body = ListResponse<MessageAttemptOut>))
+)]
 pub(crate) async fn by_message(
     State(state): State<AppState>,
     Path((app, msg)): Path<(String, String)>,
@@ -147,8 +155,14 @@ pub(crate) async fn by_message(
 }
 
 /// Attempts to one endpoint, newest first.
-#[utoipa::path(get, operation_id = "v1.message-attempt.list-by-endpoint", path = "/app/{app}/attempt/endpoint/{endpoint}", tag = "attempts",
-    params(EndpointPath, ListParams), responses((status = 200, body = ListResponse<MessageAttemptOut>)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.message-attempt.list-by-endpoint",
+    path = "/app/{app}/attempt/endpoint/{endpoint}",
+    tag = "attempts",
+    params(EndpointPath, ListParams),
+    responses((status = 200, body = ListResponse<MessageAttemptOut>))
+)]
 pub(crate) async fn by_endpoint(
     State(state): State<AppState>,
     Path((app, endpoint)): Path<(String, String)>,
@@ -168,8 +182,14 @@ pub(crate) struct GetParams {
 }
 
 /// One attempt of a message.
-#[utoipa::path(get, operation_id = "v1.message-attempt.get", path = "/app/{app}/msg/{msg}/attempt/{attempt}", tag = "attempts",
-    params(AttemptPath, GetParams), responses((status = 200, body = MessageAttemptOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.message-attempt.get",
+    path = "/app/{app}/msg/{msg}/attempt/{attempt}",
+    tag = "attempts",
+    params(AttemptPath, GetParams),
+    responses((status = 200, body = MessageAttemptOut))
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path((app, msg, attempt)): Path<(String, String, String)>,
@@ -190,8 +210,14 @@ pub(crate) async fn get(
 }
 
 /// Queues one more (manual) attempt of a message to an endpoint.
-#[utoipa::path(post, operation_id = "v1.message-attempt.resend", path = "/app/{app}/msg/{msg}/endpoint/{endpoint}/resend", tag = "attempts",
-    params(MessageEndpointPath), responses((status = 202, description = "Queued; the body is `{}`")))]
+#[utoipa::path(
+    post,
+    operation_id = "v1.message-attempt.resend",
+    path = "/app/{app}/msg/{msg}/endpoint/{endpoint}/resend",
+    tag = "attempts",
+    params(MessageEndpointPath),
+    responses((status = 202, description = "Queued", body = Object))
+)]
 pub(crate) async fn resend(
     State(state): State<AppState>,
     Path((app, msg, endpoint)): Path<(String, String, String)>,

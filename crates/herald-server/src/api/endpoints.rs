@@ -51,8 +51,10 @@ pub(crate) struct EndpointIn {
     #[serde(default)]
     channels: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     rate_limit: Option<u32>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     throttle_rate: Option<u32>,
     #[serde(default)]
     secret: Option<String>,
@@ -156,10 +158,10 @@ pub(crate) struct EndpointPatch {
     #[schema(value_type = Option<Vec<String>>)]
     channels: Patch<Vec<String>>,
     #[serde(default)]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1)]
     rate_limit: Patch<u32>,
     #[serde(default)]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1)]
     throttle_rate: Patch<u32>,
     #[serde(default)]
     #[schema(value_type = Option<BTreeMap<String, String>>)]
@@ -334,8 +336,14 @@ pub(crate) async fn endpoint_of(
 }
 
 /// Lists an app's endpoints, oldest first.
-#[utoipa::path(get, operation_id = "v1.endpoint.list", path = "/app/{app}/endpoint", tag = "endpoints", params(AppPath, ListParams),
-    responses((status = 200, body = ListResponse<EndpointOut>)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.endpoint.list",
+    path = "/app/{app}/endpoint",
+    tag = "endpoints",
+    params(AppPath, ListParams),
+    responses((status = 200, body = ListResponse<EndpointOut>))
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -437,8 +445,15 @@ fn new_endpoint(
 
 /// Creates an endpoint; without `secret` a key is generated, an ed25519
 /// pair if `keyType` is `ed25519`.
-#[utoipa::path(post, operation_id = "v1.endpoint.create", path = "/app/{app}/endpoint", tag = "endpoints", params(AppPath),
-    request_body = EndpointIn, responses((status = 201, body = EndpointOut)))]
+#[utoipa::path(
+    post,
+    operation_id = "v1.endpoint.create",
+    path = "/app/{app}/endpoint",
+    tag = "endpoints",
+    params(AppPath),
+    request_body = EndpointIn,
+    responses((status = 201, body = EndpointOut))
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -469,8 +484,14 @@ pub(crate) async fn create_in(
 }
 
 /// One endpoint by id or uid.
-#[utoipa::path(get, operation_id = "v1.endpoint.get", path = "/app/{app}/endpoint/{endpoint}", tag = "endpoints",
-    params(EndpointPath), responses((status = 200, body = EndpointOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.endpoint.get",
+    path = "/app/{app}/endpoint/{endpoint}",
+    tag = "endpoints",
+    params(EndpointPath),
+    responses((status = 200, body = EndpointOut))
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path((app, endpoint)): Path<(String, String)>,
@@ -480,12 +501,18 @@ pub(crate) async fn get(
 
 /// Replaces an endpoint's settings (secret and headers stay); creates it,
 /// with the path's uid, if missing.
-#[utoipa::path(put, operation_id = "v1.endpoint.update", path = "/app/{app}/endpoint/{endpoint}", tag = "endpoints",
-    params(EndpointPath), request_body = EndpointIn,
+#[utoipa::path(
+    put,
+    operation_id = "v1.endpoint.update",
+    path = "/app/{app}/endpoint/{endpoint}",
+    tag = "endpoints",
+    params(EndpointPath),
+    request_body = EndpointIn,
     responses(
         (status = 200, description = "Replaced", body = EndpointOut),
         (status = 201, description = "Created", body = EndpointOut),
-    ))]
+    )
+)]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -541,8 +568,15 @@ pub(crate) async fn replace_in(
 }
 
 /// Changes the given fields of an endpoint.
-#[utoipa::path(patch, operation_id = "v1.endpoint.patch", path = "/app/{app}/endpoint/{endpoint}", tag = "endpoints",
-    params(EndpointPath), request_body = EndpointPatch, responses((status = 200, body = EndpointOut)))]
+#[utoipa::path(
+    patch,
+    operation_id = "v1.endpoint.patch",
+    path = "/app/{app}/endpoint/{endpoint}",
+    tag = "endpoints",
+    params(EndpointPath),
+    request_body = EndpointPatch,
+    responses((status = 200, body = EndpointOut))
+)]
 pub(crate) async fn patch(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -654,8 +688,14 @@ pub(crate) async fn save(
 }
 
 /// Deletes an endpoint; its queued deliveries end as failed.
-#[utoipa::path(delete, operation_id = "v1.endpoint.delete", path = "/app/{app}/endpoint/{endpoint}", tag = "endpoints",
-    params(EndpointPath), responses((status = 204, description = "Deleted")))]
+#[utoipa::path(
+    delete,
+    operation_id = "v1.endpoint.delete",
+    path = "/app/{app}/endpoint/{endpoint}",
+    tag = "endpoints",
+    params(EndpointPath),
+    responses((status = 204, description = "Deleted"))
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -691,8 +731,14 @@ impl From<&Endpoint> for EndpointSecretOut {
 
 /// The key receivers verify the endpoint's signatures with: its `whsec_`
 /// secret, or its `whpk_` public key if it signs with ed25519.
-#[utoipa::path(get, operation_id = "v1.endpoint.get-secret", path = "/app/{app}/endpoint/{endpoint}/secret", tag = "endpoints",
-    params(EndpointPath), responses((status = 200, body = EndpointSecretOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.endpoint.get-secret",
+    path = "/app/{app}/endpoint/{endpoint}/secret",
+    tag = "endpoints",
+    params(EndpointPath),
+    responses((status = 200, body = EndpointSecretOut))
+)]
 pub(crate) async fn secret(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -716,10 +762,18 @@ pub(crate) struct EndpointSecretRotateIn {
 /// are sent) until the grace period ends, so receivers can switch over —
 /// also between kinds (`whsec_` to `whsk_` or back): each key signs with
 /// its own version. Answers what receivers verify the new key with.
-#[utoipa::path(post, operation_id = "v1.endpoint.rotate-secret", path = "/app/{app}/endpoint/{endpoint}/secret/rotate", tag = "endpoints",
-    params(EndpointPath), request_body(content = Option<EndpointSecretRotateIn>,
-        description = "Optional: without a body a new key of the same kind is generated"),
-    responses((status = 200, body = EndpointSecretOut)))]
+#[utoipa::path(
+    post,
+    operation_id = "v1.endpoint.rotate-secret",
+    path = "/app/{app}/endpoint/{endpoint}/secret/rotate",
+    tag = "endpoints",
+    params(EndpointPath),
+    request_body(
+        content = Option<EndpointSecretRotateIn>,
+        description = "Optional: without a body a new key of the same kind is generated",
+    ),
+    responses((status = 200, body = EndpointSecretOut))
+)]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -773,8 +827,14 @@ pub(crate) struct EndpointHeadersOut {
 }
 
 /// The custom headers; values of sensitive ones are withheld.
-#[utoipa::path(get, operation_id = "v1.endpoint.get-headers", path = "/app/{app}/endpoint/{endpoint}/headers", tag = "endpoints",
-    params(EndpointPath), responses((status = 200, body = EndpointHeadersOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.endpoint.get-headers",
+    path = "/app/{app}/endpoint/{endpoint}/headers",
+    tag = "endpoints",
+    params(EndpointPath),
+    responses((status = 200, body = EndpointHeadersOut))
+)]
 pub(crate) async fn headers(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -803,9 +863,15 @@ pub(crate) struct EndpointHeadersIn {
 }
 
 /// Replaces all custom headers.
-#[utoipa::path(put, operation_id = "v1.endpoint.update-headers", path = "/app/{app}/endpoint/{endpoint}/headers", tag = "endpoints",
-    params(EndpointPath), request_body = EndpointHeadersIn,
-    responses((status = 204, description = "Replaced")))]
+#[utoipa::path(
+    put,
+    operation_id = "v1.endpoint.update-headers",
+    path = "/app/{app}/endpoint/{endpoint}/headers",
+    tag = "endpoints",
+    params(EndpointPath),
+    request_body = EndpointHeadersIn,
+    responses((status = 204, description = "Replaced"))
+)]
 pub(crate) async fn put_headers(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -838,9 +904,15 @@ pub(crate) struct EndpointHeadersPatchIn {
 }
 
 /// Adds, changes or removes some custom headers.
-#[utoipa::path(patch, operation_id = "v1.endpoint.patch-headers", path = "/app/{app}/endpoint/{endpoint}/headers", tag = "endpoints",
-    params(EndpointPath), request_body = EndpointHeadersPatchIn,
-    responses((status = 204, description = "Changed")))]
+#[utoipa::path(
+    patch,
+    operation_id = "v1.endpoint.patch-headers",
+    path = "/app/{app}/endpoint/{endpoint}/headers",
+    tag = "endpoints",
+    params(EndpointPath),
+    request_body = EndpointHeadersPatchIn,
+    responses((status = 204, description = "Changed"))
+)]
 pub(crate) async fn patch_headers(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -872,9 +944,15 @@ pub(crate) struct RecoverIn {
 
 /// Re-queues the endpoint's failed deliveries of messages created in
 /// `[since, until)`.
-#[utoipa::path(post, operation_id = "v1.endpoint.recover", path = "/app/{app}/endpoint/{endpoint}/recover", tag = "endpoints",
-    params(EndpointPath), request_body = RecoverIn,
-    responses((status = 202, body = RecoverOut)))]
+#[utoipa::path(
+    post,
+    operation_id = "v1.endpoint.recover",
+    path = "/app/{app}/endpoint/{endpoint}/recover",
+    tag = "endpoints",
+    params(EndpointPath),
+    request_body = RecoverIn,
+    responses((status = 202, body = RecoverOut))
+)]
 pub(crate) async fn recover(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -909,7 +987,9 @@ pub(crate) struct EventExampleIn {
     event_type: String,
     #[serde(default)]
     example_index: Option<usize>,
+    /// The payload to send; by default the event type's schema example.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     payload: Option<Value>,
 }
 
@@ -933,9 +1013,15 @@ fn example_payload(schemas: Option<&Value>, event_type: &str, index: usize) -> V
 }
 
 /// Sends a test event of a chosen type to this endpoint only.
-#[utoipa::path(post, operation_id = "v1.endpoint.send-example", path = "/app/{app}/endpoint/{endpoint}/send-example", tag = "endpoints",
-    params(EndpointPath), request_body = EventExampleIn,
-    responses((status = 202, body = MessageOut)))]
+#[utoipa::path(
+    post,
+    operation_id = "v1.endpoint.send-example",
+    path = "/app/{app}/endpoint/{endpoint}/send-example",
+    tag = "endpoints",
+    params(EndpointPath),
+    request_body = EventExampleIn,
+    responses((status = 202, body = MessageOut))
+)]
 pub(crate) async fn send_example(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -981,13 +1067,19 @@ pub(crate) async fn send_example(
 pub(crate) struct StatsParams {
     /// Count deliveries of messages created at or after this RFC 3339 time.
     since: Option<String>,
-    /// … and before this one.
+    /// Count deliveries of messages created before this RFC 3339 time.
     until: Option<String>,
 }
 
 /// Delivery counts of the endpoint by status.
-#[utoipa::path(get, operation_id = "v1.endpoint.get-stats", path = "/app/{app}/endpoint/{endpoint}/stats", tag = "endpoints",
-    params(EndpointPath, StatsParams), responses((status = 200, body = EndpointStatsOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.endpoint.get-stats",
+    path = "/app/{app}/endpoint/{endpoint}/stats",
+    tag = "endpoints",
+    params(EndpointPath, StatsParams),
+    responses((status = 200, body = EndpointStatsOut))
+)]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,

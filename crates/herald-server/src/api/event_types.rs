@@ -20,6 +20,8 @@ use crate::wire::{list_response, page_request, ListResponse, Patch};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct EventTypeIn {
+    /// Required when creating with `POST`; a `PUT` takes the name from its
+    /// path and ignores this.
     #[serde(default)]
     name: Option<String>,
     description: String,
@@ -140,6 +142,7 @@ async fn load(state: &AppState, name: &str) -> Result<EventType, ApiError> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     /// Items per page, 1 to 250 (50 by default).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
     /// Where to continue: an answer's `iterator` or `prevIterator`.
     iterator: Option<String>,
@@ -151,8 +154,14 @@ pub(crate) struct ListParams {
 }
 
 /// Lists event types by name.
-#[utoipa::path(get, operation_id = "v1.event-type.list", path = "/event-type", tag = "event types", params(ListParams),
-    responses((status = 200, body = ListResponse<EventTypeOut>)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.event-type.list",
+    path = "/event-type",
+    tag = "event types",
+    params(ListParams),
+    responses((status = 200, body = ListResponse<EventTypeOut>))
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
@@ -176,8 +185,14 @@ pub(crate) async fn list(
 }
 
 /// Creates an event type.
-#[utoipa::path(post, operation_id = "v1.event-type.create", path = "/event-type", tag = "event types", request_body = EventTypeIn,
-    responses((status = 201, body = EventTypeOut)))]
+#[utoipa::path(
+    post,
+    operation_id = "v1.event-type.create",
+    path = "/event-type",
+    tag = "event types",
+    request_body = EventTypeIn,
+    responses((status = 201, body = EventTypeOut))
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Json(input): Json<EventTypeIn>,
@@ -193,8 +208,14 @@ pub(crate) async fn create(
 }
 
 /// One event type by name.
-#[utoipa::path(get, operation_id = "v1.event-type.get", path = "/event-type/{name}", tag = "event types", params(EventTypePath),
-    responses((status = 200, body = EventTypeOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.event-type.get",
+    path = "/event-type/{name}",
+    tag = "event types",
+    params(EventTypePath),
+    responses((status = 200, body = EventTypeOut))
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -203,12 +224,18 @@ pub(crate) async fn get(
 }
 
 /// Replaces an event type, creating it if missing.
-#[utoipa::path(put, operation_id = "v1.event-type.update", path = "/event-type/{name}", tag = "event types", params(EventTypePath),
+#[utoipa::path(
+    put,
+    operation_id = "v1.event-type.update",
+    path = "/event-type/{name}",
+    tag = "event types",
+    params(EventTypePath),
     request_body = EventTypeIn,
     responses(
         (status = 200, description = "Replaced", body = EventTypeOut),
         (status = 201, description = "Created", body = EventTypeOut),
-    ))]
+    )
+)]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -234,8 +261,15 @@ pub(crate) async fn put(
 }
 
 /// Changes the given fields of an event type.
-#[utoipa::path(patch, operation_id = "v1.event-type.patch", path = "/event-type/{name}", tag = "event types", params(EventTypePath),
-    request_body = EventTypePatch, responses((status = 200, body = EventTypeOut)))]
+#[utoipa::path(
+    patch,
+    operation_id = "v1.event-type.patch",
+    path = "/event-type/{name}",
+    tag = "event types",
+    params(EventTypePath),
+    request_body = EventTypePatch,
+    responses((status = 200, body = EventTypeOut))
+)]
 pub(crate) async fn patch(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -275,8 +309,14 @@ pub(crate) struct DeleteParams {
 
 /// Archives an event type (it stays usable by existing messages);
 /// `expunge=true` deletes it for good.
-#[utoipa::path(delete, operation_id = "v1.event-type.delete", path = "/event-type/{name}", tag = "event types",
-    params(EventTypePath, DeleteParams), responses((status = 204, description = "Archived or deleted")))]
+#[utoipa::path(
+    delete,
+    operation_id = "v1.event-type.delete",
+    path = "/event-type/{name}",
+    tag = "event types",
+    params(EventTypePath, DeleteParams),
+    responses((status = 204, description = "Archived or deleted"))
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,

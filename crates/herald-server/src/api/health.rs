@@ -3,28 +3,51 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
+use crate::api::openapi::ErrorOut;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// `{"status": "ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HealthOut {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+const OK: HealthOut = HealthOut { status: "ok" };
+
 /// Answers 200 while the process serves requests.
-#[utoipa::path(get, operation_id = "v1.health.get", path = "/health", tag = "health", security(()),
-    responses((status = 200, description = "`{\"status\": \"ok\"}`")))]
-pub(crate) async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    operation_id = "v1.health.get",
+    path = "/health",
+    tag = "health",
+    security(()),
+    responses((status = 200, body = HealthOut))
+)]
+pub(crate) async fn health() -> Json<HealthOut> {
+    Json(OK)
 }
 
 /// Answers 200 when the database answers a query, 503 otherwise: a node
 /// that cannot store messages should be taken out of rotation.
-#[utoipa::path(get, operation_id = "v1.health.ready", path = "/health/ready", tag = "health", security(()),
+#[utoipa::path(
+    get,
+    operation_id = "v1.health.ready",
+    path = "/health/ready",
+    tag = "health",
+    security(()),
     responses(
-        (status = 200, description = "`{\"status\": \"ok\"}`"),
-        (status = 503, description = "The database does not answer"),
-    ))]
-pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+        (status = 200, body = HealthOut),
+        (status = 503, description = "The database does not answer", body = ErrorOut),
+    )
+)]
+pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<HealthOut>, ApiError> {
     match state.store.api_token_count().await {
-        Ok(_) => Ok(Json(json!({ "status": "ok" }))),
+        Ok(_) => Ok(Json(OK)),
         Err(error) => {
             tracing::warn!(%error, "readiness check: the database does not answer");
             Err(ApiError::Unavailable("the database does not answer"))

@@ -219,14 +219,24 @@ fn check_app_rate(state: &AppState, app: &App) -> Result<(), ApiError> {
 /// Accepts a message: answers 202 only after the message and its fan-out
 /// are committed. An `idempotency-key` already used for this app answers
 /// the first message again and queues nothing.
-#[utoipa::path(post, operation_id = "v1.message.create", path = "/app/{app}/msg", tag = "messages",
+#[utoipa::path(
+    post,
+    operation_id = "v1.message.create",
+    path = "/app/{app}/msg",
+    tag = "messages",
     params(
         AppPath,
         ContentParams,
-        ("idempotency-key" = Option<String>, Header,
-            description = "A retried create with the same key answers the first message"),
+        (
+            "idempotency-key" = Option<String>,
+            Header,
+            nullable = false,
+            description = "A retried create with the same key answers the first message"
+        ),
     ),
-    request_body = MessageIn, responses((status = 202, body = MessageOut)))]
+    request_body = MessageIn,
+    responses((status = 202, body = MessageOut))
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -302,6 +312,7 @@ pub(crate) async fn create(
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     /// Items per page, 1 to 250 (50 by default).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
     /// Where to continue: an answer's `iterator` or `prevIterator`.
     iterator: Option<String>,
@@ -320,8 +331,14 @@ pub(crate) struct ListParams {
 }
 
 /// Lists an app's messages, newest first.
-#[utoipa::path(get, operation_id = "v1.message.list", path = "/app/{app}/msg", tag = "messages", params(AppPath, ListParams),
-    responses((status = 200, body = ListResponse<MessageOut>)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.message.list",
+    path = "/app/{app}/msg",
+    tag = "messages",
+    params(AppPath, ListParams),
+    responses((status = 200, body = ListResponse<MessageOut>))
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -363,8 +380,14 @@ pub(crate) async fn load_message(
 }
 
 /// One message by id or `eventId`.
-#[utoipa::path(get, operation_id = "v1.message.get", path = "/app/{app}/msg/{msg}", tag = "messages",
-    params(MessagePath, ContentParams), responses((status = 200, body = MessageOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.message.get",
+    path = "/app/{app}/msg/{msg}",
+    tag = "messages",
+    params(MessagePath, ContentParams),
+    responses((status = 200, body = MessageOut))
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -402,8 +425,14 @@ pub(crate) struct MessageEndpointOut {
 
 /// Where a message went: one entry per endpoint it was fanned out to, with
 /// that delivery's status.
-#[utoipa::path(get, operation_id = "v1.message-attempt.list-attempted-destinations", path = "/app/{app}/msg/{msg}/endpoint", tag = "messages",
-    params(MessagePath), responses((status = 200, body = ListResponse<MessageEndpointOut>)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.message-attempt.list-attempted-destinations",
+    path = "/app/{app}/msg/{msg}/endpoint",
+    tag = "messages",
+    params(MessagePath),
+    responses((status = 200, body = ListResponse<MessageEndpointOut>))
+)]
 pub(crate) async fn destinations(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
@@ -453,6 +482,7 @@ pub(crate) struct EndpointMessageOut {
 #[into_params(parameter_in = Query)]
 pub(crate) struct EndpointMessagesParams {
     /// Items per page, 1 to 250 (50 by default).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
     /// Where to continue: an answer's `iterator` or `prevIterator`.
     iterator: Option<String>,
@@ -464,9 +494,14 @@ pub(crate) struct EndpointMessagesParams {
 
 /// The messages sent (or due) to one endpoint, newest first, with that
 /// delivery's status: what a tenant looks at when one endpoint misbehaves.
-#[utoipa::path(get, operation_id = "v1.message-attempt.list-attempted-messages", path = "/app/{app}/endpoint/{endpoint}/msg", tag = "messages",
+#[utoipa::path(
+    get,
+    operation_id = "v1.message-attempt.list-attempted-messages",
+    path = "/app/{app}/endpoint/{endpoint}/msg",
+    tag = "messages",
     params(EndpointPath, EndpointMessagesParams),
-    responses((status = 200, body = ListResponse<EndpointMessageOut>)))]
+    responses((status = 200, body = ListResponse<EndpointMessageOut>))
+)]
 pub(crate) async fn of_endpoint(
     State(state): State<AppState>,
     Path((app, endpoint)): Path<(String, String)>,

@@ -1,14 +1,14 @@
 //! `GET /api/v1/openapi.json`: the OpenAPI 3.1 description of the REST
-//! APIs. It is built from the same route lists the server mounts
-//! (`utoipa-axum` registers a handler's route and its description
-//! together), so a route cannot be served without being described.
+//! APIs (`/api/v1`, `/ingest/api/v1`). It is built from the same route
+//! lists the server mounts: `utoipa-axum`'s `routes!` registers a handler's
+//! route and its description in one call. The console, `/metrics` and the
+//! public receiver `/in/{source}` are not part of it.
 
 use std::sync::OnceLock;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use serde::Serialize;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr};
@@ -37,7 +37,10 @@ use crate::state::AppState;
         (name = "endpoints", description = "Where an application's messages are delivered"),
         (name = "messages", description = "Events sent to an application, and their deliveries"),
         (name = "attempts", description = "Each HTTP try of a delivery"),
-        (name = "operational webhooks", description = "Endpoints that hear about Herald's own events"),
+        (
+            name = "operational webhooks",
+            description = "Endpoints that hear about Herald's own events"
+        ),
         (name = "ingest", description = "Inbound sources, their destinations and request logs"),
         (name = "health", description = "Liveness, readiness and this document"),
     )
@@ -45,7 +48,7 @@ use crate::state::AppState;
 struct Base;
 
 /// The body of every error answer.
-#[derive(Serialize, ToSchema)]
+#[derive(ToSchema)]
 #[allow(dead_code)] // described, never built: `ApiError` writes the body
 pub(crate) struct ErrorOut {
     /// What went wrong, for programs: `validation`, `not_found`,
@@ -53,12 +56,10 @@ pub(crate) struct ErrorOut {
     code: String,
     /// For people: a sentence, or for `validation` a list of
     /// `{loc, msg, type}` naming each field at fault.
-    #[schema(value_type = Object)]
     detail: serde_json::Value,
 }
 
-/// Adds the bearer scheme and, to every operation, the error answers any
-/// of them can give (each operation lists its successes itself).
+/// Adds the bearer scheme the `security` requirements name.
 struct Conventions;
 
 impl Modify for Conventions {
@@ -90,9 +91,10 @@ fn add_error_answers(document: &mut Document) {
             .build()
     };
     let client = error(
-        "The request was refused: 401 without a valid token, 404 for an unknown \
-         object, 409 for a taken uid, 413 for a body too large, 422 naming the \
-         field at fault, 429 with `Retry-After`",
+        "The request was refused: 400 for a body that is not JSON, 401 without a \
+         valid token where one is needed, 404 for an unknown object, 409 for a \
+         taken uid, 413 for a body too large, 422 naming the field at fault, 429 \
+         with `Retry-After`",
     );
     let server = error("Herald could not serve the request");
     for item in document.paths.paths.values_mut() {
@@ -135,8 +137,16 @@ fn rendered() -> Result<Bytes, ApiError> {
 
 /// This document: every operation of the REST APIs, their parameters,
 /// bodies and answers.
-#[utoipa::path(get, operation_id = "v1.openapi.get", path = "/openapi.json", tag = "health", security(()),
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.openapi.get",
+    path = "/openapi.json",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "The OpenAPI document", content_type = "application/json"),
+    )
+)]
 pub(crate) async fn serve() -> Result<impl IntoResponse, ApiError> {
     Ok(([(CONTENT_TYPE, "application/json")], rendered()?))
 }

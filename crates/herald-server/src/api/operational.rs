@@ -14,9 +14,9 @@ use axum::response::IntoResponse;
 use herald_core::AppId;
 use herald_delivery::operational::OPERATIONAL_EVENT_TYPES;
 
-use crate::api::endpoints::EndpointSecretRotateIn;
 use crate::api::endpoints::{
     self, EndpointHeadersIn, EndpointHeadersOut, EndpointIn, EndpointOut, EndpointSecretOut,
+    EndpointSecretRotateIn,
 };
 use crate::api::openapi::paths::OperationalEndpointPath;
 use crate::error::ApiError;
@@ -49,8 +49,14 @@ fn check_event_types(input: &EndpointIn) -> Result<(), ApiError> {
 }
 
 /// Lists operational endpoints, oldest first.
-#[utoipa::path(get, operation_id = "v1.operational-webhook-endpoint.list", path = "/operational-webhook/endpoint", tag = "operational webhooks", params(ListParams),
-    responses((status = 200, body = ListResponse<EndpointOut>)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.operational-webhook-endpoint.list",
+    path = "/operational-webhook/endpoint",
+    tag = "operational webhooks",
+    params(ListParams),
+    responses((status = 200, body = ListResponse<EndpointOut>))
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
@@ -60,8 +66,14 @@ pub(crate) async fn list(
 }
 
 /// Adds an operational endpoint; without `secret` one is generated.
-#[utoipa::path(post, operation_id = "v1.operational-webhook-endpoint.create", path = "/operational-webhook/endpoint", tag = "operational webhooks", request_body = EndpointIn,
-    responses((status = 201, body = EndpointOut)))]
+#[utoipa::path(
+    post,
+    operation_id = "v1.operational-webhook-endpoint.create",
+    path = "/operational-webhook/endpoint",
+    tag = "operational webhooks",
+    request_body = EndpointIn,
+    responses((status = 201, body = EndpointOut))
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Json(input): Json<EndpointIn>,
@@ -73,8 +85,14 @@ pub(crate) async fn create(
 }
 
 /// One operational endpoint by id or uid.
-#[utoipa::path(get, operation_id = "v1.operational-webhook-endpoint.get", path = "/operational-webhook/endpoint/{endpoint}", tag = "operational webhooks", params(OperationalEndpointPath),
-    responses((status = 200, body = EndpointOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.operational-webhook-endpoint.get",
+    path = "/operational-webhook/endpoint/{endpoint}",
+    tag = "operational webhooks",
+    params(OperationalEndpointPath),
+    responses((status = 200, body = EndpointOut))
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(endpoint): Path<String>,
@@ -86,12 +104,18 @@ pub(crate) async fn get(
 
 /// Replaces an operational endpoint's settings, or creates it with the
 /// path's uid.
-#[utoipa::path(put, operation_id = "v1.operational-webhook-endpoint.update", path = "/operational-webhook/endpoint/{endpoint}", tag = "operational webhooks", params(OperationalEndpointPath),
+#[utoipa::path(
+    put,
+    operation_id = "v1.operational-webhook-endpoint.update",
+    path = "/operational-webhook/endpoint/{endpoint}",
+    tag = "operational webhooks",
+    params(OperationalEndpointPath),
     request_body = EndpointIn,
     responses(
         (status = 200, description = "Replaced", body = EndpointOut),
         (status = 201, description = "Created", body = EndpointOut),
-    ))]
+    )
+)]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path(endpoint): Path<String>,
@@ -104,8 +128,14 @@ pub(crate) async fn put(
 }
 
 /// Removes an operational endpoint.
-#[utoipa::path(delete, operation_id = "v1.operational-webhook-endpoint.delete", path = "/operational-webhook/endpoint/{endpoint}", tag = "operational webhooks", params(OperationalEndpointPath),
-    responses((status = 204, description = "Deleted")))]
+#[utoipa::path(
+    delete,
+    operation_id = "v1.operational-webhook-endpoint.delete",
+    path = "/operational-webhook/endpoint/{endpoint}",
+    tag = "operational webhooks",
+    params(OperationalEndpointPath),
+    responses((status = 204, description = "Deleted"))
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(endpoint): Path<String>,
@@ -116,8 +146,14 @@ pub(crate) async fn delete(
 }
 
 /// The operational endpoint's signing secret.
-#[utoipa::path(get, operation_id = "v1.operational-webhook-endpoint.get-secret", path = "/operational-webhook/endpoint/{endpoint}/secret", tag = "operational webhooks", params(OperationalEndpointPath),
-    responses((status = 200, body = EndpointSecretOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.operational-webhook-endpoint.get-secret",
+    path = "/operational-webhook/endpoint/{endpoint}/secret",
+    tag = "operational webhooks",
+    params(OperationalEndpointPath),
+    responses((status = 200, body = EndpointSecretOut))
+)]
 pub(crate) async fn secret(
     State(state): State<AppState>,
     Path(endpoint): Path<String>,
@@ -128,10 +164,18 @@ pub(crate) async fn secret(
 }
 
 /// Rotates the operational endpoint's signing secret.
-#[utoipa::path(post, operation_id = "v1.operational-webhook-endpoint.rotate-secret", path = "/operational-webhook/endpoint/{endpoint}/secret/rotate", tag = "operational webhooks", params(OperationalEndpointPath),
-    request_body(content = Option<EndpointSecretRotateIn>,
-        description = "Optional: without a body a new key of the same kind is generated"),
-    responses((status = 200, body = EndpointSecretOut)))]
+#[utoipa::path(
+    post,
+    operation_id = "v1.operational-webhook-endpoint.rotate-secret",
+    path = "/operational-webhook/endpoint/{endpoint}/secret/rotate",
+    tag = "operational webhooks",
+    params(OperationalEndpointPath),
+    request_body(
+        content = Option<EndpointSecretRotateIn>,
+        description = "Optional: without a body a new key of the same kind is generated",
+    ),
+    responses((status = 200, body = EndpointSecretOut))
+)]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Path(endpoint): Path<String>,
@@ -143,8 +187,14 @@ pub(crate) async fn rotate_secret(
 }
 
 /// The operational endpoint's custom headers; sensitive values withheld.
-#[utoipa::path(get, operation_id = "v1.operational-webhook-endpoint.get-headers", path = "/operational-webhook/endpoint/{endpoint}/headers", tag = "operational webhooks", params(OperationalEndpointPath),
-    responses((status = 200, body = EndpointHeadersOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.operational-webhook-endpoint.get-headers",
+    path = "/operational-webhook/endpoint/{endpoint}/headers",
+    tag = "operational webhooks",
+    params(OperationalEndpointPath),
+    responses((status = 200, body = EndpointHeadersOut))
+)]
 pub(crate) async fn headers(
     State(state): State<AppState>,
     Path(endpoint): Path<String>,
@@ -155,8 +205,15 @@ pub(crate) async fn headers(
 }
 
 /// Replaces the operational endpoint's custom headers.
-#[utoipa::path(put, operation_id = "v1.operational-webhook-endpoint.update-headers", path = "/operational-webhook/endpoint/{endpoint}/headers", tag = "operational webhooks", params(OperationalEndpointPath),
-    request_body = EndpointHeadersIn, responses((status = 204, description = "Replaced")))]
+#[utoipa::path(
+    put,
+    operation_id = "v1.operational-webhook-endpoint.update-headers",
+    path = "/operational-webhook/endpoint/{endpoint}/headers",
+    tag = "operational webhooks",
+    params(OperationalEndpointPath),
+    request_body = EndpointHeadersIn,
+    responses((status = 204, description = "Replaced"))
+)]
 pub(crate) async fn put_headers(
     State(state): State<AppState>,
     Path(endpoint): Path<String>,

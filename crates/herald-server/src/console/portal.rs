@@ -63,9 +63,15 @@ pub(super) async fn issue(
 /// A signed, expiring link to one application's portal. The body is
 /// optional: `{"expiry": seconds, "readOnly": bool}`; Svix's other fields
 /// (`featureFlags`, …) are accepted and ignored.
-#[utoipa::path(post, operation_id = "v1.authentication.app-portal-access", path = "/auth/app-portal-access/{app}", tag = "applications",
-    params(AppPath), request_body(content = Option<AppPortalAccessIn>, description = "Optional"),
-    responses((status = 200, body = AppPortalAccessOut)))]
+#[utoipa::path(
+    post,
+    operation_id = "v1.authentication.app-portal-access",
+    path = "/auth/app-portal-access/{app}",
+    tag = "applications",
+    params(AppPath),
+    request_body(content = Option<AppPortalAccessIn>, description = "Optional"),
+    responses((status = 200, body = AppPortalAccessOut))
+)]
 pub(crate) async fn access(
     State(state): State<AppState>,
     Path(app): Path<String>,

@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
 use super::load_source;
-use crate::api::endpoints::EndpointSecretRotateIn;
 use crate::api::endpoints::{
     self, EndpointHeadersIn, EndpointHeadersOut, EndpointIn, EndpointOut, EndpointSecretOut,
+    EndpointSecretRotateIn,
 };
 use crate::api::openapi::paths::{SourceEndpointPath, SourcePath};
 use crate::error::ApiError;
@@ -20,8 +20,14 @@ use crate::wire::ListParams;
 use crate::wire::ListResponse;
 
 /// Lists a source's destinations, oldest first.
-#[utoipa::path(get, operation_id = "v1.ingest.endpoint.list", path = "/source/{source}/endpoint", tag = "ingest", params(SourcePath, ListParams),
-    responses((status = 200, body = ListResponse<EndpointOut>)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.ingest.endpoint.list",
+    path = "/source/{source}/endpoint",
+    tag = "ingest",
+    params(SourcePath, ListParams),
+    responses((status = 200, body = ListResponse<EndpointOut>))
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path(source): Path<String>,
@@ -34,8 +40,15 @@ pub(crate) async fn list(
 }
 
 /// Adds a destination; without `secret` one is generated.
-#[utoipa::path(post, operation_id = "v1.ingest.endpoint.create", path = "/source/{source}/endpoint", tag = "ingest", params(SourcePath), request_body = EndpointIn,
-    responses((status = 201, body = EndpointOut)))]
+#[utoipa::path(
+    post,
+    operation_id = "v1.ingest.endpoint.create",
+    path = "/source/{source}/endpoint",
+    tag = "ingest",
+    params(SourcePath),
+    request_body = EndpointIn,
+    responses((status = 201, body = EndpointOut))
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Path(source): Path<String>,
@@ -47,8 +60,14 @@ pub(crate) async fn create(
 }
 
 /// One destination by id or uid.
-#[utoipa::path(get, operation_id = "v1.ingest.endpoint.get", path = "/source/{source}/endpoint/{endpoint}", tag = "ingest", params(SourceEndpointPath),
-    responses((status = 200, body = EndpointOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.ingest.endpoint.get",
+    path = "/source/{source}/endpoint/{endpoint}",
+    tag = "ingest",
+    params(SourceEndpointPath),
+    responses((status = 200, body = EndpointOut))
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,
@@ -59,11 +78,18 @@ pub(crate) async fn get(
 }
 
 /// Replaces a destination's settings, or creates it with the path's uid.
-#[utoipa::path(put, operation_id = "v1.ingest.endpoint.update", path = "/source/{source}/endpoint/{endpoint}", tag = "ingest", params(SourceEndpointPath), request_body = EndpointIn,
+#[utoipa::path(
+    put,
+    operation_id = "v1.ingest.endpoint.update",
+    path = "/source/{source}/endpoint/{endpoint}",
+    tag = "ingest",
+    params(SourceEndpointPath),
+    request_body = EndpointIn,
     responses(
         (status = 200, description = "Replaced", body = EndpointOut),
         (status = 201, description = "Created", body = EndpointOut),
-    ))]
+    )
+)]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,
@@ -75,8 +101,14 @@ pub(crate) async fn put(
 }
 
 /// Removes a destination; its queued deliveries end as failed.
-#[utoipa::path(delete, operation_id = "v1.ingest.endpoint.delete", path = "/source/{source}/endpoint/{endpoint}", tag = "ingest", params(SourceEndpointPath),
-    responses((status = 204, description = "Deleted")))]
+#[utoipa::path(
+    delete,
+    operation_id = "v1.ingest.endpoint.delete",
+    path = "/source/{source}/endpoint/{endpoint}",
+    tag = "ingest",
+    params(SourceEndpointPath),
+    responses((status = 204, description = "Deleted"))
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,
@@ -87,8 +119,14 @@ pub(crate) async fn delete(
 }
 
 /// The destination's signing secret (Herald signs what it forwards).
-#[utoipa::path(get, operation_id = "v1.ingest.endpoint.get-secret", path = "/source/{source}/endpoint/{endpoint}/secret", tag = "ingest", params(SourceEndpointPath),
-    responses((status = 200, body = EndpointSecretOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.ingest.endpoint.get-secret",
+    path = "/source/{source}/endpoint/{endpoint}/secret",
+    tag = "ingest",
+    params(SourceEndpointPath),
+    responses((status = 200, body = EndpointSecretOut))
+)]
 pub(crate) async fn secret(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,
@@ -100,10 +138,18 @@ pub(crate) async fn secret(
 
 /// Rotates the destination's signing secret, with the same grace period
 /// as app endpoints.
-#[utoipa::path(post, operation_id = "v1.ingest.endpoint.rotate-secret", path = "/source/{source}/endpoint/{endpoint}/secret/rotate", tag = "ingest", params(SourceEndpointPath),
-    request_body(content = Option<EndpointSecretRotateIn>,
-        description = "Optional: without a body a new key of the same kind is generated"),
-    responses((status = 200, body = EndpointSecretOut)))]
+#[utoipa::path(
+    post,
+    operation_id = "v1.ingest.endpoint.rotate-secret",
+    path = "/source/{source}/endpoint/{endpoint}/secret/rotate",
+    tag = "ingest",
+    params(SourceEndpointPath),
+    request_body(
+        content = Option<EndpointSecretRotateIn>,
+        description = "Optional: without a body a new key of the same kind is generated",
+    ),
+    responses((status = 200, body = EndpointSecretOut))
+)]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,
@@ -115,8 +161,14 @@ pub(crate) async fn rotate_secret(
 }
 
 /// The destination's custom headers; sensitive values withheld.
-#[utoipa::path(get, operation_id = "v1.ingest.endpoint.get-headers", path = "/source/{source}/endpoint/{endpoint}/headers", tag = "ingest", params(SourceEndpointPath),
-    responses((status = 200, body = EndpointHeadersOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.ingest.endpoint.get-headers",
+    path = "/source/{source}/endpoint/{endpoint}/headers",
+    tag = "ingest",
+    params(SourceEndpointPath),
+    responses((status = 200, body = EndpointHeadersOut))
+)]
 pub(crate) async fn headers(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,
@@ -127,8 +179,15 @@ pub(crate) async fn headers(
 }
 
 /// Replaces the destination's custom headers.
-#[utoipa::path(put, operation_id = "v1.ingest.endpoint.update-headers", path = "/source/{source}/endpoint/{endpoint}/headers", tag = "ingest", params(SourceEndpointPath),
-    request_body = EndpointHeadersIn, responses((status = 204, description = "Replaced")))]
+#[utoipa::path(
+    put,
+    operation_id = "v1.ingest.endpoint.update-headers",
+    path = "/source/{source}/endpoint/{endpoint}/headers",
+    tag = "ingest",
+    params(SourceEndpointPath),
+    request_body = EndpointHeadersIn,
+    responses((status = 204, description = "Replaced"))
+)]
 pub(crate) async fn put_headers(
     State(state): State<AppState>,
     Path((source, endpoint)): Path<(String, String)>,

@@ -61,6 +61,7 @@ impl From<ReceivedRequest> for InboundRequestOut {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     /// Items per page, 1 to 250 (50 by default).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
     /// Where to continue: an answer's `iterator` or `prevIterator`.
     iterator: Option<String>,
@@ -71,8 +72,14 @@ pub(crate) struct ListParams {
 }
 
 /// Lists the logged requests of a source, newest first.
-#[utoipa::path(get, operation_id = "v1.ingest.source.list-requests", path = "/source/{source}/request", tag = "ingest", params(SourcePath, ListParams),
-    responses((status = 200, body = ListResponse<InboundRequestOut>)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.ingest.source.list-requests",
+    path = "/source/{source}/request",
+    tag = "ingest",
+    params(SourcePath, ListParams),
+    responses((status = 200, body = ListResponse<InboundRequestOut>))
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path(source): Path<String>,

@@ -135,8 +135,14 @@ pub(crate) async fn load_source(state: &AppState, reference: &str) -> Result<Sou
 }
 
 /// Lists sources, oldest first.
-#[utoipa::path(get, operation_id = "v1.ingest.source.list", path = "/source", tag = "ingest", params(ListParams),
-    responses((status = 200, body = ListResponse<IngestSourceOut>)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.ingest.source.list",
+    path = "/source",
+    tag = "ingest",
+    params(ListParams),
+    responses((status = 200, body = ListResponse<IngestSourceOut>))
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
@@ -181,8 +187,14 @@ async fn create_source(state: &AppState, settings: Settings) -> Result<Source, A
 }
 
 /// Creates a source; answers it with its `ingestUrl`.
-#[utoipa::path(post, operation_id = "v1.ingest.source.create", path = "/source", tag = "ingest", request_body = IngestSourceIn,
-    responses((status = 201, body = IngestSourceOut)))]
+#[utoipa::path(
+    post,
+    operation_id = "v1.ingest.source.create",
+    path = "/source",
+    tag = "ingest",
+    request_body = IngestSourceIn,
+    responses((status = 201, body = IngestSourceOut))
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Json(input): Json<IngestSourceIn>,
@@ -195,8 +207,14 @@ pub(crate) async fn create(
 }
 
 /// One source by id or uid.
-#[utoipa::path(get, operation_id = "v1.ingest.source.get", path = "/source/{source}", tag = "ingest", params(SourcePath),
-    responses((status = 200, body = IngestSourceOut)))]
+#[utoipa::path(
+    get,
+    operation_id = "v1.ingest.source.get",
+    path = "/source/{source}",
+    tag = "ingest",
+    params(SourcePath),
+    responses((status = 200, body = IngestSourceOut))
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(reference): Path<String>,
@@ -207,12 +225,18 @@ pub(crate) async fn get(
 
 /// Replaces a source's name, type, config, uid and metadata; creates it,
 /// with the path's uid, if missing.
-#[utoipa::path(put, operation_id = "v1.ingest.source.update", path = "/source/{source}", tag = "ingest", params(SourcePath),
+#[utoipa::path(
+    put,
+    operation_id = "v1.ingest.source.update",
+    path = "/source/{source}",
+    tag = "ingest",
+    params(SourcePath),
     request_body = IngestSourceIn,
     responses(
         (status = 200, description = "Replaced", body = IngestSourceOut),
         (status = 201, description = "Created", body = IngestSourceOut),
-    ))]
+    )
+)]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Path(reference): Path<String>,
@@ -245,8 +269,14 @@ pub(crate) async fn put(
 }
 
 /// Deletes a source with its backing app, destinations, messages and log.
-#[utoipa::path(delete, operation_id = "v1.ingest.source.delete", path = "/source/{source}", tag = "ingest", params(SourcePath),
-    responses((status = 204, description = "Deleted")))]
+#[utoipa::path(
+    delete,
+    operation_id = "v1.ingest.source.delete",
+    path = "/source/{source}",
+    tag = "ingest",
+    params(SourcePath),
+    responses((status = 204, description = "Deleted"))
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(reference): Path<String>,
