@@ -114,7 +114,7 @@ fn add_error_answers(document: &mut Document) {
 }
 
 /// The document, built from `routes` (every route the API serves).
-pub(crate) fn describe(routes: OpenApiRouter<AppState>) -> Document {
+fn describe(routes: OpenApiRouter<AppState>) -> Document {
     let mut document = OpenApiRouter::with_openapi(Base::openapi())
         .merge(routes)
         .into_openapi();
