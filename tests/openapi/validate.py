@@ -6,6 +6,8 @@ what the document says. Needs HERALD_URL, HERALD_TOKEN and HERALD_SINK (an
 endpoint URL Herald may deliver to). Prints one line: the OpenAPI version,
 the number of paths and the number of exchanges checked."""
 
+import hashlib
+import hmac
 import json
 import os
 import time
@@ -28,12 +30,14 @@ api = OpenAPI.from_dict(document)
 checked = 0
 
 
-def call(method, path, body=None, args=None, token=True, valid_request=True, expect=None):
+def call(method, path, body=None, args=None, token=True, valid_request=True, expect=None,
+         raw_body=None, extra_headers=None):
     """Sends one request; checks the request (unless it is meant to be
     invalid) and the answer against the document; answers (status, JSON)."""
     global checked
     headers = {"authorization": f"Bearer {TOKEN}"} if token else {}
-    data = None
+    headers.update(extra_headers or {})
+    data = raw_body
     if body is not None:
         data = json.dumps(body).encode()
         headers["content-type"] = "application/json"
@@ -97,6 +101,22 @@ call("POST", f"/api/v1/app/openapi-app/msg/{msg}/endpoint/sink/resend", expect=2
 call("POST", "/ingest/api/v1/source",
      {"name": "GitHub", "uid": "gh", "type": "github", "config": {"secret": "s3cret"}}, expect=201)
 call("GET", "/ingest/api/v1/source/gh", expect=200)
+# The receiver, signed as GitHub documents it
+# (https://docs.github.com/webhooks/using-webhooks/validating-webhook-deliveries).
+push = json.dumps({"ref": "refs/heads/main"}).encode()
+signature = "sha256=" + hmac.new(b"s3cret", push, hashlib.sha256).hexdigest()
+_, received = call("POST", "/in/gh", token=False, raw_body=push, expect=200, extra_headers={
+    "content-type": "application/json",
+    "x-github-event": "push",
+    "x-github-delivery": "delivery-1",
+    "x-hub-signature-256": signature,
+})
+assert received["msgId"].startswith("msg_"), received
+call("POST", "/in/gh", token=False, raw_body=push, expect=401, extra_headers={
+    "content-type": "application/json",
+    "x-github-event": "push",
+    "x-hub-signature-256": "sha256=" + "0" * 64,
+})
 call("GET", "/ingest/api/v1/source/gh/request", expect=200)
 call("GET", "/api/v1/operational-webhook/endpoint", expect=200)
 call("POST", "/api/v1/auth/app-portal-access/openapi-app", {}, expect=200)

@@ -47,9 +47,6 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(console::routes(&state))
         .merge(rest)
-        // Public: a source's verifier authenticates its requests, and the
-        // receiver reads the raw body itself, with the source's size limit.
-        .route("/in/{source}", axum::routing::post(gateway::receive))
         // Behind a token like the API: its labels name apps, endpoints and
         // sources (whose ids are their public URLs). Prometheus sends one
         // with `authorization: {credentials: …}` in its scrape config.

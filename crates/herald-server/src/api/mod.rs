@@ -13,16 +13,20 @@ mod operational;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::console;
 use crate::state::AppState;
+use crate::{console, gateway};
 
-/// Both REST APIs as mounted; `guard` wraps the routes that need a token.
+/// Both REST APIs and the public receiver as mounted; `guard` wraps the
+/// routes that need a token.
 pub(crate) fn rest(
     guard: impl Fn(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
 ) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .nest("/api/v1", guard(authenticated()).merge(public()))
         .nest("/ingest/api/v1", guard(ingest::routes()))
+        // Public: a source's verifier authenticates its requests, and the
+        // receiver reads the raw body itself, with the source's size limit.
+        .routes(routes!(gateway::receive))
 }
 
 /// Every route of the REST APIs, for their description.

@@ -1,8 +1,8 @@
 //! `GET /api/v1/openapi.json`: the OpenAPI 3.1 description of the REST
-//! APIs (`/api/v1`, `/ingest/api/v1`). It is built from the same route
-//! lists the server mounts: `utoipa-axum`'s `routes!` registers a handler's
-//! route and its description in one call. The console, `/metrics` and the
-//! public receiver `/in/{source}` are not part of it.
+//! APIs (`/api/v1`, `/ingest/api/v1`) and of the inbound receiver
+//! (`/in/{source}`). It is built from the same route lists the server
+//! mounts: `utoipa-axum`'s `routes!` registers a handler's route and its
+//! description in one call. The console and `/metrics` are not part of it.
 
 use std::sync::OnceLock;
 
@@ -41,7 +41,10 @@ use crate::state::AppState;
             name = "operational webhooks",
             description = "Endpoints that hear about Herald's own events"
         ),
-        (name = "ingest", description = "Inbound sources, their destinations and request logs"),
+        (
+            name = "ingest",
+            description = "Inbound sources, their destinations, request logs and the receiver"
+        ),
         (name = "health", description = "Liveness, readiness and this document"),
     )
 )]

@@ -35,6 +35,8 @@ use serde_json::{json, Value};
 
 pub use counters::InboundCount;
 
+use crate::api::openapi::paths::SourcePath;
+use crate::api::openapi::ErrorOut;
 use crate::digest::sha256_hex;
 use crate::rate_limit::RateLimiter;
 use crate::state::AppState;
@@ -136,6 +138,33 @@ impl Arrival {
 }
 
 /// `POST /in/{source}`: receives one webhook for a source (by id or uid).
+#[utoipa::path(
+    post,
+    operation_id = "v1.ingest.receive",
+    path = "/in/{source}",
+    tag = "ingest",
+    security(()),
+    params(SourcePath),
+    request_body(
+        content = Value,
+        content_type = "*/*",
+        description = "The provider's webhook as it sends it, verified over its raw bytes by \
+            the source's type (its signature, token or credentials)"
+    ),
+    responses(
+        (
+            status = 200,
+            description = "Stored and forwarded: `{msgId, requestId}`, with `duplicate: true` \
+                for an event seen before; for Slack's URL check, `{challenge}`",
+            body = Object
+        ),
+        (status = 401, description = "The request did not verify", body = ErrorOut),
+        (status = 403, description = "The sender is not in `allowedIps`", body = ErrorOut),
+        (status = 404, description = "No such source", body = ErrorOut),
+        (status = 413, description = "The body is over the source's limit", body = ErrorOut),
+        (status = 429, description = "Over the source's rate; see `Retry-After`", body = ErrorOut),
+    )
+)]
 pub(crate) async fn receive(
     State(state): State<AppState>,
     Path(reference): Path<String>,

@@ -112,6 +112,7 @@ const PROMISED: &[(&str, &str)] = &[
     ("get", "/api/v1/health"),
     ("get", "/api/v1/health/ready"),
     ("get", "/api/v1/openapi.json"),
+    ("post", "/in/{source}"),
 ];
 
 async fn document(server: &TestServer) -> Value {
@@ -165,9 +166,13 @@ async fn the_document_describes_the_promised_api() {
         "bearer"
     );
     assert_eq!(document["security"][0]["bearer"], serde_json::json!([]));
-    for open in ["/api/v1/health", "/api/v1/openapi.json"] {
+    for (method, open) in [
+        ("get", "/api/v1/health"),
+        ("get", "/api/v1/openapi.json"),
+        ("post", "/in/{source}"),
+    ] {
         assert_eq!(
-            document["paths"][open]["get"]["security"],
+            document["paths"][open][method]["security"],
             serde_json::json!([{}]),
             "{open} needs no token"
         );
