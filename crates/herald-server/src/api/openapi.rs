@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use bytes::Bytes;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr};
@@ -80,6 +81,40 @@ impl Modify for Conventions {
     }
 }
 
+/// The operations of `document`, to finish them once all paths are in.
+fn operations(document: &mut Document) -> impl Iterator<Item = &mut Operation> {
+    document.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
+/// A handler's doc comment becomes its operation's summary, line breaks
+/// and all: the summary keeps the first sentence on one line, and the
+/// whole text, when longer, becomes the description.
+fn tidy_summaries(document: &mut Document) {
+    for operation in operations(document) {
+        let Some(summary) = operation.summary.take() else {
+            continue;
+        };
+        let text = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+        match text.find(". ") {
+            Some(end) => {
+                operation.summary = Some(text[..=end].to_owned());
+                operation.description = Some(text);
+            }
+            None => operation.summary = Some(text),
+        }
+    }
+}
+
 /// Error answers added to each operation once all paths are in.
 fn add_error_answers(document: &mut Document) {
     let error = |description: &str| {
@@ -100,19 +135,10 @@ fn add_error_answers(document: &mut Document) {
          with `Retry-After`",
     );
     let server = error("Herald could not serve the request");
-    for item in document.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
-            let answers = &mut operation.responses.responses;
-            answers.insert("4XX".into(), RefOr::T(client.clone()));
-            answers.insert("5XX".into(), RefOr::T(server.clone()));
-        }
+    for operation in operations(document) {
+        let answers = &mut operation.responses.responses;
+        answers.insert("4XX".into(), RefOr::T(client.clone()));
+        answers.insert("5XX".into(), RefOr::T(server.clone()));
     }
 }
 
@@ -121,6 +147,7 @@ fn describe(routes: OpenApiRouter<AppState>) -> Document {
     let mut document = OpenApiRouter::with_openapi(Base::openapi())
         .merge(routes)
         .into_openapi();
+    tidy_summaries(&mut document);
     add_error_answers(&mut document);
     document
 }
@@ -138,8 +165,8 @@ fn rendered() -> Result<Bytes, ApiError> {
         .map_err(ApiError::Internal)
 }
 
-/// This document: every operation of the REST APIs, their parameters,
-/// bodies and answers.
+/// This document: every operation of the REST APIs and of the receiver,
+/// their parameters, bodies and answers.
 #[utoipa::path(
     get,
     operation_id = "v1.openapi.get",

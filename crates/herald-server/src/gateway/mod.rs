@@ -137,7 +137,7 @@ impl Arrival {
     }
 }
 
-/// `POST /in/{source}`: receives one webhook for a source (by id or uid).
+/// Receives one webhook for a source (by id or uid).
 #[utoipa::path(
     post,
     operation_id = "v1.ingest.receive",

@@ -193,6 +193,21 @@ async fn the_document_describes_the_promised_api() {
         serde_json::json!(["eventType", "payload"])
     );
     assert!(create["responses"]["4XX"]["content"]["application/json"].is_object());
+    // Summaries are one line; a longer doc comment is the description.
+    for (method, path) in &described {
+        let operation = &document["paths"][path][method];
+        let summary = operation["summary"].as_str().unwrap_or_default();
+        assert!(
+            !summary.is_empty() && !summary.contains('\n'),
+            "{method} {path}: {summary:?}"
+        );
+    }
+    let rotate = &document["paths"]["/api/v1/app/{app}/endpoint/{endpoint}/secret/rotate"]["post"];
+    assert_eq!(rotate["summary"], "Replaces the signing secret.");
+    assert!(rotate["description"]
+        .as_str()
+        .unwrap()
+        .ends_with("Answers what receivers verify the new key with."));
 }
 
 /// Each operation described is routed and guarded as described: called
