@@ -8,7 +8,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_core::ValidationError;
 use herald_store::StoreError;
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorOut {
+    /// What went wrong, for programs: `validation`, `not_found`,
+    /// `conflict`, `authentication_failed`, `rate_limited`, ….
+    pub(crate) code: &'static str,
+    /// For people: a sentence, or for `validation` a list of
+    /// `{loc, msg, type}` naming each field at fault.
+    pub(crate) detail: Value,
+}
 
 /// Everything a handler can answer instead of success.
 #[derive(Debug, thiserror::Error)]
@@ -96,21 +109,19 @@ impl IntoResponse for ApiError {
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        let body = match &self {
+        let detail = match &self {
             Self::Validation {
                 location,
                 message,
                 kind,
-            } => json!({
-                "code": code,
-                "detail": [{ "loc": location, "msg": message, "type": kind }],
-            }),
+            } => json!([{ "loc": location, "msg": message, "type": kind }]),
             Self::Internal(detail) => {
                 tracing::error!(%detail, "request failed");
-                json!({ "code": code, "detail": "internal server error" })
+                Value::from("internal server error")
             }
-            other => json!({ "code": code, "detail": other.to_string() }),
+            other => Value::from(other.to_string()),
         };
+        let body = ErrorOut { code, detail };
         let mut response = (status, axum::Json(body)).into_response();
         if let Self::RateLimited {
             retry_after_secs, ..

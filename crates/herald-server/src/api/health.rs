@@ -6,8 +6,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::api::openapi::ErrorOut;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorOut};
 use crate::state::AppState;
 
 /// `{"status": "ok"}`.

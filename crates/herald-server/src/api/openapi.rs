@@ -13,10 +13,10 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorOut};
 use crate::state::AppState;
 
 /// The document's fixed parts: what Herald is, how callers authenticate,
@@ -50,18 +50,6 @@ use crate::state::AppState;
     )
 )]
 struct Base;
-
-/// The body of every error answer.
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built: `ApiError` writes the body
-pub(crate) struct ErrorOut {
-    /// What went wrong, for programs: `validation`, `not_found`,
-    /// `conflict`, `authentication_failed`, `rate_limited`, ….
-    code: String,
-    /// For people: a sentence, or for `validation` a list of
-    /// `{loc, msg, type}` naming each field at fault.
-    detail: serde_json::Value,
-}
 
 /// Adds the bearer scheme the `security` requirements name.
 struct Conventions;

@@ -36,8 +36,8 @@ use serde_json::{json, Value};
 pub use counters::InboundCount;
 
 use crate::api::openapi::paths::SourcePath;
-use crate::api::openapi::ErrorOut;
 use crate::digest::sha256_hex;
+use crate::error::ErrorOut;
 use crate::rate_limit::RateLimiter;
 use crate::state::AppState;
 use counters::Counters;
@@ -90,7 +90,10 @@ impl Rejection {
         };
         let mut response = (
             self.status,
-            axum::Json(json!({ "code": self.code, "detail": public })),
+            axum::Json(ErrorOut {
+                code: self.code,
+                detail: Value::from(public),
+            }),
         )
             .into_response();
         if let Some(seconds) = self.retry_after_secs {
@@ -189,7 +192,10 @@ pub(crate) async fn receive(
                 .count("unknown", "rejected", "unknown_source");
             return (
                 StatusCode::NOT_FOUND,
-                axum::Json(json!({ "code": "not_found", "detail": "source not found" })),
+                axum::Json(ErrorOut {
+                    code: "not_found",
+                    detail: Value::from("source not found"),
+                }),
             )
                 .into_response();
         }
