@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use herald_core::model::{App, DeliveryStatus, Message};
 use herald_core::{AppId, Channel, EventTypeName, MessageId};
-use herald_store::MessageFilter;
+use herald_store::{MessageFilter, Page};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -17,7 +17,7 @@ use crate::api::openapi::paths::{AppPath, EndpointPath, MessagePath};
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
-use crate::wire::{comma_list, list_response, page_request, query_time, ListResponse};
+use crate::wire::{comma_list, list_response, page_request, query_time, ListParams, ListResponse};
 
 /// Longest accepted `eventId`.
 const MAX_EVENT_ID: usize = 256;
@@ -310,7 +310,7 @@ pub(crate) async fn create(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub(crate) struct ListParams {
+pub(crate) struct MessageListParams {
     /// Items per page, 1 to 250 (50 by default).
     #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
@@ -336,13 +336,13 @@ pub(crate) struct ListParams {
     operation_id = "v1.message.list",
     path = "/app/{app}/msg",
     tag = "messages",
-    params(AppPath, ListParams),
+    params(AppPath, MessageListParams),
     responses((status = 200, body = ListResponse<MessageOut>))
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path(app): Path<String>,
-    Query(params): Query<ListParams>,
+    Query(params): Query<MessageListParams>,
 ) -> Result<Json<ListResponse<MessageOut>>, ApiError> {
     let app = load_app(&state, &app).await?;
     let request = page_request(params.limit, params.iterator.as_deref(), None, true)?;
@@ -430,21 +430,34 @@ pub(crate) struct MessageEndpointOut {
     operation_id = "v1.message-attempt.list-attempted-destinations",
     path = "/app/{app}/msg/{msg}/endpoint",
     tag = "messages",
-    params(MessagePath),
+    params(MessagePath, ListParams),
     responses((status = 200, body = ListResponse<MessageEndpointOut>))
 )]
 pub(crate) async fn destinations(
     State(state): State<AppState>,
     Path((app, reference)): Path<(String, String)>,
+    Query(params): Query<ListParams>,
 ) -> Result<Json<ListResponse<MessageEndpointOut>>, ApiError> {
+    let request = params.page()?;
     let app = load_app(&state, &app).await?;
     let message = load_message(&state, &app.id, &reference).await?;
     let deliveries = state
         .store
         .deliveries_of_message(&app.id, &message.id)
         .await?;
-    let mut data = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
+    // Pages by endpoint id; the iterators come from the deliveries, so an
+    // endpoint deleted since its fan-out leaves a page short, not a gap.
+    let page = Page::of_all(deliveries, &request, |delivery| {
+        delivery.endpoint_id.as_str()
+    });
+    let deliveries = list_response(
+        page,
+        &request,
+        |delivery| delivery.endpoint_id.to_string(),
+        |delivery| delivery,
+    );
+    let mut data = Vec::with_capacity(deliveries.data.len());
+    for delivery in deliveries.data {
         let Some(endpoint) = state
             .store
             .endpoint_by_ref(&app.id, delivery.endpoint_id.as_str())
@@ -461,10 +474,10 @@ pub(crate) async fn destinations(
         });
     }
     Ok(Json(ListResponse {
-        iterator: data.last().map(|out| out.endpoint.id.clone()),
-        prev_iterator: None,
-        done: true,
         data,
+        iterator: deliveries.iterator,
+        prev_iterator: deliveries.prev_iterator,
+        done: deliveries.done,
     }))
 }
 

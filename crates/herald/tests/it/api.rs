@@ -202,6 +202,44 @@ herald_test_support::test_on_both_backends! {
 }
 
 herald_test_support::test_on_both_backends! {
+    async fn a_messages_destinations_page_like_every_other_list() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let app = api.create_app("fan-out").await;
+        let mut endpoints = Vec::new();
+        for _ in 0..3 {
+            let body = json!({"url": "http://127.0.0.1:9/hook"});
+            endpoints.push(api.create_endpoint(&app, body).await.0);
+        }
+        endpoints.sort();
+        let msg = api.send(&app, "fan.out", json!({})).await;
+        let ids = |page: &serde_json::Value| -> Vec<String> {
+            let data = page["data"].as_array().expect("data");
+            data.iter()
+                .map(|entry| entry["id"].as_str().expect("endpoint id").to_owned())
+                .collect()
+        };
+        let path = format!("/api/v1/app/{app}/msg/{msg}/endpoint");
+
+        let first = api.get(&format!("{path}?limit=2")).await;
+        assert_eq!(ids(&first), endpoints[..2], "{first}");
+        assert_eq!(first["done"], false);
+        let iterator = first["iterator"].as_str().expect("iterator");
+        let second = api.get(&format!("{path}?limit=2&iterator={iterator}")).await;
+        assert_eq!(ids(&second), endpoints[2..], "{second}");
+        assert_eq!(second["done"], true);
+        let back = second["prevIterator"].as_str().expect("prevIterator");
+        let again = api.get(&format!("{path}?limit=2&iterator={back}")).await;
+        assert_eq!(ids(&again), endpoints[..2], "{again}");
+
+        let (status, refused) = api
+            .request(Method::GET, &format!("{path}?limit=0"), None, &[])
+            .await;
+        assert_eq!(status, 422, "{refused}");
+    }
+}
+
+herald_test_support::test_on_both_backends! {
     async fn event_types_are_managed_and_archived_on_delete() {
         let server = TestServer::start().await;
         let api = &server.api;

@@ -26,8 +26,10 @@ use crate::wire::{list_response, ListParams, ListResponse};
 pub(crate) struct IngestSourceIn {
     name: String,
     /// The provider, which says how requests are verified: `stripe`,
-    /// `github`, `slack`, `shopify`, `twilio`, `gitlab`, `svix`,
-    /// `standard-webhooks`, `hmac`, `basic-auth`, `api-key`, ….
+    /// `github`, `slack`, `shopify`, `svix` or another Standard Webhooks
+    /// sender (`clerk`, `resend`, …), or `generic-webhook`, whose
+    /// `config.verifier` names the scheme (`twilio`, `gitlab`,
+    /// `standard-webhooks`, `hmac`, `basic-auth`, `api-key`).
     #[serde(rename = "type")]
     source_type: String,
     /// The verifier's settings (its secret, …). Svix's SDKs default a
