@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
+pub use gateway::source_config::{source_verifier, ConfigError};
 pub use gateway::InboundCount;
 pub use state::{AppState, ServerConfig};
 

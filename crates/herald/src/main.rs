@@ -2,8 +2,10 @@
 //! chooses the storage backend and wires the library crates together.
 
 mod config;
+mod verify;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -51,6 +53,10 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Check a received webhook's signature: the raw body from a file or
+    /// standard input, its headers with -H. Exits 0 when it verifies, 1
+    /// when it does not, 2 when the input cannot be used.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,12 +75,14 @@ enum TokenCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+    };
     match cli.command {
         Command::Serve {
             config,
@@ -83,7 +91,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let config = Config::load(*settings, config.as_deref())?;
             init_tracing(config.log_format);
-            runtime.block_on(serve(config, admin_token))
+            runtime()?.block_on(serve(config, admin_token))?;
         }
         Command::Token {
             command:
@@ -99,9 +107,11 @@ fn main() -> anyhow::Result<()> {
                 ..Layer::default()
             };
             let config = Config::load(flags, config.as_deref())?;
-            create_token(config, &runtime)
+            create_token(config, &runtime()?)?;
         }
+        Command::Verify(args) => return Ok(verify::run(args)),
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(format: LogFormat) {

@@ -100,7 +100,7 @@ pub(crate) struct SourceSettings {
 /// (`config.secret`, `type`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
-pub(crate) struct ConfigError {
+pub struct ConfigError {
     pub(crate) field: String,
     pub(crate) message: String,
 }
@@ -185,6 +185,17 @@ fn header_name(value: &str, field: &str) -> Result<String, ConfigError> {
     axum::http::HeaderName::from_bytes(value.as_bytes())
         .map(|name| name.as_str().to_owned())
         .map_err(|_| error(field, format!("'{value}' is not a valid header name")))
+}
+
+/// The verifier a source of `source_type` with `config` runs, and the URL
+/// it checks Twilio signatures against when the config names one: what
+/// `herald verify` checks a captured request with, parsed here so that the
+/// command line and the gateway can never disagree about a scheme.
+pub fn source_verifier(
+    source_type: &str,
+    config: &Value,
+) -> Result<(Verifier, Option<String>), ConfigError> {
+    parse(source_type, config).map(|settings| (settings.verifier, settings.signed_url))
 }
 
 /// Parses `config` for a source of `source_type`.

@@ -1,15 +1,20 @@
-//! The command line: first-start token, `herald token create`, config errors.
+//! The command line: first-start token, `herald token create`, config
+//! errors, `herald verify`.
 //!
 //! These run the binary on SQLite files (one of them is about the SQLite
 //! file lock); what the binary does with a PostgreSQL URL is in
 //! `cluster.rs`.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
-use herald_test_support::Api;
+use herald_test_support::{eventually, Api, Behaviour, Receiver, TestServer};
 use reqwest::Method;
+use serde_json::json;
 
 use crate::binary::Herald;
+use crate::gateway::provider_headers;
+use crate::DEADLINE;
 
 #[tokio::test]
 async fn the_first_start_prints_a_working_admin_token_once() {
@@ -109,5 +114,137 @@ async fn a_second_server_on_the_same_database_is_refused() {
     assert!(
         stderr.contains("in use by another herald process"),
         "{stderr}"
+    );
+}
+
+/// Runs `herald verify` with `args`, the body on standard input.
+fn verify(args: &[String], body: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("verify")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("herald verify runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(body)
+        .expect("herald verify reads the body");
+    child.wait_with_output().expect("herald verify finishes")
+}
+
+fn header_args(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .flat_map(|(name, value)| ["-H".to_owned(), format!("{name}: {value}")])
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn herald_verify_accepts_a_delivery_herald_made_and_nothing_altered() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let app = server.api.create_app("verify").await;
+    let (_, secret) = server
+        .api
+        .create_endpoint(&app, json!({"url": receiver.url("hook")}))
+        .await;
+    server
+        .api
+        .send(&app, "invoice.paid", json!({"amount": 42}))
+        .await;
+    let delivery = eventually("the delivery arrives", DEADLINE, || async {
+        receiver.received().pop()
+    })
+    .await;
+    let names = ["webhook-id", "webhook-timestamp", "webhook-signature"];
+    let headers: Vec<(String, String)> = names
+        .iter()
+        .map(|name| (name.to_string(), delivery.header(name)))
+        .collect();
+    let mut args = vec!["--secret".to_owned(), secret];
+    args.extend(header_args(&headers));
+
+    let verified = verify(&args, &delivery.body);
+    assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(said.starts_with("verified:"), "{said}");
+
+    let mut altered = delivery.body.to_vec();
+    altered.push(b' ');
+    let refused = verify(&args, &altered);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("webhook-signature does not match"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Checked as of an hour later, the signed timestamp is too old.
+    let timestamp: i64 = delivery
+        .header("webhook-timestamp")
+        .parse()
+        .expect("seconds");
+    let mut later = args.clone();
+    later.extend(["--at".to_owned(), (timestamp + 3600).to_string()]);
+    let stale = verify(&later, &delivery.body);
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(stderr(&stale).contains("tolerance"), "{}", stderr(&stale));
+}
+
+#[tokio::test]
+async fn herald_verify_checks_a_provider_signature_made_by_an_independent_signer() {
+    let secret = "whsec_stripe_cli_secret";
+    let body = br#"{"id":"evt_1","type":"invoice.paid"}"#;
+    let headers = provider_headers("stripe", secret, body, json!({}));
+    let args = |secret: &str| {
+        let mut args = vec![
+            "--type".to_owned(),
+            "stripe".to_owned(),
+            "--secret".to_owned(),
+            secret.to_owned(),
+        ];
+        args.extend(header_args(&headers));
+        args
+    };
+    let verified = verify(&args(secret), body);
+    assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
+    let wrong = verify(&args("whsec_another_secret"), body);
+    assert_eq!(wrong.status.code(), Some(1), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("Stripe-Signature"),
+        "{}",
+        stderr(&wrong)
+    );
+}
+
+#[tokio::test]
+async fn herald_verify_names_what_is_wrong_with_its_input() {
+    let unknown = verify(&["--type".into(), "carrier-pigeon".into()], b"{}");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("type"), "{}", stderr(&unknown));
+
+    let no_secret = verify(&["--type".into(), "stripe".into()], b"{}");
+    assert_eq!(no_secret.status.code(), Some(2));
+    assert!(
+        stderr(&no_secret).contains("config.secret"),
+        "{}",
+        stderr(&no_secret)
+    );
+
+    let args = ["--type", "github", "--secret", "s", "-H", "no colon"].map(String::from);
+    let bad_header = verify(&args, b"{}");
+    assert_eq!(bad_header.status.code(), Some(2));
+    assert!(
+        stderr(&bad_header).contains("no colon"),
+        "{}",
+        stderr(&bad_header)
     );
 }

@@ -30,8 +30,9 @@ fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
-/// Headers a provider would send, computed by `tests/sdk/sign_inbound.py`.
-fn provider_headers(
+/// Headers a provider would send, computed by `tests/sdk/sign_inbound.py`
+/// (also what `herald verify` is checked against, in `cli.rs`).
+pub(crate) fn provider_headers(
     scheme: &str,
     secret: &str,
     body: &[u8],
