@@ -152,4 +152,14 @@ try:
 except HTTPValidationError as error:
     assert error.detail[0].loc == ["body", "url"], error.detail
 
+# A scheduled message: answered with its time, pending until then.
+later = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + datetime.timedelta(hours=1)
+scheduled = client.message.create(app.id, MessageIn(event_type="invoice.paid", payload={}, deliver_at=later))
+assert scheduled.deliver_at == later, (scheduled.deliver_at, later)
+waiting = client.message_attempt.list_attempted_destinations(
+    app.id, scheduled.id, MessageAttemptListAttemptedDestinationsOptions(limit=1)
+)
+assert [(d.id, d.status, d.next_attempt) for d in waiting.data] == [(endpoint.id, 1, later)], waiting
+assert waiting.done, waiting
+
 print(f"delivered {message.id}")

@@ -132,6 +132,26 @@ pub struct Message {
     /// through (`config.forwardHeaders`). Empty for API messages.
     pub headers: BTreeMap<String, String>,
     pub created_at: Timestamp,
+    /// A scheduled message (`deliverAt`): its deliveries are first due
+    /// then, not at once.
+    pub deliver_at: Option<Timestamp>,
+}
+
+impl Message {
+    /// When the message's deliveries are first due: at creation, or at its
+    /// scheduled time when that is later.
+    pub fn first_due(&self) -> Timestamp {
+        match self.deliver_at {
+            Some(at) if at > self.created_at => at,
+            _ => self.created_at,
+        }
+    }
+
+    /// Whether the message waits for a scheduled time rather than going
+    /// out at once.
+    pub fn is_scheduled(&self) -> bool {
+        self.first_due() > self.created_at
+    }
 }
 
 /// Where a delivery stands, with Svix's numeric codes.

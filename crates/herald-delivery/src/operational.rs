@@ -235,6 +235,7 @@ impl Operational {
             tags: Vec::new(),
             headers: BTreeMap::new(),
             created_at: self.clock.now(),
+            deliver_at: None,
         };
         let created = self.store.create_message(message, None).await?;
         Ok(created.deliveries > 0)

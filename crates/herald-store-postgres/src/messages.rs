@@ -20,18 +20,21 @@ pub(crate) enum FanOut<'a> {
     Only(&'a EndpointId),
 }
 
-/// The message insert both creations start with (`$1`–`$10`). A message whose
-/// idempotency key is taken returns no row, and so has no deliveries.
+/// The message insert both creations start with (`$1`–`$11`). A message whose
+/// idempotency key is taken returns no row, and so has no deliveries. Its
+/// deliveries are first due at `first_due`, its creation or its scheduled
+/// time.
 macro_rules! insert_message {
     ($deliveries:literal) => {
         concat!(
             "WITH message AS (
                  INSERT INTO messages (id, app_id, event_type, event_id, payload, channels,
-                     tags, idempotency_key, created_at, headers)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     tags, idempotency_key, created_at, headers, deliver_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                  ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL
                  DO NOTHING
-                 RETURNING id, app_id, created_at
+                 RETURNING id, app_id, created_at,
+                     GREATEST(created_at, COALESCE(deliver_at, created_at)) AS first_due
              ), fanned AS (
                  INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempt_count,
                      next_attempt_at, trigger_type, msg_created_at, updated_at) ",
@@ -45,16 +48,16 @@ macro_rules! insert_message {
 
 /// Every enabled endpoint of the app whose filters match.
 const CREATE_FANNED_OUT: &str = insert_message!(
-    "SELECT m.id, e.id, m.app_id, 1, 0, m.created_at, 0, m.created_at, m.created_at
+    "SELECT m.id, e.id, m.app_id, 1, 0, m.first_due, 0, m.created_at, m.created_at
      FROM message m JOIN endpoints e ON e.app_id = m.app_id
      WHERE NOT e.disabled
          AND (e.filter_types IS NULL OR $3 = ANY(e.filter_types))
          AND (e.channels IS NULL OR e.channels && $6)"
 );
 
-/// The one endpoint in `$11`.
+/// The one endpoint in `$12`.
 const CREATE_FOR_ENDPOINT: &str = insert_message!(
-    "SELECT m.id, $11::text, m.app_id, 1, 0, m.created_at, 0, m.created_at, m.created_at
+    "SELECT m.id, $12::text, m.app_id, 1, 0, m.first_due, 0, m.created_at, m.created_at
      FROM message m"
 );
 
@@ -79,7 +82,8 @@ pub(crate) async fn create_message(
     // no filter matches everything, a channel filter needs one channel in
     // common.
     let headers = to_json(&message.headers);
-    let fields: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+    let deliver_at = message.deliver_at.map(|at| at.0);
+    let fields: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
         &message.id.as_str(),
         &message.app_id.as_str(),
         &message.event_type.as_str(),
@@ -90,6 +94,7 @@ pub(crate) async fn create_message(
         &idempotency_key,
         &message.created_at.0,
         &headers,
+        &deliver_at,
     ];
     let mut params = fields.to_vec();
     let only = match fan_out {

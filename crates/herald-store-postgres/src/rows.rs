@@ -132,10 +132,10 @@ pub(crate) fn endpoint(row: &Row) -> Result<Endpoint> {
 }
 
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, app_id, event_type, event_id, payload, channels, tags, created_at, headers";
+    "id, app_id, event_type, event_id, payload, channels, tags, created_at, headers, deliver_at";
 
 /// Columns of [`MESSAGE_COLUMNS`] in one message row.
-pub(crate) const MESSAGE_COLUMN_COUNT: usize = 9;
+pub(crate) const MESSAGE_COLUMN_COUNT: usize = 10;
 
 /// `columns` with every name qualified by a table alias, for joins.
 pub(crate) fn prefixed(alias: &str, columns: &str) -> String {
@@ -162,6 +162,7 @@ pub(crate) fn message_at(row: &Row, at: usize) -> Result<Message> {
         tags: column(row, at + 6)?,
         created_at: Timestamp(column(row, at + 7)?),
         headers: json(column(row, at + 8)?)?,
+        deliver_at: column::<Option<i64>>(row, at + 9)?.map(Timestamp),
     })
 }
 

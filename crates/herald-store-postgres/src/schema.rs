@@ -187,6 +187,10 @@ CREATE INDEX deliveries_app_failed ON deliveries (app_id, msg_id) WHERE status =
     r#"
 ALTER TABLE endpoints ADD COLUMN last_failure_at BIGINT;
 "#,
+    // 4: as SQLite's ninth: scheduled messages (`deliverAt`).
+    r#"
+ALTER TABLE messages ADD COLUMN deliver_at BIGINT;
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

@@ -282,7 +282,7 @@ async fn accept_request(
     request.outcome = RequestOutcome::Accepted;
     request.msg_id = Some(message.id.clone());
     log_request(client, &request, cap).await?;
-    Ok(Accepted::Forwarded(created))
+    Ok(Accepted::Forwarded(Box::new(created)))
 }
 
 async fn list_requests(

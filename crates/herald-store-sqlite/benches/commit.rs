@@ -24,6 +24,7 @@ fn message(app: &AppId) -> Message {
         tags: Vec::new(),
         headers: Default::default(),
         created_at: Timestamp(1_700_000_000_000),
+        deliver_at: None,
     }
 }
 

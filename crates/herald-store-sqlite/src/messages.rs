@@ -92,8 +92,8 @@ fn create(
     connection
         .prepare_cached(
             "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags,
-                 idempotency_key, created_at, headers)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 idempotency_key, created_at, headers, deliver_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .map_err(backend)?
         .execute(params![
@@ -107,6 +107,7 @@ fn create(
             idempotency_key,
             message.created_at.0,
             to_json(&message.headers),
+            message.deliver_at.map(|at| at.0),
         ])
         .map_err(backend)?;
 
@@ -115,7 +116,7 @@ fn create(
         .prepare_cached(
             "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempt_count,
                  next_attempt_at, lease_until, trigger_type, msg_created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?5, 0, ?4, ?6, 0, ?4, ?4)",
+             VALUES (?1, ?2, ?3, ?5, 0, ?7, ?6, 0, ?4, ?4)",
         )
         .map_err(backend)?;
     let targets: Vec<EndpointId> = match fan_out {
@@ -127,6 +128,10 @@ fn create(
             .collect(),
     };
     let mut leased = Vec::new();
+    // A scheduled message's deliveries wait in the queue for their time.
+    if message.is_scheduled() {
+        hand_off = None;
+    }
     for endpoint in &targets {
         let lease = match hand_off.as_mut() {
             Some((terms, resolve))
@@ -150,6 +155,7 @@ fn create(
                 message.created_at.0,
                 status.code(),
                 lease.as_ref().map(|(until, _)| until.0),
+                message.first_due().0,
             ])
             .map_err(backend)?;
         if let Some((lease_until, found)) = lease {

@@ -130,7 +130,7 @@ pub(crate) fn endpoint(row: &Row<'_>) -> Result<Endpoint, StoreError> {
 }
 
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, app_id, event_type, event_id, payload, channels, tags, created_at, headers";
+    "id, app_id, event_type, event_id, payload, channels, tags, created_at, headers, deliver_at";
 
 /// `columns` with every name qualified by a table alias, for joins.
 pub(crate) fn prefixed(alias: &str, columns: &str) -> String {
@@ -157,11 +157,12 @@ pub(crate) fn message_at(row: &Row<'_>, at: usize) -> Result<Message, StoreError
         tags: json(&column::<String>(row, at + 6)?)?,
         created_at: Timestamp(column(row, at + 7)?),
         headers: json(&column::<String>(row, at + 8)?)?,
+        deliver_at: column::<Option<i64>>(row, at + 9)?.map(Timestamp),
     })
 }
 
 /// Columns of [`MESSAGE_COLUMNS`] in one message row.
-pub(crate) const MESSAGE_COLUMN_COUNT: usize = 9;
+pub(crate) const MESSAGE_COLUMN_COUNT: usize = 10;
 
 fn status(code: i64) -> Result<DeliveryStatus, StoreError> {
     DeliveryStatus::from_code(code).ok_or_else(|| corrupt(format!("delivery status {code}")))

@@ -186,6 +186,11 @@ ALTER TABLE endpoints ADD COLUMN last_failure_at INTEGER;
     r#"
 CREATE INDEX deliveries_endpoint_due ON deliveries (endpoint_id, next_attempt_at) WHERE status = 1;
 "#,
+    // 9: scheduled messages (`deliverAt`): when their deliveries are first
+    // due, if later than their creation.
+    r#"
+ALTER TABLE messages ADD COLUMN deliver_at INTEGER;
+"#,
 ];
 
 /// Brings the schema up to date.

@@ -266,7 +266,7 @@ fn accept_request(
     request.outcome = RequestOutcome::Accepted;
     request.msg_id = Some(message.id.clone());
     log_request(connection, &request, cap)?;
-    Ok(Accepted::Forwarded(created))
+    Ok(Accepted::Forwarded(Box::new(created)))
 }
 
 fn list_requests(

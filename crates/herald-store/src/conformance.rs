@@ -75,6 +75,7 @@ where
         deleting_an_endpoint_fails_its_unfinished_deliveries,
         deleting_an_app_removes_everything_it_owns,
         next_due_at_is_the_earliest_pending_due_time,
+        a_scheduled_message_waits_for_its_time,
         api_tokens_are_remembered_by_hash,
         sources_are_found_by_id_or_uid_with_their_backing_app,
         an_accepted_request_is_a_message_with_its_fan_out_and_a_log_entry,
@@ -175,6 +176,7 @@ pub fn new_message(app: &AppId, event_type: &str, created_at: Timestamp) -> Mess
         tags: Vec::new(),
         headers: BTreeMap::new(),
         created_at,
+        deliver_at: None,
     }
 }
 
@@ -2198,6 +2200,52 @@ async fn next_due_at_is_the_earliest_pending_due_time(store: &dyn Store) {
         Some(at(500_000)),
         "a scheduled retry must be what is due next"
     );
+}
+
+/// A message with `deliver_at` keeps it, and its deliveries are pending
+/// until then: not handed off, not claimable, and what is due next.
+async fn a_scheduled_message_waits_for_its_time(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+    let mut scheduled = new_message(&app.id, "invoice.due", at(0));
+    scheduled.deliver_at = Some(at(60_000));
+    let terms = HandOffTerms {
+        max: 10,
+        busy: Vec::new(),
+        lease_until: at(LEASE),
+    };
+    let (created, handed) = store
+        .create_message_handing_off(scheduled.clone(), None, terms)
+        .await
+        .expect("create_message_handing_off failed");
+    assert_eq!(created.deliveries, 1);
+    assert!(handed.is_empty(), "a scheduled delivery was handed off");
+    let found = store
+        .message_by_ref(&app.id, scheduled.id.as_str())
+        .await
+        .expect("message_by_ref failed");
+    assert_eq!(found, Some(scheduled.clone()), "deliver_at must round-trip");
+    let shown = delivery(store, &app.id, &scheduled.id, &endpoint.id).await;
+    assert_eq!(shown.status, DeliveryStatus::Pending);
+    assert_eq!(shown.next_attempt_at, Some(at(60_000)));
+    assert_eq!(
+        store.next_due_at().await.expect("next_due_at failed"),
+        Some(at(60_000))
+    );
+    assert!(
+        claim(store, at(59_999), 10).await.is_empty(),
+        "claimed before its time"
+    );
+    let claims = claim(store, at(60_000), 10).await;
+    assert_eq!(claims.len(), 1, "not claimed at its time");
+    assert_eq!(claims[0].msg_id, scheduled.id);
+
+    // A time not after the creation changes nothing: due at once.
+    let mut past = new_message(&app.id, "invoice.due", at(1_000));
+    past.deliver_at = Some(at(500));
+    publish(store, past.clone()).await;
+    let shown = delivery(store, &app.id, &past.id, &endpoint.id).await;
+    assert_eq!(shown.next_attempt_at, Some(at(1_000)));
 }
 
 async fn api_tokens_are_remembered_by_hash(store: &dyn Store) {

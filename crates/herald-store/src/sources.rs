@@ -139,7 +139,7 @@ pub struct DedupeKey {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Accepted {
     /// A new event: stored as a message and fanned out.
-    Forwarded(CreatedMessage),
+    Forwarded(Box<CreatedMessage>),
     /// A repeat within the dedupe window: only logged; `msg_id` is the
     /// message the first one became.
     Duplicate { msg_id: MessageId },

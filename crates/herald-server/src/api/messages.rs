@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use herald_core::model::{App, DeliveryStatus, Message};
-use herald_core::{AppId, Channel, EventTypeName, MessageId};
+use herald_core::{AppId, Channel, EventTypeName, MessageId, Timestamp};
 use herald_store::{MessageFilter, Page};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -17,7 +17,9 @@ use crate::api::openapi::paths::{AppPath, EndpointPath, MessagePath};
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
-use crate::wire::{comma_list, list_response, page_request, query_time, ListParams, ListResponse};
+use crate::wire::{
+    comma_list, list_response, page_request, parse_time, query_time, ListParams, ListResponse,
+};
 
 /// Longest accepted `eventId`.
 const MAX_EVENT_ID: usize = 256;
@@ -48,7 +50,8 @@ pub(crate) struct MessageIn {
     /// Creates the application on the fly if it does not exist.
     #[serde(default)]
     application: Option<InlineApplication>,
-    /// Refused: scheduled delivery is not supported.
+    /// Deliver at this RFC 3339 time instead of at once, at most
+    /// 30 days ahead; a time already past sends at once.
     #[serde(default)]
     deliver_at: Option<String>,
     #[serde(default)]
@@ -80,10 +83,16 @@ pub(crate) struct MessageOut {
     channels: Option<Vec<String>>,
     tags: Option<Vec<String>>,
     timestamp: String,
+    /// When a scheduled message is delivered; absent for one sent at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliver_at: Option<String>,
 }
 
 impl MessageOut {
     pub(crate) fn new(message: Message, with_content: bool) -> Self {
+        let deliver_at = message
+            .is_scheduled()
+            .then(|| message.first_due().to_rfc3339());
         // The stored payload is JSON already: it is answered as it is,
         // not parsed and written out again.
         let payload = if with_content {
@@ -100,6 +109,7 @@ impl MessageOut {
                 .then(|| message.channels.iter().map(ToString::to_string).collect()),
             tags: (!message.tags.is_empty()).then_some(message.tags),
             timestamp: message.created_at.to_rfc3339(),
+            deliver_at,
         }
     }
 }
@@ -157,7 +167,25 @@ pub(crate) fn build_message(
         tags,
         headers: Default::default(),
         created_at: state.clock.now(),
+        deliver_at: None,
     })
+}
+
+/// The furthest ahead a message may be scheduled: far enough for any
+/// "remind them tomorrow" or "retry next week", near enough that a year
+/// typed wrong is caught.
+const MAX_SCHEDULE_AHEAD_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// The scheduled time of a message created at `now`, checked.
+fn deliver_at(text: &str, now: Timestamp) -> Result<Timestamp, ApiError> {
+    let at = parse_time("deliverAt", text, false)?;
+    if at.0 > now.0.saturating_add(MAX_SCHEDULE_AHEAD_MS) {
+        return Err(ApiError::invalid(
+            "deliverAt",
+            "must be at most 30 days in the future",
+        ));
+    }
+    Ok(at)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -244,12 +272,6 @@ pub(crate) async fn create(
     headers: HeaderMap,
     Json(input): Json<MessageIn>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if input.deliver_at.is_some() {
-        return Err(ApiError::invalid(
-            "deliverAt",
-            "scheduled delivery is not supported",
-        ));
-    }
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|value| {
@@ -262,7 +284,7 @@ pub(crate) async fn create(
     let event_type = EventTypeName::parse(&input.event_type)?;
     let app = app_for_create(&state, &app, input.application).await?;
     check_app_rate(&state, &app)?;
-    let message = build_message(
+    let mut message = build_message(
         &state,
         app.id,
         event_type,
@@ -271,10 +293,17 @@ pub(crate) async fn create(
         input.channels.unwrap_or_default(),
         input.tags.unwrap_or_default(),
     )?;
+    if let Some(text) = &input.deliver_at {
+        message.deliver_at = Some(deliver_at(text, message.created_at)?);
+    }
     let started = std::time::Instant::now();
     // With room in the engine, the new deliveries go straight to their
-    // first attempt: leased in the create's transaction, not claimed.
-    let (created, handed) = match state.engine.offer() {
+    // first attempt: leased in the create's transaction, not claimed. A
+    // scheduled message's deliveries wait in the queue for their time.
+    let offer = (!message.is_scheduled())
+        .then(|| state.engine.offer())
+        .flatten();
+    let (created, handed) = match offer {
         Some(offer) => {
             let (created, handed) = state
                 .store

@@ -81,6 +81,7 @@ fn message(app: &AppId, offset: i64) -> Message {
         tags: Vec::new(),
         headers: BTreeMap::new(),
         created_at: Timestamp(T0.0 + offset),
+        deliver_at: None,
     }
 }
 

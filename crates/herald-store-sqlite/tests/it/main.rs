@@ -41,6 +41,7 @@ async fn acknowledged_writes_survive_dropping_the_store_and_reopening_the_file()
         tags: Vec::new(),
         headers: BTreeMap::from([("x-request-id".to_owned(), "r-1".to_owned())]),
         created_at,
+        deliver_at: None,
     };
     store
         .create_app(app.clone())

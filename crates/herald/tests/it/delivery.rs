@@ -452,3 +452,76 @@ async fn a_delivery_whose_endpoint_row_is_unreadable_fails_instead_of_looping() 
         "no HTTP attempt was made"
     );
 }
+
+herald_test_support::test_on_both_backends! {
+    async fn a_scheduled_message_is_delivered_at_its_time_not_before() {
+        let server = TestServer::start().await;
+        let receiver = Receiver::start(Behaviour::Accept).await;
+        let api = &server.api;
+        let app = api.create_app("scheduled").await;
+        let (endpoint, _) = api
+            .create_endpoint(&app, json!({"url": receiver.url("hook")}))
+            .await;
+        let due = chrono::Utc::now() + chrono::Duration::seconds(3);
+        let due_text = due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let created = api
+            .post(
+                &format!("/api/v1/app/{app}/msg"),
+                json!({"eventType": "invoice.due", "payload": {"n": 1}, "deliverAt": due_text}),
+                202,
+            )
+            .await;
+        assert_eq!(created["deliverAt"], due_text.as_str(), "{created}");
+        let msg = created["id"].as_str().expect("id");
+
+        // Three seconds ahead, nothing can have gone out yet.
+        let waiting = api.destinations_of(&app, msg).await;
+        assert_eq!(waiting.len(), 1, "{waiting:?}");
+        assert_eq!(waiting[0]["status"], 1, "{waiting:?}");
+        assert_eq!(waiting[0]["nextAttempt"], due_text.as_str());
+        assert_eq!(receiver.count(), 0, "delivered before its time");
+        let shown = api.get(&format!("/api/v1/app/{app}/msg/{msg}")).await;
+        assert_eq!(shown["deliverAt"], due_text.as_str());
+
+        wait_for_status(&server, &app, msg, &endpoint, 0).await;
+        let arrived = receiver.received();
+        assert_eq!(arrived.len(), 1);
+        let signed_at: i64 = arrived[0]
+            .header("webhook-timestamp")
+            .parse()
+            .expect("unix seconds");
+        assert!(
+            signed_at >= due.timestamp(),
+            "sent at {signed_at}, scheduled for {}",
+            due.timestamp()
+        );
+
+        // A message without deliverAt answers none.
+        let now = api.send(&app, "invoice.paid", json!({})).await;
+        let plain = api.get(&format!("/api/v1/app/{app}/msg/{now}")).await;
+        assert!(plain.get("deliverAt").is_none(), "{plain}");
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn a_schedule_that_is_not_a_time_or_too_far_ahead_is_refused() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let app = api.create_app("scheduled").await;
+        let far = chrono::Utc::now() + chrono::Duration::days(31);
+        for deliver_at in [json!("tomorrow"), json!(far.to_rfc3339())] {
+            let (status, refused) = api
+                .request(
+                    Method::POST,
+                    &format!("/api/v1/app/{app}/msg"),
+                    Some(json!({"eventType": "a.b", "payload": {}, "deliverAt": deliver_at})),
+                    &[],
+                )
+                .await;
+            assert_eq!(status, 422, "{refused}");
+            assert_eq!(refused["detail"][0]["loc"], json!(["body", "deliverAt"]));
+        }
+        let listed = api.get(&format!("/api/v1/app/{app}/msg")).await;
+        assert_eq!(listed["data"], json!([]), "a refused message was stored");
+    }
+}
