@@ -2,10 +2,13 @@
 //!
 //! Tokens are random strings handed out once; only their SHA-256 is stored,
 //! so a copy of the database does not grant API access. Known hashes are
-//! cached in memory because every request checks one.
+//! cached in memory because every request checks one, and checked against
+//! the store again every few seconds, so a token revoked from the command
+//! line (on any node) stops working soon after without a restart.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -13,17 +16,44 @@ use axum::middleware::Next;
 use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use herald_store::{Store, StoreError};
+use herald_core::Timestamp;
+use herald_store::{ApiToken, Store, StoreError};
 use rand::RngCore;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// How long a token found in the store is accepted without asking again:
+/// the longest a revoked token keeps working.
+const RECHECK_AFTER: Duration = Duration::from_secs(5);
+
+/// How many trailing characters of a token are kept to recognise it by:
+/// too few to help guess the rest (the token carries 256 random bits).
+const HINT_CHARS: usize = 4;
 
 /// A new random API token (shown once, stored hashed).
 pub fn generate_token() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     format!("hrld_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A new token and the record to store for it: the token goes to whoever
+/// asked for it, once; the record keeps only its hash, `name` and a hint.
+pub fn new_api_token(name: Option<String>, now: Timestamp) -> (String, ApiToken) {
+    let token = generate_token();
+    let hint = token
+        .len()
+        .checked_sub(HINT_CHARS)
+        .and_then(|start| token.get(start..))
+        .map(str::to_owned);
+    let record = ApiToken {
+        hash: hash_token(&token),
+        name,
+        hint,
+        created_at: now,
+    };
+    (token, record)
 }
 
 /// The stored form of a token.
@@ -36,50 +66,59 @@ pub fn hash_token(token: &str) -> String {
 pub async fn ensure_admin_token(
     store: &dyn Store,
     configured: Option<&str>,
-    now: herald_core::Timestamp,
+    now: Timestamp,
 ) -> Result<Option<String>, StoreError> {
     if configured.is_some() || store.api_token_count().await? > 0 {
         return Ok(None);
     }
-    let token = generate_token();
-    store.add_api_token(&hash_token(&token), now).await?;
+    let (token, record) = new_api_token(Some("first start".into()), now);
+    store.add_api_token(&record).await?;
     Ok(Some(token))
 }
 
-/// The set of accepted token hashes.
+/// The accepted token hashes: the configured one always, stored ones as
+/// last confirmed by the store.
 #[derive(Clone)]
 pub(crate) struct Tokens {
     store: Arc<dyn Store>,
-    known: Arc<RwLock<HashSet<String>>>,
+    configured: Option<String>,
+    confirmed: Arc<RwLock<HashMap<String, Instant>>>,
 }
 
 impl Tokens {
     pub(crate) fn new(store: Arc<dyn Store>, configured: Option<&str>) -> Self {
-        let known = configured.into_iter().map(hash_token).collect();
         Self {
             store,
-            known: Arc::new(RwLock::new(known)),
+            configured: configured.map(hash_token),
+            confirmed: Arc::default(),
         }
     }
 
     pub(crate) async fn accepts(&self, token: &str) -> Result<bool, StoreError> {
         let hash = hash_token(token);
-        // Comparing hashes by set lookup leaks nothing useful about a token:
-        // an attacker cannot choose inputs that produce hash prefixes.
-        if self
-            .known
+        // Comparing hashes by lookup leaks nothing useful about a token: an
+        // attacker cannot choose inputs that produce hash prefixes.
+        if self.configured.as_ref() == Some(&hash) {
+            return Ok(true);
+        }
+        let confirmed_at = self
+            .confirmed
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(&hash)
-        {
+            .get(&hash)
+            .copied();
+        if confirmed_at.is_some_and(|at| at.elapsed() < RECHECK_AFTER) {
             return Ok(true);
         }
         let exists = self.store.api_token_exists(&hash).await?;
+        let mut confirmed = self
+            .confirmed
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if exists {
-            self.known
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(hash);
+            confirmed.insert(hash, Instant::now());
+        } else {
+            confirmed.remove(&hash);
         }
         Ok(exists)
     }

@@ -191,6 +191,11 @@ ALTER TABLE endpoints ADD COLUMN last_failure_at BIGINT;
     r#"
 ALTER TABLE messages ADD COLUMN deliver_at BIGINT;
 "#,
+    // 5: as SQLite's tenth: what tells API tokens apart.
+    r#"
+ALTER TABLE api_tokens ADD COLUMN name TEXT;
+ALTER TABLE api_tokens ADD COLUMN hint TEXT;
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use herald_core::model::{App, Attempt, Delivery, DeliveryStatus, Endpoint, EventType, Message};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{
-    AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
+    ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
     MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store, StoreError,
 };
 use tokio::sync::Notify;
@@ -381,8 +381,16 @@ impl Store for PostgresStore {
         Ok(housekeeping::queue_depths(&self.client().await?, limit).await?)
     }
 
-    async fn add_api_token(&self, hash: &str, now: Timestamp) -> StoreResult<()> {
-        Ok(tokens::add_api_token(&self.client().await?, hash, now).await?)
+    async fn add_api_token(&self, token: &ApiToken) -> StoreResult<()> {
+        Ok(tokens::add_api_token(&self.client().await?, token).await?)
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        Ok(tokens::list_api_tokens(&self.client().await?).await?)
+    }
+
+    async fn remove_api_token(&self, hash: &str) -> StoreResult<bool> {
+        Ok(tokens::remove_api_token(&self.client().await?, hash).await?)
     }
 
     async fn api_token_exists(&self, hash: &str) -> StoreResult<bool> {

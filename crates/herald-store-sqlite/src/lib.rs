@@ -21,7 +21,7 @@ mod store;
 mod tokens;
 mod wal_buffer;
 
-pub use tokens::add_api_token_to_file;
+pub use tokens::TokenFile;
 mod writer;
 
 use std::path::{Path, PathBuf};

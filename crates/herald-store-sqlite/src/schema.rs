@@ -191,6 +191,11 @@ CREATE INDEX deliveries_endpoint_due ON deliveries (endpoint_id, next_attempt_at
     r#"
 ALTER TABLE messages ADD COLUMN deliver_at INTEGER;
 "#,
+    // 10: what tells API tokens apart when they are listed or revoked.
+    r#"
+ALTER TABLE api_tokens ADD COLUMN name TEXT;
+ALTER TABLE api_tokens ADD COLUMN hint TEXT;
+"#,
 ];
 
 /// Brings the schema up to date.

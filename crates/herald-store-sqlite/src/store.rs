@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use herald_store::{
-    AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
+    ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
     HandOffTerms, HandedOff, MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store,
     StoreError,
 };
@@ -533,10 +533,21 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn add_api_token(&self, hash: &str, now: Timestamp) -> Result<()> {
+    async fn add_api_token(&self, token: &ApiToken) -> Result<()> {
+        let token = token.clone();
+        self.writer
+            .write(move |connection| tokens::add_api_token(connection, &token))
+            .await
+    }
+
+    async fn list_api_tokens(&self) -> Result<Vec<ApiToken>> {
+        self.readers.read(tokens::list_api_tokens).await
+    }
+
+    async fn remove_api_token(&self, hash: &str) -> Result<bool> {
         let hash = hash.to_owned();
         self.writer
-            .write(move |connection| tokens::add_api_token(connection, &hash, now))
+            .write(move |connection| tokens::remove_api_token(connection, &hash))
             .await
     }
 

@@ -25,9 +25,9 @@ use herald_core::{
 };
 
 use crate::{
-    Accepted, AttemptFilter, Claim, Cursor, DedupeKey, DeliveryBucket, DeliveryStats, HandOffTerms,
-    HandedOff, MessageFilter, Page, PageRequest, ReceivedRequest, Recorded, RequestOutcome, Source,
-    Store, StoreError,
+    Accepted, ApiToken, AttemptFilter, Claim, Cursor, DedupeKey, DeliveryBucket, DeliveryStats,
+    HandOffTerms, HandedOff, MessageFilter, Page, PageRequest, ReceivedRequest, Recorded,
+    RequestOutcome, Source, Store, StoreError,
 };
 
 /// Runs every case, each against a store returned by `fresh_store`, which
@@ -2265,8 +2265,14 @@ async fn api_tokens_are_remembered_by_hash(store: &dyn Store) {
             .expect("api_token_exists failed"),
         "an unknown token hash must not exist"
     );
+    let token = ApiToken {
+        hash: hash.to_owned(),
+        name: Some("ci".to_owned()),
+        hint: Some("AbCd".to_owned()),
+        created_at: at(0),
+    };
     store
-        .add_api_token(hash, at(0))
+        .add_api_token(&token)
         .await
         .expect("add_api_token failed");
     assert!(
@@ -2283,6 +2289,50 @@ async fn api_tokens_are_remembered_by_hash(store: &dyn Store) {
             .expect("api_token_count failed"),
         1,
         "api_token_count must count recorded tokens"
+    );
+    let other = ApiToken {
+        hash: "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752".to_owned(),
+        name: None,
+        hint: None,
+        created_at: at(1),
+    };
+    store
+        .add_api_token(&other)
+        .await
+        .expect("add_api_token failed");
+    assert_eq!(
+        store
+            .list_api_tokens()
+            .await
+            .expect("list_api_tokens failed"),
+        vec![token.clone(), other.clone()],
+        "tokens are listed oldest first with their name and hint"
+    );
+    assert!(store
+        .remove_api_token(hash)
+        .await
+        .expect("remove_api_token failed"));
+    assert!(
+        !store
+            .api_token_exists(hash)
+            .await
+            .expect("api_token_exists failed"),
+        "a removed token must be gone"
+    );
+    assert!(
+        !store
+            .remove_api_token(hash)
+            .await
+            .expect("remove_api_token failed"),
+        "removing it again finds nothing"
+    );
+    assert_eq!(
+        store
+            .list_api_tokens()
+            .await
+            .expect("list_api_tokens failed"),
+        vec![other],
+        "removing one token leaves the others"
     );
 }
 

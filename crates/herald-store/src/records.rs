@@ -149,3 +149,16 @@ pub enum Recorded {
     /// the attempt was logged.
     Stale,
 }
+
+/// An API token as stored: never the token itself, only its SHA-256, and
+/// what lets an operator tell tokens apart when listing or revoking them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+    /// What the token is for, as given at creation (`ci`, `billing`).
+    pub name: Option<String>,
+    /// The token's last characters, to recognise a token one holds.
+    pub hint: Option<String>,
+    pub created_at: Timestamp,
+}

@@ -8,7 +8,7 @@ use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
 use tokio::sync::Notify;
 
 use crate::{
-    AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
+    ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
     HandOffTerms, HandedOff, MessageFilter, Page, PageRequest, QueueDepth, Recorded, SourceStore,
     StoreError,
 };
@@ -275,12 +275,16 @@ pub trait Store: SourceStore + Send + Sync + 'static {
 
     // API tokens (stored as SHA-256 hashes, never in clear).
 
-    /// Records a token hash.
-    async fn add_api_token(&self, hash: &str, now: Timestamp) -> Result<()>;
+    /// Records a token (a hash already recorded is left as it is).
+    async fn add_api_token(&self, token: &ApiToken) -> Result<()>;
     /// Whether a token hash was recorded.
     async fn api_token_exists(&self, hash: &str) -> Result<bool>;
     /// How many tokens exist (zero on a fresh database).
     async fn api_token_count(&self) -> Result<u64>;
+    /// Every recorded token, oldest first.
+    async fn list_api_tokens(&self) -> Result<Vec<ApiToken>>;
+    /// Forgets a token hash; whether there was one.
+    async fn remove_api_token(&self, hash: &str) -> Result<bool>;
 
     // Keys of this installation.
 

@@ -2,6 +2,7 @@
 //! chooses the storage backend and wires the library crates together.
 
 mod config;
+mod tokens;
 mod verify;
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald_core::{Clock, SystemClock};
 use herald_delivery::DeliveryConfig;
-use herald_server::auth::{ensure_admin_token, generate_token, hash_token};
+use herald_server::auth::ensure_admin_token;
 use herald_server::ServerConfig;
 use herald_store::Store;
 use herald_store_postgres::PostgresStore;
@@ -51,28 +52,12 @@ enum Command {
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
-        command: TokenCommand,
+        command: tokens::TokenCommand,
     },
     /// Check a received webhook's signature: the raw body from a file or
     /// standard input, its headers with -H. Exits 0 when it verifies, 1
     /// when it does not, 2 when the input cannot be used.
     Verify(verify::VerifyArgs),
-}
-
-#[derive(Debug, Subcommand)]
-enum TokenCommand {
-    /// Create a new API token and print it (it is shown only this once).
-    Create {
-        /// A TOML configuration file (for the database location).
-        #[arg(long, env = "HERALD_CONFIG")]
-        config: Option<PathBuf>,
-        /// SQLite file path or postgres:// URL [default: ./herald.db].
-        #[arg(long, env = "HERALD_DATABASE")]
-        database: Option<String>,
-        /// A postgres:// URL; the same as giving it as --database.
-        #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true)]
-        database_url: Option<String>,
-    },
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -93,22 +78,7 @@ fn main() -> anyhow::Result<ExitCode> {
             init_tracing(config.log_format);
             runtime()?.block_on(serve(config, admin_token))?;
         }
-        Command::Token {
-            command:
-                TokenCommand::Create {
-                    config,
-                    database,
-                    database_url,
-                },
-        } => {
-            let flags = Layer {
-                database,
-                database_url,
-                ..Layer::default()
-            };
-            let config = Config::load(flags, config.as_deref())?;
-            create_token(config, &runtime()?)?;
-        }
+        Command::Token { command } => tokens::run(command, &runtime()?)?,
         Command::Verify(args) => return Ok(verify::run(args)),
     }
     Ok(ExitCode::SUCCESS)
@@ -222,28 +192,4 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     let _ = interrupt.await;
     tracing::info!("shutting down");
     shutdown.cancel();
-}
-
-/// Works beside running servers: the token goes straight into the
-/// database (the SQLite file, or the shared PostgreSQL).
-fn create_token(config: Config, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-    let token = generate_token();
-    let hash = hash_token(&token);
-    match &config.database {
-        Database::Sqlite(path) => {
-            herald_store_sqlite::add_api_token_to_file(path, &hash, SystemClock.now())
-                .with_context(|| format!("cannot store the token in {}", path.display()))?;
-        }
-        Database::Postgres(url) => runtime.block_on(async {
-            let store = PostgresStore::connect(url)
-                .await
-                .context("cannot start on PostgreSQL")?;
-            store
-                .add_api_token(&hash, SystemClock.now())
-                .await
-                .context("cannot store the token in PostgreSQL")
-        })?,
-    }
-    println!("{token}");
-    Ok(())
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use herald_core::model::{DeliveryStatus, Message};
 use herald_core::{EndpointId, EventTypeName, MessageId, Timestamp};
-use herald_store::{conformance, Store};
+use herald_store::{conformance, ApiToken, Store};
 use herald_store_sqlite::SqliteStore;
 use tempfile::TempDir;
 
@@ -57,7 +57,12 @@ async fn acknowledged_writes_survive_dropping_the_store_and_reopening_the_file()
         .expect("create_message failed");
     assert_eq!(created.deliveries, 1);
     store
-        .add_api_token("token-hash", created_at)
+        .add_api_token(&ApiToken {
+            hash: "token-hash".to_owned(),
+            name: None,
+            hint: None,
+            created_at,
+        })
         .await
         .expect("add_api_token failed");
     // Every write above was acknowledged; nothing is flushed or closed by hand.

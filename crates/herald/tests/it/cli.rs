@@ -248,3 +248,68 @@ async fn herald_verify_names_what_is_wrong_with_its_input() {
         stderr(&bad_header)
     );
 }
+
+/// Runs `herald token …` on `database`; answers (success, stdout, stderr).
+fn token_command(database: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("token")
+        .args(args)
+        .arg("--database")
+        .arg(database)
+        .output()
+        .expect("herald token runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn tokens_are_listed_by_name_and_a_revoked_one_stops_working_on_a_running_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = dir.path().join("herald.db");
+    let server = Herald::start(&database, &[], &[]);
+
+    let (created, token, _) = token_command(&database, &["create", "--name", "ci"]);
+    assert!(created);
+    let token = token.trim().to_owned();
+    let api = Api::new(server.base.clone(), &token);
+    let (status, _) = api.request(Method::GET, "/api/v1/app", None, &[]).await;
+    assert_eq!(status, 200);
+
+    let (listed, list, _) = token_command(&database, &["list"]);
+    assert!(listed);
+    assert!(list.contains("first start"), "{list}");
+    let hint = &token[token.len() - 4..];
+    let line = list
+        .lines()
+        .find(|line| line.contains(" ci "))
+        .unwrap_or_else(|| panic!("no line for the ci token: {list}"));
+    assert!(line.contains(&format!("hrld_…{hint}")), "{line}");
+    assert!(!list.contains(&token), "a listing never shows a token");
+    let id = line.split_whitespace().next().expect("an id column");
+
+    let (revoked, said, problem) = token_command(&database, &["revoke", id]);
+    assert!(revoked, "{problem}");
+    assert_eq!(said.trim(), format!("revoked {id}"));
+    eventually(
+        "the running server refuses the revoked token",
+        DEADLINE,
+        || async {
+            let (status, _) = api.request(Method::GET, "/api/v1/app", None, &[]).await;
+            (status == 401).then_some(())
+        },
+    )
+    .await;
+    let (listed, list, _) = token_command(&database, &["list"]);
+    assert!(listed && !list.contains(" ci "), "{list}");
+
+    let (again, _, problem) = token_command(&database, &["revoke", id]);
+    assert!(!again);
+    assert!(problem.contains("no token has the id"), "{problem}");
+    let (garbled, _, problem) = token_command(&database, &["revoke", "zz"]);
+    assert!(!garbled);
+    assert!(problem.contains("neither a token"), "{problem}");
+    server.kill();
+}

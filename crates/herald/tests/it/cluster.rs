@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use herald_store_postgres::testing::{server_url, TestSchema};
 use herald_test_support::{eventually, Api, Behaviour, Receiver};
+use reqwest::Method;
 use serde_json::json;
 
 use crate::binary::Herald;
+use crate::DEADLINE;
 
 const TOKEN: &str = "cluster-token";
 const MESSAGES: usize = 10_000;
@@ -474,7 +476,7 @@ async fn a_node_that_cannot_use_its_database_exits_at_once_saying_why() {
 }
 
 #[tokio::test]
-async fn a_token_made_with_the_cli_works_on_every_node() {
+async fn a_token_made_with_the_cli_works_on_every_node_until_revoked() {
     let Some(schema) = TestSchema::create().await else {
         return;
     };
@@ -485,8 +487,22 @@ async fn a_token_made_with_the_cli_works_on_every_node() {
         .expect("herald token create runs");
     assert!(output.status.success(), "{output:?}");
     let token = String::from_utf8(output.stdout).expect("utf-8");
+    let token = token.trim();
     for node in &nodes {
-        let api = Api::new(node.base.clone(), token.trim());
+        let api = Api::new(node.base.clone(), token);
         api.get("/api/v1/app").await;
+    }
+    let revoked = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["token", "revoke", token, "--database", &schema.url])
+        .output()
+        .expect("herald token revoke runs");
+    assert!(revoked.status.success(), "{revoked:?}");
+    for node in &nodes {
+        let api = Api::new(node.base.clone(), token);
+        eventually("every node refuses the revoked token", DEADLINE, || async {
+            let (status, _) = api.request(Method::GET, "/api/v1/app", None, &[]).await;
+            (status == 401).then_some(())
+        })
+        .await;
     }
 }
