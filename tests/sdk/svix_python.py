@@ -15,6 +15,8 @@ import time
 
 from svix.api import (
     ApplicationIn,
+    BackgroundTaskListOptions,
+    BackgroundTaskType,
     EndpointHeadersIn,
     EndpointIn,
     EndpointPatch,
@@ -22,6 +24,7 @@ from svix.api import (
     EventTypeIn,
     MessageIn,
     RecoverIn,
+    ReplayIn,
     Svix,
     SvixOptions,
 )
@@ -139,6 +142,16 @@ recovered = client.endpoint.recover(
 assert recovered.task == "endpoint.recover", recovered
 stats = client.endpoint.get_stats(app.id, endpoint.id)
 assert stats.success == 1, stats
+
+# Replay, and both tasks looked up afterwards by the ids they answered.
+replay = client.endpoint.replay_missing(
+    app.id, endpoint.id, ReplayIn(since=datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc))
+)
+assert replay.task == "endpoint.replay" and replay.status == "finished", replay
+assert client.background_task.get(recovered.id).task == "endpoint.recover"
+replays = client.background_task.list(BackgroundTaskListOptions(task=BackgroundTaskType.ENDPOINT_REPLAY))
+assert [task.id for task in replays.data] == [replay.id], replays
+assert replays.data[0].data == {"messagesSent": 0}, replays
 
 # Errors surface as the SDK's own exception types.
 try:

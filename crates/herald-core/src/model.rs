@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     AppId, AttemptId, Channel, EndpointId, EndpointUrl, EventTypeName, MessageId, SigningKey,
-    Timestamp, Uid,
+    TaskId, Timestamp, Uid,
 };
 
 /// Headers Herald sets on every delivery itself; an endpoint's custom
@@ -340,5 +340,65 @@ mod tests {
         });
         assert_eq!(endpoint.signing_keys(Timestamp(999)).len(), 2);
         assert_eq!(endpoint.signing_keys(Timestamp(1000)).len(), 1);
+    }
+}
+
+/// Work the API did for a caller over many deliveries (recovering or
+/// replaying an endpoint's), kept so the id it answered can be looked up
+/// later, as Svix's background tasks can.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackgroundTask {
+    pub id: TaskId,
+    pub kind: TaskKind,
+    pub status: TaskStatus,
+    /// What the task came to, e.g. `{"messagesSent": 3}`.
+    pub data: serde_json::Map<String, serde_json::Value>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Which kind of work a background task is, by Svix's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    EndpointRecover,
+    EndpointReplay,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EndpointRecover => "endpoint.recover",
+            Self::EndpointReplay => "endpoint.replay",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::EndpointRecover, Self::EndpointReplay]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// Where a background task stands, by Svix's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    Running,
+    Finished,
+    Failed,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Running, Self::Finished, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == text)
     }
 }

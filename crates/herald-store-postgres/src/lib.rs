@@ -53,6 +53,7 @@ mod rows;
 mod schema;
 mod sources;
 mod store;
+mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tokens;

@@ -457,6 +457,69 @@ pub(crate) async fn resend(
 
 /// Re-queues up to `chunk` failed deliveries; the caller repeats until
 /// none is left, so a large recovery never holds its row locks for long.
+/// How far a replay got: the last message id it looked at, how many it
+/// looked at and how many deliveries it queued.
+pub(crate) struct ReplayStep {
+    pub(crate) last: Option<String>,
+    pub(crate) scanned: usize,
+    pub(crate) queued: u64,
+}
+
+/// Queues a delivery to `endpoint`, due at `now`, for each of up to `chunk`
+/// messages of its app after `after` (by id) created in `[since, until)`
+/// that it subscribes to (the rule of fan-out) and has no delivery to yet.
+pub(crate) async fn replay_chunk(
+    client: &impl GenericClient,
+    endpoint: &EndpointId,
+    after: &str,
+    since: Timestamp,
+    until: Option<Timestamp>,
+    now: Timestamp,
+    chunk: usize,
+) -> Result<ReplayStep> {
+    let statement = client
+        .prepare_cached(
+            "WITH scanned AS (
+                 SELECT m.id, m.app_id, m.event_type, m.channels, m.created_at
+                 FROM messages m JOIN endpoints e ON e.app_id = m.app_id AND e.id = $1
+                 WHERE m.id > $2 AND m.created_at >= $3 AND m.created_at < $4
+                 ORDER BY m.id LIMIT $6
+             ), queued AS (
+                 INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempt_count,
+                     next_attempt_at, trigger_type, msg_created_at, updated_at)
+                 SELECT s.id, e.id, s.app_id, 1, 0, $5, 1, s.created_at, $5
+                 FROM scanned s JOIN endpoints e ON e.id = $1
+                 WHERE (e.filter_types IS NULL OR s.event_type = ANY(e.filter_types))
+                     AND (e.channels IS NULL OR e.channels && s.channels)
+                 ON CONFLICT (msg_id, endpoint_id) DO NOTHING
+                 RETURNING 1
+             )
+             SELECT (SELECT MAX(id) FROM scanned), (SELECT COUNT(*) FROM scanned),
+                 (SELECT COUNT(*) FROM queued)",
+        )
+        .await?;
+    let row = client
+        .query_one(
+            &statement,
+            &[
+                &endpoint.as_str(),
+                &after,
+                &since.0,
+                &until.map_or(i64::MAX, |until| until.0),
+                &now.0,
+                &as_bigint(chunk),
+            ],
+        )
+        .await?;
+    let scanned: i64 = row.try_get(1)?;
+    let queued: i64 = row.try_get(2)?;
+    Ok(ReplayStep {
+        last: row.try_get(0)?,
+        scanned: usize::try_from(scanned).unwrap_or(0),
+        queued: u64::try_from(queued).unwrap_or(0),
+    })
+}
+
 pub(crate) async fn recover_chunk(
     client: &impl GenericClient,
     endpoint: &EndpointId,

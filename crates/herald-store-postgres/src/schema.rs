@@ -196,6 +196,17 @@ ALTER TABLE messages ADD COLUMN deliver_at BIGINT;
 ALTER TABLE api_tokens ADD COLUMN name TEXT;
 ALTER TABLE api_tokens ADD COLUMN hint TEXT;
 "#,
+    // 6: as SQLite's eleventh: background tasks.
+    r#"
+CREATE TABLE background_tasks (
+    id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    status TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

@@ -4,17 +4,19 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use herald_core::model::{App, Attempt, Delivery, DeliveryStatus, Endpoint, EventType, Message};
-use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
+use herald_core::model::{
+    App, Attempt, BackgroundTask, Delivery, DeliveryStatus, Endpoint, EventType, Message,
+};
+use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use herald_store::{
     ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
-    MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store, StoreError,
+    MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store, StoreError, TaskFilter,
 };
 use tokio::sync::Notify;
 
 use crate::error::StoreResult;
 use crate::group_commit::{Write, Written};
-use crate::{catalog, housekeeping, messages, queue, tokens, PostgresStore};
+use crate::{catalog, housekeeping, messages, queue, tasks, tokens, PostgresStore};
 
 /// Deliveries re-queued per transaction by `recover`.
 const RECOVER_CHUNK: usize = 5_000;
@@ -254,6 +256,41 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn replay_missing(
+        &self,
+        endpoint: &Endpoint,
+        since: Timestamp,
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        // In chunks, each its own transaction, as for `recover`; the walk
+        // starts a minute before `since` and the creation time decides.
+        let mut after = MessageId::first_at(Timestamp(since.0.saturating_sub(60_000))).to_string();
+        let mut queued = 0;
+        loop {
+            let step = transaction!(self, |transaction| {
+                messages::replay_chunk(
+                    &transaction,
+                    &endpoint.id,
+                    &after,
+                    since,
+                    until,
+                    now,
+                    RECOVER_CHUNK,
+                )
+                .await?
+            })?;
+            queued += step.queued;
+            if step.queued > 0 {
+                self.announce_work();
+            }
+            match step.last {
+                Some(last) if step.scanned == RECOVER_CHUNK => after = last,
+                _ => return Ok(queued),
+            }
+        }
+    }
+
     async fn endpoint_stats(
         &self,
         endpoint: &EndpointId,
@@ -399,6 +436,22 @@ impl Store for PostgresStore {
 
     async fn api_token_count(&self) -> StoreResult<u64> {
         Ok(tokens::api_token_count(&self.client().await?).await?)
+    }
+
+    async fn record_task(&self, task: &BackgroundTask) -> StoreResult<()> {
+        Ok(tasks::record_task(&self.client().await?, task).await?)
+    }
+
+    async fn task_by_id(&self, id: &TaskId) -> StoreResult<Option<BackgroundTask>> {
+        Ok(tasks::task_by_id(&self.client().await?, id).await?)
+    }
+
+    async fn list_tasks(
+        &self,
+        filter: TaskFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<BackgroundTask>> {
+        Ok(tasks::list_tasks(&self.client().await?, &filter, &page).await?)
     }
 
     async fn instance_key(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>> {

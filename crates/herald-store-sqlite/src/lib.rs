@@ -18,6 +18,7 @@ mod rows;
 mod schema;
 mod sources;
 mod store;
+mod tasks;
 mod tokens;
 mod wal_buffer;
 

@@ -543,6 +543,77 @@ pub(crate) fn recover_chunk(
     Ok(changed as u64)
 }
 
+/// How far a replay got: the last message id it looked at, how many it
+/// looked at and how many deliveries it queued.
+pub(crate) struct ReplayStep {
+    pub(crate) last: Option<String>,
+    pub(crate) scanned: usize,
+    pub(crate) queued: u64,
+}
+
+/// Queues a delivery to `endpoint`, due at `now`, for each of up to `chunk`
+/// messages of its app after `after` (by id) created in `[since, until)`
+/// that it subscribes to and has no delivery to yet.
+pub(crate) fn replay_chunk(
+    connection: &Connection,
+    endpoint: &Endpoint,
+    after: &str,
+    since: Timestamp,
+    until: Option<Timestamp>,
+    now: Timestamp,
+    chunk: usize,
+) -> Result<ReplayStep, StoreError> {
+    let mut scan = connection
+        .prepare_cached(
+            "SELECT id, created_at, event_type, channels FROM messages
+             WHERE app_id = ?1 AND id > ?2 AND created_at >= ?3 AND created_at < ?4
+             ORDER BY id LIMIT ?5",
+        )
+        .map_err(backend)?;
+    let mut insert = connection
+        .prepare_cached(
+            "INSERT OR IGNORE INTO deliveries (msg_id, endpoint_id, app_id, status,
+                 attempt_count, next_attempt_at, lease_until, trigger_type, msg_created_at,
+                 updated_at)
+             VALUES (?1, ?2, ?3, 1, 0, ?4, NULL, 1, ?5, ?4)",
+        )
+        .map_err(backend)?;
+    let mut rows = scan
+        .query(params![
+            endpoint.app_id.as_str(),
+            after,
+            since.0,
+            until.map_or(i64::MAX, |until| until.0),
+            i64::try_from(chunk).unwrap_or(i64::MAX),
+        ])
+        .map_err(backend)?;
+    let mut step = ReplayStep {
+        last: None,
+        scanned: 0,
+        queued: 0,
+    };
+    while let Some(row) = rows.next().map_err(backend)? {
+        let id: String = row.get(0).map_err(backend)?;
+        let created_at: i64 = row.get(1).map_err(backend)?;
+        let (event_type, channels) = rows::subscription(row, 2)?;
+        step.scanned += 1;
+        if endpoint.subscribes_to(&event_type, &channels) {
+            let inserted = insert
+                .execute(params![
+                    id,
+                    endpoint.id.as_str(),
+                    endpoint.app_id.as_str(),
+                    now.0,
+                    created_at
+                ])
+                .map_err(backend)?;
+            step.queued += inserted as u64;
+        }
+        step.last = Some(id);
+    }
+    Ok(step)
+}
+
 pub(crate) fn endpoint_stats(
     connection: &Connection,
     endpoint: &EndpointId,

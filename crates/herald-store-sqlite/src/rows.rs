@@ -161,6 +161,18 @@ pub(crate) fn message_at(row: &Row<'_>, at: usize) -> Result<Message, StoreError
     })
 }
 
+/// What decides whether an endpoint subscribes to a message: its event
+/// type and channels, read from `event_type, channels` starting at `at`.
+pub(crate) fn subscription(
+    row: &Row<'_>,
+    at: usize,
+) -> Result<(EventTypeName, Vec<Channel>), StoreError> {
+    Ok((
+        EventTypeName::parse(&column::<String>(row, at)?).map_err(corrupt)?,
+        names(Some(column(row, at + 1)?), Channel::parse)?.unwrap_or_default(),
+    ))
+}
+
 /// Columns of [`MESSAGE_COLUMNS`] in one message row.
 pub(crate) const MESSAGE_COLUMN_COUNT: usize = 10;
 

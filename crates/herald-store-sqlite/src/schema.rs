@@ -196,6 +196,17 @@ ALTER TABLE messages ADD COLUMN deliver_at INTEGER;
 ALTER TABLE api_tokens ADD COLUMN name TEXT;
 ALTER TABLE api_tokens ADD COLUMN hint TEXT;
 "#,
+    // 11: background tasks (recover, replay), looked up by id afterwards.
+    r#"
+CREATE TABLE background_tasks (
+    id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    status TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema up to date.

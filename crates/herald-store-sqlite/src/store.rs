@@ -3,15 +3,15 @@
 //! run on other threads.
 
 use async_trait::async_trait;
-use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
-use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
+use herald_core::model::{App, Attempt, BackgroundTask, Delivery, Endpoint, EventType, Message};
+use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use herald_store::{
     ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
     HandOffTerms, HandedOff, MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store,
-    StoreError,
+    StoreError, TaskFilter,
 };
 
-use crate::{catalog, housekeeping, messages, queue, tokens, SqliteStore};
+use crate::{catalog, housekeeping, messages, queue, tasks, tokens, SqliteStore};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -384,6 +384,37 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn replay_missing(
+        &self,
+        endpoint: &Endpoint,
+        since: Timestamp,
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<u64> {
+        // In chunks, each its own write, as for `recover`. Ids sort by
+        // creation time, so the walk starts a minute before `since` (ids
+        // and creation times of one message can differ a little) and the
+        // creation time decides.
+        const CHUNK: usize = 1_000;
+        let mut after = MessageId::first_at(Timestamp(since.0.saturating_sub(60_000))).to_string();
+        let mut queued = 0;
+        loop {
+            let endpoint = endpoint.clone();
+            let from = after.clone();
+            let step = self
+                .writer
+                .write(move |connection| {
+                    messages::replay_chunk(connection, &endpoint, &from, since, until, now, CHUNK)
+                })
+                .await?;
+            queued += step.queued;
+            match step.last {
+                Some(last) if step.scanned == CHUNK => after = last,
+                _ => return Ok(queued),
+            }
+        }
+    }
+
     async fn endpoint_stats(
         &self,
         endpoint: &EndpointId,
@@ -560,6 +591,30 @@ impl Store for SqliteStore {
 
     async fn api_token_count(&self) -> Result<u64> {
         self.readers.read(tokens::api_token_count).await
+    }
+
+    async fn record_task(&self, task: &BackgroundTask) -> Result<()> {
+        let task = task.clone();
+        self.writer
+            .write(move |connection| tasks::record_task(connection, &task))
+            .await
+    }
+
+    async fn task_by_id(&self, id: &TaskId) -> Result<Option<BackgroundTask>> {
+        let id = id.clone();
+        self.readers
+            .read(move |connection| tasks::task_by_id(connection, &id))
+            .await
+    }
+
+    async fn list_tasks(
+        &self,
+        filter: TaskFilter,
+        page: PageRequest,
+    ) -> Result<Page<BackgroundTask>> {
+        self.readers
+            .read(move |connection| tasks::list_tasks(connection, &filter, &page))
+            .await
     }
 
     async fn instance_key(&self, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>> {

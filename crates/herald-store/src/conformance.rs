@@ -16,18 +16,18 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use herald_core::model::{
-    App, Attempt, AttemptError, Delivery, DeliveryStatus, Endpoint, EventType, Message, Metadata,
-    RetiredKey, TriggerType,
+    App, Attempt, AttemptError, BackgroundTask, Delivery, DeliveryStatus, Endpoint, EventType,
+    Message, Metadata, RetiredKey, TaskKind, TaskStatus, TriggerType,
 };
 use herald_core::{
     AppId, AttemptId, Channel, EndpointId, EndpointUrl, EventTypeName, InboundRequestId, MessageId,
-    SigningKey, SourceId, Timestamp, Uid,
+    SigningKey, SourceId, TaskId, Timestamp, Uid,
 };
 
 use crate::{
     Accepted, ApiToken, AttemptFilter, Claim, Cursor, DedupeKey, DeliveryBucket, DeliveryStats,
     HandOffTerms, HandedOff, MessageFilter, Page, PageRequest, ReceivedRequest, Recorded,
-    RequestOutcome, Source, Store, StoreError,
+    RequestOutcome, Source, Store, StoreError, TaskFilter,
 };
 
 /// Runs every case, each against a store returned by `fresh_store`, which
@@ -71,11 +71,13 @@ where
         released_leases_can_be_claimed_again,
         resend_queues_a_manual_attempt,
         recover_requeues_failed_deliveries_created_in_the_window,
+        replay_queues_what_an_endpoint_missed_and_nothing_twice,
         endpoint_stats_count_deliveries_by_status,
         deleting_an_endpoint_fails_its_unfinished_deliveries,
         deleting_an_app_removes_everything_it_owns,
         next_due_at_is_the_earliest_pending_due_time,
         a_scheduled_message_waits_for_its_time,
+        background_tasks_are_kept_updated_and_listed,
         api_tokens_are_remembered_by_hash,
         sources_are_found_by_id_or_uid_with_their_backing_app,
         an_accepted_request_is_a_message_with_its_fan_out_and_a_log_entry,
@@ -1874,6 +1876,64 @@ async fn recover_requeues_failed_deliveries_created_in_the_window(store: &dyn St
     );
 }
 
+/// Replaying to an endpoint queues the messages of the window that it
+/// subscribes to and never got: not those outside the window or its
+/// filter, not those it has a delivery for, and nothing on a second run.
+async fn replay_queues_what_an_endpoint_missed_and_nothing_twice(store: &dyn Store) {
+    let app = add_app(store).await;
+    let early = publish(store, new_message(&app.id, "a.b", at(1_000))).await;
+    let unwanted = publish(store, new_message(&app.id, "x.y", at(2_000))).await;
+    let later = publish(store, new_message(&app.id, "c.d", at(3_000))).await;
+    let outside = publish(store, new_message(&app.id, "a.b", at(10_000))).await;
+    let mut endpoint = new_endpoint(&app.id);
+    endpoint.filter_types = Some(vec![type_name("a.b"), type_name("c.d")]);
+    let endpoint = add_endpoint(store, endpoint).await;
+    let sent = new_message(&app.id, "a.b", at(4_000));
+    store
+        .create_message_for_endpoint(sent.clone(), &endpoint.id)
+        .await
+        .expect("create_message_for_endpoint failed");
+    let settled = claim(store, at(4_000), 10).await;
+    assert_eq!(settled.len(), 1);
+    settle(store, &settled[0], DeliveryStatus::Success, None, at(4_001)).await;
+
+    let replayed = store
+        .replay_missing(&endpoint, at(0), Some(at(5_000)), at(20_000))
+        .await
+        .expect("replay_missing failed");
+    assert_eq!(replayed, 2, "the two subscribed messages of the window");
+    for message in [&early, &later] {
+        let queued = delivery(store, &app.id, &message.id, &endpoint.id).await;
+        assert_eq!(queued.status, DeliveryStatus::Pending);
+        assert_eq!(queued.next_attempt_at, Some(at(20_000)));
+    }
+    for message in [&unwanted, &outside] {
+        assert!(
+            deliveries(store, &app.id, &message.id).await.is_empty(),
+            "{} was replayed",
+            message.event_type
+        );
+    }
+    assert_eq!(
+        delivery(store, &app.id, &sent.id, &endpoint.id)
+            .await
+            .status,
+        DeliveryStatus::Success,
+        "a delivery the endpoint had is left alone"
+    );
+    let again = store
+        .replay_missing(&endpoint, at(0), None, at(30_000))
+        .await
+        .expect("replay_missing failed");
+    assert_eq!(again, 1, "only the message after the first window is new");
+    assert_eq!(
+        delivery(store, &app.id, &outside.id, &endpoint.id)
+            .await
+            .next_attempt_at,
+        Some(at(30_000))
+    );
+}
+
 async fn endpoint_stats_count_deliveries_by_status(store: &dyn Store) {
     let app = add_app(store).await;
     let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
@@ -2246,6 +2306,71 @@ async fn a_scheduled_message_waits_for_its_time(store: &dyn Store) {
     publish(store, past.clone()).await;
     let shown = delivery(store, &app.id, &past.id, &endpoint.id).await;
     assert_eq!(shown.next_attempt_at, Some(at(1_000)));
+}
+
+async fn background_tasks_are_kept_updated_and_listed(store: &dyn Store) {
+    let task = |kind: TaskKind, status: TaskStatus, at_ms: i64| BackgroundTask {
+        id: TaskId::generate(),
+        kind,
+        status,
+        data: serde_json::Map::new(),
+        created_at: at(at_ms),
+        updated_at: at(at_ms),
+    };
+    let mut recover = task(TaskKind::EndpointRecover, TaskStatus::Running, 0);
+    let replay = task(TaskKind::EndpointReplay, TaskStatus::Finished, 10);
+    for task in [&recover, &replay] {
+        store.record_task(task).await.expect("record_task failed");
+    }
+    recover.status = TaskStatus::Finished;
+    recover.data.insert("messagesSent".into(), 3.into());
+    recover.updated_at = at(20);
+    store
+        .record_task(&recover)
+        .await
+        .expect("record_task failed");
+    assert_eq!(
+        store
+            .task_by_id(&recover.id)
+            .await
+            .expect("task_by_id failed"),
+        Some(recover.clone()),
+        "a task recorded again keeps its new state"
+    );
+    assert_eq!(
+        store
+            .task_by_id(&TaskId::generate())
+            .await
+            .expect("task_by_id failed"),
+        None
+    );
+    let newest_first = store
+        .list_tasks(TaskFilter::default(), everything(true))
+        .await
+        .expect("list_tasks failed");
+    assert_eq!(newest_first.items, vec![replay.clone(), recover.clone()]);
+    let recovers = store
+        .list_tasks(
+            TaskFilter {
+                kind: Some(TaskKind::EndpointRecover),
+                status: Some(TaskStatus::Finished),
+            },
+            everything(true),
+        )
+        .await
+        .expect("list_tasks failed");
+    assert_eq!(recovers.items, vec![recover]);
+    let running = store
+        .list_tasks(
+            TaskFilter {
+                kind: None,
+                status: Some(TaskStatus::Running),
+            },
+            everything(true),
+        )
+        .await
+        .expect("list_tasks failed");
+    assert!(running.items.is_empty(), "{running:?}");
 }
 
 async fn api_tokens_are_remembered_by_hash(store: &dyn Store) {

@@ -162,3 +162,10 @@ pub struct ApiToken {
     pub hint: Option<String>,
     pub created_at: Timestamp,
 }
+
+/// Which background tasks a list answers; `None` matches every value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub status: Option<herald_core::model::TaskStatus>,
+    pub kind: Option<herald_core::model::TaskKind>,
+}

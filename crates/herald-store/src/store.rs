@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use herald_core::model::{App, Attempt, Delivery, Endpoint, EventType, Message};
-use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
+use herald_core::model::{App, Attempt, BackgroundTask, Delivery, Endpoint, EventType, Message};
+use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use tokio::sync::Notify;
 
 use crate::{
     ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
     HandOffTerms, HandedOff, MessageFilter, Page, PageRequest, QueueDepth, Recorded, SourceStore,
-    StoreError,
+    StoreError, TaskFilter,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -156,6 +156,17 @@ pub trait Store: SourceStore + Send + Sync + 'static {
         endpoint: &EndpointId,
         now: Timestamp,
     ) -> Result<()>;
+    /// Queues a delivery to `endpoint`, due at `now`, for every message of
+    /// its app created in `[since, until)` that it subscribes to and that
+    /// has no delivery to it (sent before it existed, or before it
+    /// subscribed); answers how many.
+    async fn replay_missing(
+        &self,
+        endpoint: &Endpoint,
+        since: Timestamp,
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<u64>;
     /// Re-queues the failed deliveries of `endpoint` whose message was
     /// created in `[since, until)`; answers how many.
     async fn recover(
@@ -285,6 +296,19 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     async fn list_api_tokens(&self) -> Result<Vec<ApiToken>>;
     /// Forgets a token hash; whether there was one.
     async fn remove_api_token(&self, hash: &str) -> Result<bool>;
+
+    // Background tasks.
+
+    /// Stores a task, or its new state if its id is stored already.
+    async fn record_task(&self, task: &BackgroundTask) -> Result<()>;
+    /// A task by id.
+    async fn task_by_id(&self, id: &TaskId) -> Result<Option<BackgroundTask>>;
+    /// Tasks, newest first unless the page asks otherwise.
+    async fn list_tasks(
+        &self,
+        filter: TaskFilter,
+        page: PageRequest,
+    ) -> Result<Page<BackgroundTask>>;
 
     // Keys of this installation.
 

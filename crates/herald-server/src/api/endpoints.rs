@@ -6,16 +6,17 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
-use herald_core::model::{Endpoint, Metadata, RetiredKey, RESERVED_HEADERS};
+use herald_core::model::{Endpoint, Metadata, RetiredKey, TaskKind, RESERVED_HEADERS};
 use herald_core::{
-    AppId, Channel, EndpointId, EndpointUrl, EventTypeName, SigningKey, TaskId, Uid,
+    AppId, Channel, EndpointId, EndpointUrl, EventTypeName, SigningKey, Timestamp, Uid,
 };
 use herald_delivery::operational::{DisableTrigger, OperationalEvent};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::apps::load_app;
+use crate::api::background_tasks::{self, BackgroundTaskOut};
 use crate::api::messages::{self, MessageOut};
 use crate::api::openapi::paths::{AppPath, EndpointPath};
 use crate::error::ApiError;
@@ -934,12 +935,56 @@ pub(crate) async fn patch_headers(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The window of a recover or replay: messages created in `[since, until)`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RecoverIn {
     since: String,
     #[serde(default)]
     until: Option<String>,
+}
+
+impl RecoverIn {
+    fn window(&self) -> Result<(Timestamp, Option<Timestamp>), ApiError> {
+        let since = parse_time("since", &self.since, false)?;
+        let until = self
+            .until
+            .as_deref()
+            .map(|until| parse_time("until", until, false))
+            .transpose()?;
+        Ok((since, until))
+    }
+}
+
+/// Sends the endpoint the messages of `[since, until)` it subscribes to
+/// and never got: sent before it existed, or before its filter took them
+/// in. A delivery it had, whatever became of it, is not sent again.
+#[utoipa::path(
+    post,
+    operation_id = "v1.endpoint.replay-missing",
+    path = "/app/{app}/endpoint/{endpoint}/replay-missing",
+    tag = "endpoints",
+    params(EndpointPath),
+    request_body = RecoverIn,
+    responses((status = 202, body = ReplayOut))
+)]
+pub(crate) async fn replay_missing(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+    Json(input): Json<RecoverIn>,
+) -> Result<impl IntoResponse, ApiError> {
+    let endpoint = load_endpoint(&state, &app, &reference).await?;
+    let (since, until) = input.window()?;
+    let now = state.clock.now();
+    let replayed = state
+        .store
+        .replay_missing(&endpoint, since, until, now)
+        .await?;
+    state.engine.wake();
+    tracing::info!(endpoint = %endpoint.id, replayed, "replaying missed messages");
+    let data = Map::from_iter([("messagesSent".to_owned(), Value::from(replayed))]);
+    let task = background_tasks::record_finished(&state, TaskKind::EndpointReplay, data).await?;
+    Ok((StatusCode::ACCEPTED, Json(ReplayOut { task, replayed })))
 }
 
 /// Re-queues the endpoint's failed deliveries of messages created in
@@ -959,26 +1004,14 @@ pub(crate) async fn recover(
     Json(input): Json<RecoverIn>,
 ) -> Result<impl IntoResponse, ApiError> {
     let endpoint = load_endpoint(&state, &app, &reference).await?;
-    let since = parse_time("since", &input.since, false)?;
-    let until = input
-        .until
-        .as_deref()
-        .map(|until| parse_time("until", until, false))
-        .transpose()?;
+    let (since, until) = input.window()?;
     let now = state.clock.now();
     let recovered = state.store.recover(&endpoint.id, since, until, now).await?;
     state.engine.wake();
     tracing::info!(endpoint = %endpoint.id, recovered, "recovering failed deliveries");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(RecoverOut {
-            id: TaskId::generate().to_string(),
-            status: "finished",
-            task: "endpoint.recover",
-            updated_at: now.to_rfc3339(),
-            recovered,
-        }),
-    ))
+    let data = Map::from_iter([("messagesSent".to_owned(), Value::from(recovered))]);
+    let task = background_tasks::record_finished(&state, TaskKind::EndpointRecover, data).await?;
+    Ok((StatusCode::ACCEPTED, Json(RecoverOut { task, recovered })))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -1101,18 +1134,25 @@ pub(crate) async fn stats(
     }))
 }
 
-/// The answer to a recover: the work is done by the time it answers.
+/// The answer to a recover: the work is done by the time it answers, and
+/// `GET /background-task/{id}` shows it afterwards.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RecoverOut {
-    id: String,
-    /// Always `finished`.
-    status: &'static str,
-    /// Always `endpoint.recover`.
-    task: &'static str,
-    updated_at: String,
+    #[serde(flatten)]
+    task: BackgroundTaskOut,
     /// How many failed deliveries were queued again.
     recovered: u64,
+}
+
+/// The answer to a replay, done by the time it answers.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ReplayOut {
+    #[serde(flatten)]
+    task: BackgroundTaskOut,
+    /// How many deliveries were queued.
+    replayed: u64,
 }
 
 /// Delivery counts of an endpoint by status.

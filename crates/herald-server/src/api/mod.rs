@@ -2,6 +2,7 @@
 
 mod apps;
 mod attempts;
+mod background_tasks;
 pub(crate) mod endpoints;
 mod event_types;
 mod health;
@@ -61,6 +62,7 @@ fn authenticated() -> OpenApiRouter<AppState> {
             endpoints::patch_headers
         ))
         .routes(routes!(endpoints::recover))
+        .routes(routes!(endpoints::replay_missing))
         .routes(routes!(endpoints::send_example))
         .routes(routes!(endpoints::stats))
         .routes(routes!(messages::of_endpoint))
@@ -80,6 +82,8 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .routes(routes!(operational::secret))
         .routes(routes!(operational::rotate_secret))
         .routes(routes!(operational::headers, operational::put_headers))
+        .routes(routes!(background_tasks::list))
+        .routes(routes!(background_tasks::get))
         .routes(routes!(console::portal::access))
 }
 

@@ -38,6 +38,7 @@ use crate::state::AppState;
         (name = "endpoints", description = "Where an application's messages are delivered"),
         (name = "messages", description = "Events sent to an application, and their deliveries"),
         (name = "attempts", description = "Each HTTP try of a delivery"),
+        (name = "background tasks", description = "Work done over many deliveries: recover, replay"),
         (
             name = "operational webhooks",
             description = "Endpoints that hear about Herald's own events"
@@ -227,6 +228,13 @@ pub(crate) mod paths {
         msg: String,
         /// The attempt's id (`atmpt_…`).
         attempt: String,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub(crate) struct TaskPath {
+        /// The background task's id (`qtask_…`).
+        task_id: String,
     }
 
     #[derive(IntoParams)]

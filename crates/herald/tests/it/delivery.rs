@@ -525,3 +525,75 @@ herald_test_support::test_on_both_backends! {
         assert_eq!(listed["data"], json!([]), "a refused message was stored");
     }
 }
+
+herald_test_support::test_on_both_backends! {
+    async fn replay_sends_an_endpoint_what_it_missed_once_and_tasks_are_kept() {
+        let server = TestServer::start().await;
+        let receiver = Receiver::start(Behaviour::Accept).await;
+        let api = &server.api;
+        let app = api.create_app("replay").await;
+        let before = api.send(&app, "invoice.paid", json!({"n": 1})).await;
+        let (endpoint, _) = api
+            .create_endpoint(&app, json!({"url": receiver.url("late")}))
+            .await;
+        let after = api.send(&app, "invoice.paid", json!({"n": 2})).await;
+        wait_for_status(&server, &app, &after, &endpoint, 0).await;
+        assert!(
+            api.destinations_of(&app, &before).await.is_empty(),
+            "sent before the endpoint existed"
+        );
+
+        let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+        let path = format!("/api/v1/app/{app}/endpoint/{endpoint}/replay-missing");
+        let replay = api.post(&path, json!({"since": since}), 202).await;
+        assert_eq!(replay["task"], "endpoint.replay", "{replay}");
+        assert_eq!(replay["status"], "finished");
+        assert_eq!(replay["replayed"], 1);
+        assert_eq!(replay["data"], json!({"messagesSent": 1}));
+        wait_for_status(&server, &app, &before, &endpoint, 0).await;
+        let again = api.post(&path, json!({"since": since}), 202).await;
+        assert_eq!(again["replayed"], 0, "nothing is replayed twice");
+        let numbers: Vec<i64> = receiver
+            .received()
+            .iter()
+            .map(|request| request.json()["n"].as_i64().expect("n"))
+            .collect();
+        assert_eq!(numbers.iter().filter(|n| **n == 1).count(), 1, "{numbers:?}");
+
+        // Every task answered can be looked up afterwards.
+        let task_id = replay["id"].as_str().expect("task id");
+        assert!(task_id.starts_with("qtask_"));
+        let task = api.get(&format!("/api/v1/background-task/{task_id}")).await;
+        assert_eq!(task["task"], "endpoint.replay");
+        assert_eq!(task["data"], json!({"messagesSent": 1}));
+        let recover = api
+            .post(
+                &format!("/api/v1/app/{app}/endpoint/{endpoint}/recover"),
+                json!({"since": since}),
+                202,
+            )
+            .await;
+        let recover_id = recover["id"].as_str().expect("task id");
+        let listed = api
+            .get("/api/v1/background-task?task=endpoint.replay&limit=10")
+            .await;
+        let ids: Vec<&str> = listed["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|task| task["id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(ids, [again["id"].as_str().expect("id"), task_id]);
+        let recovered = api.get(&format!("/api/v1/background-task/{recover_id}")).await;
+        assert_eq!(recovered["task"], "endpoint.recover");
+
+        let (status, _) = api
+            .request(Method::GET, "/api/v1/background-task/qtask_nothing", None, &[])
+            .await;
+        assert_eq!(status, 404);
+        let (status, refused) = api
+            .request(Method::GET, "/api/v1/background-task?task=everything", None, &[])
+            .await;
+        assert_eq!(status, 422, "{refused}");
+    }
+}

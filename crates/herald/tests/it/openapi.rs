@@ -45,6 +45,12 @@ const PROMISED: &[(&str, &str)] = &[
     ("put", "/api/v1/app/{app}/endpoint/{endpoint}/headers"),
     ("patch", "/api/v1/app/{app}/endpoint/{endpoint}/headers"),
     ("post", "/api/v1/app/{app}/endpoint/{endpoint}/recover"),
+    (
+        "post",
+        "/api/v1/app/{app}/endpoint/{endpoint}/replay-missing",
+    ),
+    ("get", "/api/v1/background-task"),
+    ("get", "/api/v1/background-task/{task_id}"),
     ("post", "/api/v1/app/{app}/endpoint/{endpoint}/send-example"),
     ("get", "/api/v1/app/{app}/endpoint/{endpoint}/stats"),
     ("post", "/api/v1/app/{app}/msg"),
