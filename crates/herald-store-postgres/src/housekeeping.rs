@@ -3,7 +3,7 @@
 
 use deadpool_postgres::GenericClient;
 use herald_core::model::Endpoint;
-use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
+use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use herald_store::QueueDepth;
 
 use crate::error::Result;
@@ -77,6 +77,13 @@ pub(crate) async fn purge_before(
             &[&AttemptId::first_at(cutoff).as_str(), &limit],
         )
         .await?;
+    let tasks = client
+        .execute(
+            "DELETE FROM background_tasks WHERE id IN (
+                 SELECT id FROM background_tasks WHERE id < $1 ORDER BY id LIMIT $2)",
+            &[&TaskId::first_at(cutoff).as_str(), &limit],
+        )
+        .await?;
     // A message still owed to an endpoint stays, however old.
     let purged: Vec<String> = client
         .query(
@@ -89,7 +96,7 @@ pub(crate) async fn purge_before(
         .iter()
         .map(|row| row.try_get(0))
         .collect::<std::result::Result<_, _>>()?;
-    let mut removed = attempts;
+    let mut removed = attempts + tasks;
     for sql in [
         "DELETE FROM attempts WHERE msg_id = ANY($1)",
         "DELETE FROM deliveries WHERE msg_id = ANY($1)",
@@ -106,7 +113,11 @@ pub(crate) async fn queue_depths(
 ) -> Result<Vec<QueueDepth>> {
     let statement = client
         .prepare_cached(
-            "SELECT app_id, endpoint_id, COUNT(*), MIN(msg_created_at) FROM deliveries
+            // As on SQLite: the age runs from when a delivery became owed.
+            "SELECT app_id, endpoint_id, COUNT(*),
+                 MIN(CASE WHEN attempt_count = 0 AND next_attempt_at > msg_created_at
+                     THEN next_attempt_at ELSE msg_created_at END)
+             FROM deliveries
              WHERE status = 1 GROUP BY app_id, endpoint_id ORDER BY COUNT(*) DESC LIMIT $1",
         )
         .await?;

@@ -330,6 +330,7 @@ pub(crate) async fn list_endpoint_messages(
     app: &AppId,
     endpoint: &EndpointId,
     status: Option<DeliveryStatus>,
+    filter: &MessageFilter,
     page: &PageRequest,
 ) -> Result<Page<(Message, Delivery)>> {
     let columns = format!(
@@ -347,7 +348,7 @@ pub(crate) async fn list_endpoint_messages(
     if let Some(status) = status {
         select = select.and("d.status = ?", [param(code(status.code()))]);
     }
-    select
+    message_conditions(select, "m", filter)
         .page(client, "d.msg_id", page, |row| {
             Ok((
                 rows::message(row)?,
@@ -363,10 +364,10 @@ pub(crate) async fn list_attempts(
     filter: &AttemptFilter,
     page: &PageRequest,
 ) -> Result<Page<Attempt>> {
-    let from = if filter.event_types.is_empty() {
-        "attempts a"
-    } else {
+    let from = if filter.needs_messages() {
         "attempts a JOIN messages m ON m.id = a.msg_id"
+    } else {
+        "attempts a"
     };
     let mut select = Select::new(rows::ATTEMPT_COLUMNS, from)
         .and("a.app_id = ?", [param(app.as_str().to_owned())])
@@ -379,6 +380,18 @@ pub(crate) async fn list_attempts(
     }
     if let Some(status) = filter.status {
         select = select.and("a.status = ?", [param(code(status.code()))]);
+    }
+    if let Some((low, high)) = filter.status_code_range() {
+        select = select.and(
+            "a.response_status_code >= ? AND a.response_status_code < ?",
+            [param(low), param(high)],
+        );
+    }
+    if let Some(channel) = &filter.channel {
+        select = select.and("? = ANY(m.channels)", [param(channel.clone())]);
+    }
+    if let Some(tag) = &filter.tag {
+        select = select.and("? = ANY(m.tags)", [param(tag.clone())]);
     }
     time_bounds(select, "a.timestamp", filter.before, filter.after)
         .page(client, "a.id", page, rows::attempt)
@@ -455,8 +468,6 @@ pub(crate) async fn resend(
     Ok(())
 }
 
-/// Re-queues up to `chunk` failed deliveries; the caller repeats until
-/// none is left, so a large recovery never holds its row locks for long.
 /// How far a replay got: the last message id it looked at, how many it
 /// looked at and how many deliveries it queued.
 pub(crate) struct ReplayStep {
@@ -465,13 +476,15 @@ pub(crate) struct ReplayStep {
     pub(crate) queued: u64,
 }
 
-/// Queues a delivery to `endpoint`, due at `now`, for each of up to `chunk`
-/// messages of its app after `after` (by id) created in `[since, until)`
-/// that it subscribes to (the rule of fan-out) and has no delivery to yet.
+/// Queues a delivery to `endpoint`, due at `now` (or at a scheduled
+/// message's time, if later), for each of up to `chunk` messages of its
+/// app with ids in `(after, before)` created in `[since, until)` that it
+/// subscribes to (the rule of fan-out) and has no delivery to yet. Nothing
+/// once the endpoint is deleted or disabled.
 pub(crate) async fn replay_chunk(
     client: &impl GenericClient,
     endpoint: &EndpointId,
-    after: &str,
+    (after, before): (&str, &str),
     since: Timestamp,
     until: Option<Timestamp>,
     now: Timestamp,
@@ -480,14 +493,16 @@ pub(crate) async fn replay_chunk(
     let statement = client
         .prepare_cached(
             "WITH scanned AS (
-                 SELECT m.id, m.app_id, m.event_type, m.channels, m.created_at
+                 SELECT m.id, m.app_id, m.event_type, m.channels, m.created_at, m.deliver_at
                  FROM messages m JOIN endpoints e ON e.app_id = m.app_id AND e.id = $1
-                 WHERE m.id > $2 AND m.created_at >= $3 AND m.created_at < $4
-                 ORDER BY m.id LIMIT $6
+                 WHERE m.id > $2 AND m.id < $3 AND m.created_at >= $4 AND m.created_at < $5
+                     AND NOT e.disabled
+                 ORDER BY m.id LIMIT $7
              ), queued AS (
                  INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempt_count,
                      next_attempt_at, trigger_type, msg_created_at, updated_at)
-                 SELECT s.id, e.id, s.app_id, 1, 0, $5, 1, s.created_at, $5
+                 SELECT s.id, e.id, s.app_id, 1, 0, GREATEST($6, COALESCE(s.deliver_at, $6)), 1,
+                     s.created_at, $6
                  FROM scanned s JOIN endpoints e ON e.id = $1
                  WHERE (e.filter_types IS NULL OR s.event_type = ANY(e.filter_types))
                      AND (e.channels IS NULL OR e.channels && s.channels)
@@ -504,6 +519,7 @@ pub(crate) async fn replay_chunk(
             &[
                 &endpoint.as_str(),
                 &after,
+                &before,
                 &since.0,
                 &until.map_or(i64::MAX, |until| until.0),
                 &now.0,
@@ -520,6 +536,8 @@ pub(crate) async fn replay_chunk(
     })
 }
 
+/// Re-queues up to `chunk` failed deliveries; the caller repeats until
+/// none is left, so a large recovery never holds its row locks for long.
 pub(crate) async fn recover_chunk(
     client: &impl GenericClient,
     endpoint: &EndpointId,

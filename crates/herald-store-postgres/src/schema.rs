@@ -199,7 +199,7 @@ ALTER TABLE api_tokens ADD COLUMN hint TEXT;
     // 6: as SQLite's eleventh: background tasks.
     r#"
 CREATE TABLE background_tasks (
-    id TEXT PRIMARY KEY,
+    id TEXT COLLATE "C" PRIMARY KEY,
     task TEXT NOT NULL,
     status TEXT NOT NULL,
     data TEXT NOT NULL,

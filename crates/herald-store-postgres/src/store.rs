@@ -9,8 +9,9 @@ use herald_core::model::{
 };
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use herald_store::{
-    ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
-    MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store, StoreError, TaskFilter,
+    replay_id_range, ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket,
+    DeliveryOutcome, DeliveryStats, MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store,
+    StoreError, TaskFilter,
 };
 use tokio::sync::Notify;
 
@@ -191,10 +192,12 @@ impl Store for PostgresStore {
         app: &AppId,
         endpoint: &EndpointId,
         status: Option<DeliveryStatus>,
+        filter: MessageFilter,
         page: PageRequest,
     ) -> StoreResult<Page<(Message, Delivery)>> {
+        let client = self.client().await?;
         Ok(
-            messages::list_endpoint_messages(&self.client().await?, app, endpoint, status, &page)
+            messages::list_endpoint_messages(&client, app, endpoint, status, &filter, &page)
                 .await?,
         )
     }
@@ -263,16 +266,15 @@ impl Store for PostgresStore {
         until: Option<Timestamp>,
         now: Timestamp,
     ) -> StoreResult<u64> {
-        // In chunks, each its own transaction, as for `recover`; the walk
-        // starts a minute before `since` and the creation time decides.
-        let mut after = MessageId::first_at(Timestamp(since.0.saturating_sub(60_000))).to_string();
+        // In chunks, each its own transaction, as for `recover`.
+        let (mut after, before) = replay_id_range(since, until);
         let mut queued = 0;
         loop {
             let step = transaction!(self, |transaction| {
                 messages::replay_chunk(
                     &transaction,
                     &endpoint.id,
-                    &after,
+                    (&after, &before),
                     since,
                     until,
                     now,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use herald_core::model::Endpoint;
-use herald_core::{AppId, AttemptId, EndpointId, MessageId, Timestamp};
+use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use herald_store::{QueueDepth, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -81,6 +81,14 @@ pub(crate) fn purge_before(
         .map_err(backend)?
         .execute(params![AttemptId::first_at(cutoff).as_str(), limit])
         .map_err(backend)?;
+    let tasks = connection
+        .prepare_cached(
+            "DELETE FROM background_tasks WHERE id IN (
+                 SELECT id FROM background_tasks WHERE id < ?1 ORDER BY id LIMIT ?2)",
+        )
+        .map_err(backend)?
+        .execute(params![TaskId::first_at(cutoff).as_str(), limit])
+        .map_err(backend)?;
     // A message still owed to an endpoint stays, however old.
     let purged: Vec<String> = connection
         .prepare_cached(
@@ -96,7 +104,7 @@ pub(crate) fn purge_before(
         .map_err(backend)?
         .collect::<Result<_, _>>()
         .map_err(backend)?;
-    let mut removed = attempts as u64;
+    let mut removed = (attempts + tasks) as u64;
     for id in &purged {
         for sql in [
             "DELETE FROM attempts WHERE msg_id = ?1",
@@ -117,7 +125,12 @@ pub(crate) fn purge_before(
 /// pending rows: left to itself the planner walks `deliveries_endpoint`
 /// for the `GROUP BY`, i.e. every delivery kept (months of finished ones),
 /// on every scrape of `/metrics`; this reads only what is pending.
-const QUEUE_DEPTHS: &str = "SELECT app_id, endpoint_id, COUNT(*), MIN(msg_created_at)
+/// The backlog's age runs from when each delivery became owed: its
+/// message's creation, or its scheduled time (`deliverAt`, a replay) when
+/// the first attempt was put off until then.
+const QUEUE_DEPTHS: &str = "SELECT app_id, endpoint_id, COUNT(*),
+         MIN(CASE WHEN attempt_count = 0 AND next_attempt_at > msg_created_at
+             THEN next_attempt_at ELSE msg_created_at END)
      FROM deliveries INDEXED BY deliveries_due
      WHERE status = 1 GROUP BY endpoint_id ORDER BY COUNT(*) DESC LIMIT ?1";
 

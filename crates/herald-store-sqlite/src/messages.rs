@@ -395,6 +395,7 @@ pub(crate) fn list_endpoint_messages(
     app: &AppId,
     endpoint: &EndpointId,
     status: Option<herald_core::model::DeliveryStatus>,
+    filter: &MessageFilter,
     page: &PageRequest,
 ) -> Result<Page<(Message, Delivery)>, StoreError> {
     let columns = format!(
@@ -409,7 +410,7 @@ pub(crate) fn list_endpoint_messages(
     if let Some(status) = status {
         select = select.and("d.status = ?", [Value::Integer(status.code())]);
     }
-    select.page(connection, "d.msg_id", page, |row| {
+    message_conditions(select, "m", filter).page(connection, "d.msg_id", page, |row| {
         Ok((
             rows::message(row)?,
             rows::delivery_at(row, rows::MESSAGE_COLUMN_COUNT)?,
@@ -423,10 +424,10 @@ pub(crate) fn list_attempts(
     filter: &AttemptFilter,
     page: &PageRequest,
 ) -> Result<Page<Attempt>, StoreError> {
-    let from = if filter.event_types.is_empty() {
-        "attempts a"
-    } else {
+    let from = if filter.needs_messages() {
         "attempts a JOIN messages m ON m.id = a.msg_id"
+    } else {
+        "attempts a"
     };
     let mut select = Select::new(rows::ATTEMPT_COLUMNS, from)
         .and("a.app_id = ?", [text(app.as_str())])
@@ -439,6 +440,24 @@ pub(crate) fn list_attempts(
     }
     if let Some(status) = filter.status {
         select = select.and("a.status = ?", [Value::Integer(status.code())]);
+    }
+    if let Some((low, high)) = filter.status_code_range() {
+        select = select.and(
+            "a.response_status_code >= ? AND a.response_status_code < ?",
+            [Value::Integer(low.into()), Value::Integer(high.into())],
+        );
+    }
+    if let Some(channel) = &filter.channel {
+        select = select.and(
+            "EXISTS (SELECT 1 FROM json_each(m.channels) WHERE value = ?)",
+            [text(channel)],
+        );
+    }
+    if let Some(tag) = &filter.tag {
+        select = select.and(
+            "EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)",
+            [text(tag)],
+        );
     }
     time_bounds(select, "a.timestamp", filter.before, filter.after).page(
         connection,
@@ -551,23 +570,38 @@ pub(crate) struct ReplayStep {
     pub(crate) queued: u64,
 }
 
-/// Queues a delivery to `endpoint`, due at `now`, for each of up to `chunk`
-/// messages of its app after `after` (by id) created in `[since, until)`
-/// that it subscribes to and has no delivery to yet.
+/// Queues a delivery to `endpoint`, due at `now` (or at a scheduled
+/// message's time, if later), for each of up to `chunk` messages of its
+/// app with ids in `(after, before)` created in `[since, until)` that it
+/// subscribes to and has no delivery to yet. The endpoint is read here, in
+/// the chunk's own write, so a replay follows a filter changed meanwhile
+/// and stops when the endpoint is deleted or disabled.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn replay_chunk(
     connection: &Connection,
-    endpoint: &Endpoint,
-    after: &str,
+    endpoint: &EndpointId,
+    (after, before): (&str, &str),
     since: Timestamp,
     until: Option<Timestamp>,
     now: Timestamp,
     chunk: usize,
 ) -> Result<ReplayStep, StoreError> {
+    let mut step = ReplayStep {
+        last: None,
+        scanned: 0,
+        queued: 0,
+    };
+    let Some(endpoint) = crate::catalog::endpoint_by_id(connection, endpoint)? else {
+        return Ok(step);
+    };
+    if endpoint.disabled {
+        return Ok(step);
+    }
     let mut scan = connection
         .prepare_cached(
-            "SELECT id, created_at, event_type, channels FROM messages
-             WHERE app_id = ?1 AND id > ?2 AND created_at >= ?3 AND created_at < ?4
-             ORDER BY id LIMIT ?5",
+            "SELECT id, created_at, deliver_at, event_type, channels FROM messages
+             WHERE app_id = ?1 AND id > ?2 AND id < ?3 AND created_at >= ?4 AND created_at < ?5
+             ORDER BY id LIMIT ?6",
         )
         .map_err(backend)?;
     let mut insert = connection
@@ -575,36 +609,35 @@ pub(crate) fn replay_chunk(
             "INSERT OR IGNORE INTO deliveries (msg_id, endpoint_id, app_id, status,
                  attempt_count, next_attempt_at, lease_until, trigger_type, msg_created_at,
                  updated_at)
-             VALUES (?1, ?2, ?3, 1, 0, ?4, NULL, 1, ?5, ?4)",
+             VALUES (?1, ?2, ?3, 1, 0, ?4, NULL, 1, ?5, ?6)",
         )
         .map_err(backend)?;
     let mut rows = scan
         .query(params![
             endpoint.app_id.as_str(),
             after,
+            before,
             since.0,
             until.map_or(i64::MAX, |until| until.0),
             i64::try_from(chunk).unwrap_or(i64::MAX),
         ])
         .map_err(backend)?;
-    let mut step = ReplayStep {
-        last: None,
-        scanned: 0,
-        queued: 0,
-    };
     while let Some(row) = rows.next().map_err(backend)? {
         let id: String = row.get(0).map_err(backend)?;
         let created_at: i64 = row.get(1).map_err(backend)?;
-        let (event_type, channels) = rows::subscription(row, 2)?;
+        let deliver_at: Option<i64> = row.get(2).map_err(backend)?;
+        let (event_type, channels) = rows::subscription(row, 3)?;
         step.scanned += 1;
         if endpoint.subscribes_to(&event_type, &channels) {
+            let due = deliver_at.map_or(now.0, |at| at.max(now.0));
             let inserted = insert
                 .execute(params![
                     id,
                     endpoint.id.as_str(),
                     endpoint.app_id.as_str(),
+                    due,
+                    created_at,
                     now.0,
-                    created_at
                 ])
                 .map_err(backend)?;
             step.queued += inserted as u64;

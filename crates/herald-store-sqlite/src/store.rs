@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use herald_core::model::{App, Attempt, BackgroundTask, Delivery, Endpoint, EventType, Message};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use herald_store::{
-    ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
-    HandOffTerms, HandedOff, MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store,
-    StoreError, TaskFilter,
+    replay_id_range, ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket,
+    DeliveryOutcome, DeliveryStats, HandOffTerms, HandedOff, MessageFilter, Page, PageRequest,
+    QueueDepth, Recorded, Store, StoreError, TaskFilter,
 };
 
 use crate::{catalog, housekeeping, messages, queue, tasks, tokens, SqliteStore};
@@ -311,12 +311,15 @@ impl Store for SqliteStore {
         app: &AppId,
         endpoint: &EndpointId,
         status: Option<herald_core::model::DeliveryStatus>,
+        filter: MessageFilter,
         page: PageRequest,
     ) -> Result<Page<(Message, Delivery)>> {
         let (app, endpoint) = (app.clone(), endpoint.clone());
         self.readers
             .read(move |connection| {
-                messages::list_endpoint_messages(connection, &app, &endpoint, status, &page)
+                messages::list_endpoint_messages(
+                    connection, &app, &endpoint, status, &filter, &page,
+                )
             })
             .await
     }
@@ -391,20 +394,17 @@ impl Store for SqliteStore {
         until: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<u64> {
-        // In chunks, each its own write, as for `recover`. Ids sort by
-        // creation time, so the walk starts a minute before `since` (ids
-        // and creation times of one message can differ a little) and the
-        // creation time decides.
+        // In chunks, each its own write, as for `recover`.
         const CHUNK: usize = 1_000;
-        let mut after = MessageId::first_at(Timestamp(since.0.saturating_sub(60_000))).to_string();
+        let (mut after, before) = replay_id_range(since, until);
         let mut queued = 0;
         loop {
-            let endpoint = endpoint.clone();
-            let from = after.clone();
+            let id = endpoint.id.clone();
+            let (from, to) = (after.clone(), before.clone());
             let step = self
                 .writer
                 .write(move |connection| {
-                    messages::replay_chunk(connection, &endpoint, &from, since, until, now, CHUNK)
+                    messages::replay_chunk(connection, &id, (&from, &to), since, until, now, CHUNK)
                 })
                 .await?;
             queued += step.queued;

@@ -1433,7 +1433,10 @@ async fn record_attempt_logs_the_attempt_and_moves_the_delivery(store: &dyn Stor
     let app = add_app(store).await;
     let flaky = add_endpoint(store, new_endpoint(&app.id)).await;
     let healthy = add_endpoint(store, new_endpoint(&app.id)).await;
-    let message = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let mut tagged = new_message(&app.id, "invoice.paid", at(0));
+    tagged.channels = vec![Channel::parse("eu").expect("a valid channel")];
+    tagged.tags = vec!["vip".to_owned()];
+    let message = publish(store, tagged).await;
     let other_message = publish(store, new_message(&app.id, "invoice.paid", at(1))).await;
     let claims = claim(store, at(0), 100).await;
     assert_eq!(
@@ -1559,6 +1562,55 @@ async fn record_attempt_logs_the_attempt_and_moves_the_delivery(store: &dyn Stor
             },
             vec![],
             "a message with no attempts",
+        ),
+        (
+            AttemptFilter {
+                status_code_class: Some(200),
+                ..AttemptFilter::default()
+            },
+            vec![&succeeded],
+            "status code class 2xx",
+        ),
+        (
+            AttemptFilter {
+                status_code_class: Some(0),
+                ..AttemptFilter::default()
+            },
+            vec![&failed],
+            "no answer (status code class 0)",
+        ),
+        (
+            AttemptFilter {
+                status_code_class: Some(500),
+                ..AttemptFilter::default()
+            },
+            vec![],
+            "status code class 5xx",
+        ),
+        (
+            AttemptFilter {
+                channel: Some("eu".to_owned()),
+                tag: Some("vip".to_owned()),
+                ..AttemptFilter::default()
+            },
+            vec![&succeeded, &failed],
+            "the message's channel and tag",
+        ),
+        (
+            AttemptFilter {
+                channel: Some("us".to_owned()),
+                ..AttemptFilter::default()
+            },
+            vec![],
+            "another channel",
+        ),
+        (
+            AttemptFilter {
+                tag: Some("other".to_owned()),
+                ..AttemptFilter::default()
+            },
+            vec![],
+            "another tag",
         ),
     ];
     for (filter, expected, what) in cases {
@@ -1881,14 +1933,23 @@ async fn recover_requeues_failed_deliveries_created_in_the_window(store: &dyn St
 /// filter, not those it has a delivery for, and nothing on a second run.
 async fn replay_queues_what_an_endpoint_missed_and_nothing_twice(store: &dyn Store) {
     let app = add_app(store).await;
-    let early = publish(store, new_message(&app.id, "a.b", at(1_000))).await;
-    let unwanted = publish(store, new_message(&app.id, "x.y", at(2_000))).await;
-    let later = publish(store, new_message(&app.id, "c.d", at(3_000))).await;
-    let outside = publish(store, new_message(&app.id, "a.b", at(10_000))).await;
+    // Ids carry their creation time, and a replay walks ids: fix both.
+    let message_at = |event_type: &str, offset: i64| {
+        let mut message = new_message(&app.id, event_type, at(offset));
+        message.id = MessageId::first_at(at(offset));
+        message
+    };
+    let early = publish(store, message_at("a.b", 1_000)).await;
+    let unwanted = publish(store, message_at("x.y", 2_000)).await;
+    let later = publish(store, message_at("c.d", 3_000)).await;
+    let outside = publish(store, message_at("a.b", 10_000)).await;
+    let mut scheduled = message_at("a.b", 4_500);
+    scheduled.deliver_at = Some(at(50_000));
+    let scheduled = publish(store, scheduled).await;
     let mut endpoint = new_endpoint(&app.id);
     endpoint.filter_types = Some(vec![type_name("a.b"), type_name("c.d")]);
     let endpoint = add_endpoint(store, endpoint).await;
-    let sent = new_message(&app.id, "a.b", at(4_000));
+    let sent = message_at("a.b", 4_000);
     store
         .create_message_for_endpoint(sent.clone(), &endpoint.id)
         .await
@@ -1901,7 +1962,14 @@ async fn replay_queues_what_an_endpoint_missed_and_nothing_twice(store: &dyn Sto
         .replay_missing(&endpoint, at(0), Some(at(5_000)), at(20_000))
         .await
         .expect("replay_missing failed");
-    assert_eq!(replayed, 2, "the two subscribed messages of the window");
+    assert_eq!(replayed, 3, "the three subscribed messages of the window");
+    assert_eq!(
+        delivery(store, &app.id, &scheduled.id, &endpoint.id)
+            .await
+            .next_attempt_at,
+        Some(at(50_000)),
+        "a scheduled message keeps its time"
+    );
     for message in [&early, &later] {
         let queued = delivery(store, &app.id, &message.id, &endpoint.id).await;
         assert_eq!(queued.status, DeliveryStatus::Pending);
@@ -1932,6 +2000,19 @@ async fn replay_queues_what_an_endpoint_missed_and_nothing_twice(store: &dyn Sto
             .next_attempt_at,
         Some(at(30_000))
     );
+    let mut disabled = endpoint.clone();
+    disabled.disabled = true;
+    store
+        .update_endpoint(disabled.clone())
+        .await
+        .expect("update_endpoint failed");
+    let unsent = publish(store, message_at("a.b", 40_000)).await;
+    let none = store
+        .replay_missing(&disabled, at(0), None, at(41_000))
+        .await
+        .expect("replay_missing failed");
+    assert_eq!(none, 0, "a disabled endpoint is not replayed to");
+    assert!(deliveries(store, &app.id, &unsent.id).await.is_empty());
 }
 
 async fn endpoint_stats_count_deliveries_by_status(store: &dyn Store) {
@@ -3099,7 +3180,13 @@ async fn an_endpoints_messages_are_listed_with_their_delivery(store: &dyn Store)
     .await;
 
     let listed = store
-        .list_endpoint_messages(&app.id, &endpoint.id, None, everything(true))
+        .list_endpoint_messages(
+            &app.id,
+            &endpoint.id,
+            None,
+            MessageFilter::default(),
+            everything(true),
+        )
         .await
         .expect("list_endpoint_messages failed");
     let seen: Vec<(MessageId, EndpointId)> = listed
@@ -3120,6 +3207,7 @@ async fn an_endpoints_messages_are_listed_with_their_delivery(store: &dyn Store)
             &app.id,
             &endpoint.id,
             Some(DeliveryStatus::Success),
+            MessageFilter::default(),
             everything(true),
         )
         .await
@@ -3130,8 +3218,46 @@ async fn an_endpoints_messages_are_listed_with_their_delivery(store: &dyn Store)
         "the status filter keeps only deliveries in that status"
     );
     assert_eq!(succeeded.items[0].0.id, older.id);
+    let after_older = store
+        .list_endpoint_messages(
+            &app.id,
+            &endpoint.id,
+            None,
+            MessageFilter {
+                after: Some(at(5)),
+                ..MessageFilter::default()
+            },
+            everything(true),
+        )
+        .await
+        .expect("list_endpoint_messages failed");
+    let ids: Vec<&MessageId> = after_older.items.iter().map(|(m, _)| &m.id).collect();
+    assert_eq!(ids, [&newer.id], "the message filters apply");
+    let on_a_channel = store
+        .list_endpoint_messages(
+            &app.id,
+            &endpoint.id,
+            None,
+            MessageFilter {
+                channel: Some("eu".to_owned()),
+                ..MessageFilter::default()
+            },
+            everything(true),
+        )
+        .await
+        .expect("list_endpoint_messages failed");
+    assert!(
+        on_a_channel.items.is_empty(),
+        "no message is on that channel"
+    );
     let elsewhere = store
-        .list_endpoint_messages(&AppId::generate(), &other.id, None, everything(true))
+        .list_endpoint_messages(
+            &AppId::generate(),
+            &other.id,
+            None,
+            MessageFilter::default(),
+            everything(true),
+        )
         .await
         .expect("list_endpoint_messages failed");
     assert!(elsewhere.items.is_empty(), "another app sees nothing");
@@ -3491,6 +3617,19 @@ async fn purging_removes_old_attempts_and_finished_messages_only(store: &dyn Sto
         .await
         .expect("record_attempt failed");
 
+    let task_at = |offset: i64| BackgroundTask {
+        id: TaskId::first_at(at(offset)),
+        kind: TaskKind::EndpointRecover,
+        status: TaskStatus::Finished,
+        data: serde_json::Map::new(),
+        created_at: at(offset),
+        updated_at: at(offset),
+    };
+    let (old_task, new_task) = (task_at(1), task_at(10_000));
+    for task in [&old_task, &new_task] {
+        store.record_task(task).await.expect("record_task failed");
+    }
+
     let mut batches = 0;
     loop {
         let removed = store
@@ -3547,6 +3686,22 @@ async fn purging_removes_old_attempts_and_finished_messages_only(store: &dyn Sto
         "a message still owed must stay"
     );
     assert_eq!(
+        store
+            .task_by_id(&old_task.id)
+            .await
+            .expect("task_by_id failed"),
+        None,
+        "an old background task is purged"
+    );
+    assert_eq!(
+        store
+            .task_by_id(&new_task.id)
+            .await
+            .expect("task_by_id failed"),
+        Some(new_task),
+        "a recent background task stays"
+    );
+    assert_eq!(
         delivery(store, &app.id, &old_owed.id, &endpoint.id)
             .await
             .status,
@@ -3589,6 +3744,10 @@ async fn queue_depths_count_pending_deliveries_per_endpoint(store: &dyn Store) {
         publish(store, new_message(&app.id, "user.created", at(offset))).await;
     }
     publish(store, new_message(&app.id, "invoice.paid", at(7))).await;
+    // Owed from its scheduled time, not from its creation.
+    let mut scheduled = new_message(&app.id, "invoice.paid", at(0));
+    scheduled.deliver_at = Some(at(9));
+    publish(store, scheduled).await;
     let depths = store.queue_depths(10).await.expect("queue_depths failed");
     let summary: Vec<(EndpointId, u64, Timestamp)> = depths
         .iter()
@@ -3602,8 +3761,8 @@ async fn queue_depths_count_pending_deliveries_per_endpoint(store: &dyn Store) {
         .collect();
     assert_eq!(
         summary,
-        vec![(busy.id.clone(), 4, at(1)), (quiet.id.clone(), 1, at(7))],
-        "depths come deepest first with the oldest message's time"
+        vec![(busy.id.clone(), 5, at(1)), (quiet.id.clone(), 2, at(7))],
+        "depths come deepest first with the time the oldest became owed"
     );
     assert!(depths.iter().all(|depth| depth.app_id == app.id));
     assert_eq!(
@@ -3616,7 +3775,7 @@ async fn queue_depths_count_pending_deliveries_per_endpoint(store: &dyn Store) {
         "queue_depths honours its limit"
     );
     let leased = claim(store, at(10), 10).await;
-    assert_eq!(leased.len(), 5);
+    assert_eq!(leased.len(), 7, "every delivery is due by then");
     assert!(
         store
             .queue_depths(10)

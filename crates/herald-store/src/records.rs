@@ -29,9 +29,29 @@ pub struct AttemptFilter {
     pub msg_id: Option<MessageId>,
     pub endpoint_id: Option<EndpointId>,
     pub status: Option<DeliveryStatus>,
+    /// Only answers in this class: 0 (no answer), 100, 200, 300, 400, 500.
+    pub status_code_class: Option<i32>,
     pub event_types: Vec<String>,
+    /// Only attempts of messages on this channel, or with this tag.
+    pub channel: Option<String>,
+    pub tag: Option<String>,
     pub before: Option<Timestamp>,
     pub after: Option<Timestamp>,
+}
+
+impl AttemptFilter {
+    /// Whether the filter reads the attempts' messages.
+    pub fn needs_messages(&self) -> bool {
+        !self.event_types.is_empty() || self.channel.is_some() || self.tag.is_some()
+    }
+
+    /// The response codes `status_code_class` stands for, as `[low, high)`.
+    pub fn status_code_range(&self) -> Option<(i32, i32)> {
+        self.status_code_class.map(|class| match class {
+            0 => (0, 1),
+            class => (class, class + 100),
+        })
+    }
 }
 
 /// Delivery counts of one endpoint by status.
@@ -134,7 +154,8 @@ pub struct QueueDepth {
     pub endpoint_id: EndpointId,
     /// Deliveries waiting for an attempt (pending, not leased).
     pub pending: u64,
-    /// When the oldest of their messages was created: the backlog's age.
+    /// When the oldest of them became owed (its message's creation, or
+    /// its scheduled time): the backlog's age.
     pub oldest_created_at: Timestamp,
 }
 
@@ -168,4 +189,20 @@ pub struct ApiToken {
 pub struct TaskFilter {
     pub status: Option<herald_core::model::TaskStatus>,
     pub kind: Option<herald_core::model::TaskKind>,
+}
+
+/// The message ids a replay of the window `[since, until)` walks, as
+/// `(after, before)`: a minute wider than the window on each side, since a
+/// message's id and its creation time can differ a little (the creation
+/// time decides), and bounded above so that the walk ends with the window
+/// instead of reading every later message. Ids sort by creation time.
+pub fn replay_id_range(since: Timestamp, until: Option<Timestamp>) -> (String, String) {
+    const SLACK_MS: i64 = 60_000;
+    let after = MessageId::first_at(Timestamp(since.0.saturating_sub(SLACK_MS))).to_string();
+    let before = match until {
+        Some(until) => MessageId::first_at(Timestamp(until.0.saturating_add(SLACK_MS))).to_string(),
+        // Sorts after every id: `~` comes after the digits and letters.
+        None => format!("{}~", MessageId::PREFIX),
+    };
+    (after, before)
 }

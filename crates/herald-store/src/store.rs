@@ -129,6 +129,7 @@ pub trait Store: SourceStore + Send + Sync + 'static {
         app: &AppId,
         endpoint: &EndpointId,
         status: Option<herald_core::model::DeliveryStatus>,
+        filter: MessageFilter,
         page: PageRequest,
     ) -> Result<Page<(Message, Delivery)>>;
     /// Attempts of `app` matching `filter`, newest first.

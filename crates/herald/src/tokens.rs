@@ -69,13 +69,13 @@ impl DatabaseArgs {
 pub(crate) fn run(command: TokenCommand, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create { database, name } => {
-            let tokens = runtime.block_on(Tokens::open(database.database()?))?;
+            let tokens = runtime.block_on(Tokens::open(database.database()?, true))?;
             let (token, record) = new_api_token(name, SystemClock.now());
             runtime.block_on(tokens.add(&record))?;
             println!("{token}");
         }
         TokenCommand::List { database } => {
-            let tokens = runtime.block_on(Tokens::open(database.database()?))?;
+            let tokens = runtime.block_on(Tokens::open(database.database()?, false))?;
             let listed = runtime.block_on(tokens.list())?;
             println!(
                 "{:<ID_DIGITS$}  {:<20}  {:<10}  CREATED",
@@ -95,12 +95,18 @@ pub(crate) fn run(command: TokenCommand, runtime: &tokio::runtime::Runtime) -> a
             }
         }
         TokenCommand::Revoke { database, token } => {
-            let tokens = runtime.block_on(Tokens::open(database.database()?))?;
+            let tokens = runtime.block_on(Tokens::open(database.database()?, false))?;
             let hash = runtime.block_on(resolve(&tokens, &token))?;
             if !runtime.block_on(tokens.remove(&hash))? {
                 bail!("no stored token matches; it may be revoked already");
             }
             println!("revoked {}", hash.get(..ID_DIGITS).unwrap_or(&hash));
+            if runtime.block_on(tokens.list())?.is_empty() {
+                eprintln!(
+                    "that was the last stored token: a server started without \
+                     HERALD_ADMIN_TOKEN will create a new one and print it"
+                );
+            }
         }
     }
     Ok(())
@@ -140,9 +146,15 @@ enum Tokens {
 }
 
 impl Tokens {
-    async fn open(database: Database) -> anyhow::Result<Self> {
+    /// Opens the token table; `create` lets a missing SQLite file be made
+    /// (creating a token), otherwise a mistyped path is an error, not an
+    /// empty new database.
+    async fn open(database: Database, create: bool) -> anyhow::Result<Self> {
         Ok(match database {
             Database::Sqlite(path) => {
+                if !create && !path.exists() {
+                    bail!("there is no database at {}", path.display());
+                }
                 let file = TokenFile::open(&path)
                     .with_context(|| format!("cannot open the database at {}", path.display()))?;
                 Self::Sqlite(file, path)

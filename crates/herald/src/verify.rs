@@ -28,7 +28,8 @@ pub(crate) struct VerifyArgs {
     #[arg(long, env = "HERALD_VERIFY_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// A source config as JSON, as `POST /ingest/api/v1/source` takes it;
-    /// `--secret` fills in its secret.
+    /// `--secret` fills in its `secret` (or its verifier's, for the generic
+    /// schemes that take one: twilio, gitlab, hmac).
     #[arg(long, value_name = "JSON")]
     config: Option<String>,
     /// A request header, `Name: value`; repeat for each one.

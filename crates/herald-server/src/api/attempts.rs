@@ -83,6 +83,12 @@ pub(crate) struct ListParams {
     with_content: Option<bool>,
     /// Only attempts of messages of these event types, comma-separated.
     event_types: Option<String>,
+    /// Only answers in this class: 0 (none), 100, 200, 300, 400 or 500.
+    status_code_class: Option<i32>,
+    /// Only attempts of messages published on this channel.
+    channel: Option<String>,
+    /// Only attempts of messages with this tag.
+    tag: Option<String>,
 }
 
 impl ListParams {
@@ -94,11 +100,22 @@ impl ListParams {
                     .ok_or_else(|| ApiError::invalid_query("status", "must be 0, 1, 2 or 3"))
             })
             .transpose()?;
+        if let Some(class) = self.status_code_class {
+            if !(0..=500).contains(&class) || class % 100 != 0 {
+                return Err(ApiError::invalid_query(
+                    "status_code_class",
+                    "must be 0, 100, 200, 300, 400 or 500",
+                ));
+            }
+        }
         Ok(AttemptFilter {
             msg_id: None,
             endpoint_id: None,
             status,
+            status_code_class: self.status_code_class,
             event_types: comma_list(self.event_types.as_deref()),
+            channel: self.channel.clone(),
+            tag: self.tag.clone(),
             before: query_time("before", self.before.as_deref())?,
             after: query_time("after", self.after.as_deref())?,
         })

@@ -975,6 +975,12 @@ pub(crate) async fn replay_missing(
 ) -> Result<impl IntoResponse, ApiError> {
     let endpoint = load_endpoint(&state, &app, &reference).await?;
     let (since, until) = input.window()?;
+    if endpoint.disabled {
+        // Every replayed delivery would fail at once without a request.
+        return Err(ApiError::Conflict(
+            "the endpoint is disabled; enable it before replaying to it".into(),
+        ));
+    }
     let now = state.clock.now();
     let replayed = state
         .store

@@ -359,6 +359,23 @@ pub(crate) struct MessageListParams {
     event_types: Option<String>,
 }
 
+/// The message filters Svix's lists take, checked.
+fn message_filter(
+    event_types: Option<&str>,
+    channel: Option<String>,
+    tag: Option<String>,
+    before: Option<&str>,
+    after: Option<&str>,
+) -> Result<MessageFilter, ApiError> {
+    Ok(MessageFilter {
+        event_types: comma_list(event_types),
+        channel,
+        tag,
+        before: query_time("before", before)?,
+        after: query_time("after", after)?,
+    })
+}
+
 /// Lists an app's messages, newest first.
 #[utoipa::path(
     get,
@@ -375,13 +392,13 @@ pub(crate) async fn list(
 ) -> Result<Json<ListResponse<MessageOut>>, ApiError> {
     let app = load_app(&state, &app).await?;
     let request = page_request(params.limit, params.iterator.as_deref(), None, true)?;
-    let filter = MessageFilter {
-        event_types: comma_list(params.event_types.as_deref()),
-        channel: params.channel,
-        tag: params.tag,
-        before: query_time("before", params.before.as_deref())?,
-        after: query_time("after", params.after.as_deref())?,
-    };
+    let filter = message_filter(
+        params.event_types.as_deref(),
+        params.channel,
+        params.tag,
+        params.before.as_deref(),
+        params.after.as_deref(),
+    )?;
     let with_content = params.with_content.unwrap_or(true);
     let page = state
         .store
@@ -532,6 +549,16 @@ pub(crate) struct EndpointMessagesParams {
     status: Option<i64>,
     /// Answer payloads (the default), or `{}` in their place.
     with_content: Option<bool>,
+    /// Only messages published on this channel.
+    channel: Option<String>,
+    /// Only messages with this tag.
+    tag: Option<String>,
+    /// Only messages created before this RFC 3339 time.
+    before: Option<String>,
+    /// Only messages created after this RFC 3339 time.
+    after: Option<String>,
+    /// Only these event types, comma-separated.
+    event_types: Option<String>,
 }
 
 /// The messages sent (or due) to one endpoint, newest first, with that
@@ -558,10 +585,23 @@ pub(crate) async fn of_endpoint(
         })
         .transpose()?;
     let request = page_request(params.limit, params.iterator.as_deref(), None, true)?;
+    let filter = message_filter(
+        params.event_types.as_deref(),
+        params.channel,
+        params.tag,
+        params.before.as_deref(),
+        params.after.as_deref(),
+    )?;
     let with_content = params.with_content.unwrap_or(true);
     let page = state
         .store
-        .list_endpoint_messages(&endpoint.app_id, &endpoint.id, status, request.clone())
+        .list_endpoint_messages(
+            &endpoint.app_id,
+            &endpoint.id,
+            status,
+            filter,
+            request.clone(),
+        )
         .await?;
     Ok(Json(list_response(
         page,

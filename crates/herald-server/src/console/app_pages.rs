@@ -464,6 +464,7 @@ async fn endpoint_page(
             &app.id,
             &endpoint.id,
             Some(DeliveryStatus::Fail),
+            MessageFilter::default(),
             PageRequest {
                 limit: 10,
                 cursor: Cursor::Start,
