@@ -14,6 +14,7 @@ import sys
 import time
 
 from svix.api import (
+    AppPortalAccessIn,
     ApplicationIn,
     BackgroundTaskListOptions,
     BackgroundTaskType,
@@ -174,5 +175,15 @@ waiting = client.message_attempt.list_attempted_destinations(
 )
 assert [(d.id, d.status, d.next_attempt) for d in waiting.data] == [(endpoint.id, 1, later)], waiting
 assert waiting.done, waiting
+
+# An application's portal token is an API token for that application alone.
+access = client.authentication.app_portal_access(app.id, AppPortalAccessIn())
+tenant = Svix(access.token, SvixOptions(server_url=os.environ["HERALD_URL"], retry_schedule=[0.05]))
+assert endpoint.id in [e.id for e in tenant.endpoint.list(app.id).data]
+try:
+    tenant.application.list()
+    sys.exit("expected a 403 for another application's business")
+except HttpError as error:
+    assert error.status_code == 403 and error.code == "forbidden", error
 
 print(f"delivered {message.id}")

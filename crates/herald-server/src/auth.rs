@@ -10,8 +10,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -124,7 +126,11 @@ impl Tokens {
     }
 }
 
-/// Rejects requests without a valid `Authorization: Bearer <token>`.
+/// Rejects requests without a valid `Authorization: Bearer <token>`: an
+/// API token reaches everything; an application's portal token (from
+/// `POST /auth/app-portal-access/{app}`, as in Svix) only that
+/// application's resources and the event types, and only to read them
+/// when it is read-only.
 pub(crate) async fn require_token(
     State(state): State<AppState>,
     request: Request,
@@ -142,8 +148,61 @@ pub(crate) async fn require_token(
         .ok_or(ApiError::Unauthorized(
             "Authorization must be 'Bearer <token>'",
         ))?;
-    if !state.tokens.accepts(token).await? {
-        return Err(ApiError::Unauthorized("invalid token"));
+    if state.tokens.accepts(token).await? {
+        return Ok(next.run(request).await);
     }
-    Ok(next.run(request).await)
+    let Some(grant) = crate::console::portal::grant_of(&state, token).await? else {
+        return Err(ApiError::Unauthorized("invalid token"));
+    };
+    let (mut parts, body) = request.into_parts();
+    within_app(&state, &mut parts, &grant.app, grant.can_write).await?;
+    Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
+/// Whether a request made with `app`'s token stays within what it grants.
+async fn within_app(
+    state: &AppState,
+    parts: &mut Parts,
+    app: &herald_core::AppId,
+    can_write: bool,
+) -> Result<(), ApiError> {
+    // Inside the `/api/v1` router the prefix is already stripped; the
+    // checks read the path as sent either way (as routing does, so an
+    // encoded name cannot slip by).
+    let full = parts.uri.path();
+    let path = full.strip_prefix("/api/v1").unwrap_or(full).to_owned();
+    let params = RawPathParams::from_request_parts(parts, state).await.ok();
+    let reference = params
+        .iter()
+        .flat_map(|params| params.iter())
+        .find(|(name, _)| *name == "app")
+        .map(|(_, value)| value.to_owned());
+    let reads = parts.method == Method::GET || parts.method == Method::HEAD;
+    let Some(reference) = reference else {
+        // The portal lists the event types to subscribe to; nothing else
+        // outside an application is an application's business.
+        if reads && path.starts_with("/event-type") {
+            return Ok(());
+        }
+        return Err(ApiError::Forbidden(
+            "an application's token reaches only that application; this needs an API token",
+        ));
+    };
+    let owner = state.store.app_by_ref(&reference).await?;
+    if owner.as_ref().map(|owner| &owner.id) != Some(app) {
+        return Err(ApiError::Forbidden("this token is for another application"));
+    }
+    // `/app/{app}` itself: one segment after `app/`.
+    let the_app_itself = path
+        .strip_prefix("/app/")
+        .is_some_and(|rest| !rest.trim_end_matches('/').contains('/'));
+    if path.starts_with("/auth/") || (the_app_itself && !reads) {
+        return Err(ApiError::Forbidden(
+            "an application's token cannot change its application or grant access to it",
+        ));
+    }
+    if !reads && !can_write {
+        return Err(ApiError::Forbidden("this token is read-only"));
+    }
+    Ok(())
 }

@@ -29,6 +29,10 @@ pub enum ApiError {
     /// Missing or unknown bearer token.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The token is genuine but does not reach this (an application's
+    /// token used outside its application, or a read-only one writing).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// The body is not JSON at all.
     #[error("{0}")]
     BadRequest(String),
@@ -100,6 +104,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "authentication_failed"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

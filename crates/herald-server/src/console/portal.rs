@@ -40,6 +40,17 @@ pub(crate) struct AppPortalAccessOut {
     pub(crate) token: String,
 }
 
+/// What a portal token grants, if it is one, genuine and unexpired: the
+/// API accepts it as a bearer token for its application alone.
+pub(crate) async fn grant_of(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<PortalGrant>, ApiError> {
+    Ok(guard::signer(state)
+        .await?
+        .open_portal_token(token, state.clock.now()))
+}
+
 /// Signs a portal link for `app`.
 pub(super) async fn issue(
     state: &AppState,

@@ -1,6 +1,6 @@
 //! The REST API's resources, status codes and list shape.
 
-use herald_test_support::TestServer;
+use herald_test_support::{Api, TestServer};
 use reqwest::Method;
 use serde_json::json;
 
@@ -401,5 +401,88 @@ herald_test_support::test_on_both_backends! {
             .get(&format!("/api/v1/app/{app}/endpoint/{endpoint}/secret"))
             .await;
         assert_eq!(current["key"], new_key);
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn an_applications_portal_token_reaches_that_application_alone() {
+        let server = TestServer::start().await;
+        let admin = &server.api;
+        let acme = admin.create_app("acme").await;
+        let other = admin.create_app("other").await;
+        admin
+            .post("/api/v1/event-type", json!({"name": "invoice.paid", "description": "x"}), 201)
+            .await;
+        let portal = |read_only: bool| {
+            let path = format!("/api/v1/auth/app-portal-access/{acme}");
+            async move {
+                let access = admin.post(&path, json!({"readOnly": read_only}), 200).await;
+                Api::new(admin.base.clone(), access["token"].as_str().expect("token"))
+            }
+        };
+        let tenant = portal(false).await;
+        let status = |api: &Api, method: Method, path: String, body: Option<serde_json::Value>| {
+            let api = api.clone();
+            async move { api.request(method, &path, body, &[]).await }
+        };
+
+        // Its own application: read and write.
+        let own = [
+            (Method::GET, format!("/api/v1/app/{acme}"), None),
+            (Method::GET, format!("/api/v1/app/{acme}/endpoint"), None),
+            (Method::GET, format!("/api/v1/app/{acme}/msg"), None),
+            (Method::GET, "/api/v1/event-type".to_owned(), None),
+        ];
+        for (method, path, body) in own {
+            let (code, answer) = status(&tenant, method, path.clone(), body).await;
+            assert_eq!(code, 200, "{path}: {answer}");
+        }
+        let (code, created) = status(
+            &tenant,
+            Method::POST,
+            format!("/api/v1/app/{acme}/endpoint"),
+            Some(json!({"url": "https://receiver.example/hook"})),
+        )
+        .await;
+        assert_eq!(code, 201, "{created}");
+
+        // Anything else: 403, with the error shape of every answer.
+        let elsewhere = [
+            (Method::GET, format!("/api/v1/app/{other}"), None),
+            (Method::GET, format!("/api/v1/app/{other}/msg"), None),
+            (Method::GET, "/api/v1/app".to_owned(), None),
+            (Method::DELETE, format!("/api/v1/app/{acme}"), None),
+            (Method::PATCH, format!("/api/v1/app/{acme}"), Some(json!({"name": "x"}))),
+            (
+                Method::POST,
+                "/api/v1/event-type".to_owned(),
+                Some(json!({"name": "a.b", "description": "x"})),
+            ),
+            (Method::POST, format!("/api/v1/auth/app-portal-access/{acme}"), None),
+            (Method::GET, "/api/v1/background-task".to_owned(), None),
+            (Method::GET, "/ingest/api/v1/source".to_owned(), None),
+            (Method::GET, "/metrics".to_owned(), None),
+        ];
+        for (method, path, body) in elsewhere {
+            let (code, answer) = status(&tenant, method.clone(), path.clone(), body).await;
+            assert_eq!(code, 403, "{method} {path}: {answer}");
+            assert_eq!(answer["code"], "forbidden", "{path}");
+        }
+
+        let reader = portal(true).await;
+        let (code, _) = status(&reader, Method::GET, format!("/api/v1/app/{acme}/endpoint"), None).await;
+        assert_eq!(code, 200);
+        let (code, answer) = status(
+            &reader,
+            Method::POST,
+            format!("/api/v1/app/{acme}/msg"),
+            Some(json!({"eventType": "invoice.paid", "payload": {}})),
+        )
+        .await;
+        assert_eq!(code, 403, "a read-only token writes nothing: {answer}");
+
+        let forged = Api::new(admin.base.clone(), "not-a-token");
+        let (code, _) = status(&forged, Method::GET, format!("/api/v1/app/{acme}"), None).await;
+        assert_eq!(code, 401);
     }
 }
