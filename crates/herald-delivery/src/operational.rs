@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use herald_core::model::{App, Endpoint, Message, Metadata};
+use herald_core::model::{App, BackgroundTask, Endpoint, Message, Metadata};
 use herald_core::{AppId, AttemptId, Clock, EndpointId, EventTypeName, MessageId, Timestamp, Uid};
 use herald_store::{Store, StoreError};
 use serde_json::{json, Value};
@@ -23,8 +23,12 @@ pub const OPERATIONAL_APP_UID: &str = "herald-operational-webhooks";
 
 /// The event types an operational endpoint can receive.
 pub const OPERATIONAL_EVENT_TYPES: &[&str] = &[
+    "background_task.finished",
+    "endpoint.created",
+    "endpoint.deleted",
     "endpoint.disabled",
     "endpoint.enabled",
+    "endpoint.updated",
     "message.attempt.exhausted",
     "message.attempt.failing",
     "message.attempt.recovered",
@@ -60,6 +64,17 @@ pub enum OperationalEvent {
         endpoint: Box<Endpoint>,
         app_uid: Option<Uid>,
     },
+    /// An endpoint was created, edited or deleted (by the API or console).
+    EndpointChanged {
+        change: EndpointChange,
+        endpoint: Box<Endpoint>,
+        app_uid: Option<Uid>,
+    },
+    /// A recover or replay of one of `app_id`'s endpoints ended.
+    TaskFinished {
+        app_id: AppId,
+        task: Box<BackgroundTask>,
+    },
     /// `kind` is `exhausted`, `failing` or `recovered`.
     Attempt {
         kind: AttemptEvent,
@@ -70,6 +85,14 @@ pub enum OperationalEvent {
         endpoint_id: EndpointId,
         last_attempt: LastAttempt,
     },
+}
+
+/// Which `endpoint.*` lifecycle event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointChange {
+    Created,
+    Updated,
+    Deleted,
 }
 
 /// Which `message.attempt.*` event.
@@ -93,6 +116,12 @@ impl OperationalEvent {
         match self {
             Self::EndpointDisabled { .. } => "endpoint.disabled",
             Self::EndpointEnabled { .. } => "endpoint.enabled",
+            Self::EndpointChanged { change, .. } => match change {
+                EndpointChange::Created => "endpoint.created",
+                EndpointChange::Updated => "endpoint.updated",
+                EndpointChange::Deleted => "endpoint.deleted",
+            },
+            Self::TaskFinished { .. } => "background_task.finished",
             Self::Attempt { kind, .. } => match kind {
                 AttemptEvent::Exhausted => "message.attempt.exhausted",
                 AttemptEvent::Failing => "message.attempt.failing",
@@ -104,10 +133,10 @@ impl OperationalEvent {
     /// The application the event is about.
     fn subject_app(&self) -> &AppId {
         match self {
-            Self::EndpointDisabled { endpoint, .. } | Self::EndpointEnabled { endpoint, .. } => {
-                &endpoint.app_id
-            }
-            Self::Attempt { app_id, .. } => app_id,
+            Self::EndpointDisabled { endpoint, .. }
+            | Self::EndpointEnabled { endpoint, .. }
+            | Self::EndpointChanged { endpoint, .. } => &endpoint.app_id,
+            Self::Attempt { app_id, .. } | Self::TaskFinished { app_id, .. } => app_id,
         }
     }
 
@@ -131,11 +160,20 @@ impl OperationalEvent {
                     DisableTrigger::Automatic => "automatic",
                 },
             }),
-            Self::EndpointEnabled { endpoint, app_uid } => json!({
+            Self::EndpointEnabled { endpoint, app_uid }
+            | Self::EndpointChanged {
+                endpoint, app_uid, ..
+            } => json!({
                 "appId": endpoint.app_id,
                 "appUid": uid(app_uid),
                 "endpointId": endpoint.id,
                 "endpointUid": uid(&endpoint.uid),
+            }),
+            Self::TaskFinished { task, .. } => json!({
+                "data": task.data,
+                "status": task.status.as_str(),
+                "task": task.kind.as_str(),
+                "taskId": task.id,
             }),
             Self::Attempt {
                 app_id,

@@ -3,13 +3,15 @@
 
 use axum::extract::{Path, State};
 use herald_core::model::{BackgroundTask, TaskKind, TaskStatus};
-use herald_core::TaskId;
+use herald_core::{AppId, TaskId};
+use herald_delivery::operational::OperationalEvent;
 use herald_store::TaskFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::openapi::paths::TaskPath;
+use crate::api::operational;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
@@ -42,10 +44,12 @@ impl From<BackgroundTask> for BackgroundTaskOut {
     }
 }
 
-/// Records a task that ran to its end within the request that asked for
-/// it, with what it came to; answers it as the API shows it.
+/// Records a task about one of `app`'s endpoints that ran to its end
+/// within the request that asked for it, with what it came to, and raises
+/// `background_task.finished`; answers the task as the API shows it.
 pub(crate) async fn record_finished(
     state: &AppState,
+    app: &AppId,
     kind: TaskKind,
     data: Map<String, Value>,
 ) -> Result<BackgroundTaskOut, ApiError> {
@@ -59,6 +63,11 @@ pub(crate) async fn record_finished(
         updated_at: now,
     };
     state.store.record_task(&task).await?;
+    let event = OperationalEvent::TaskFinished {
+        app_id: app.clone(),
+        task: Box::new(task.clone()),
+    };
+    operational::raise(state, event).await;
     Ok(task.into())
 }
 

@@ -10,7 +10,7 @@ use herald_core::model::{Endpoint, Metadata, RetiredKey, TaskKind, RESERVED_HEAD
 use herald_core::{
     AppId, Channel, EndpointId, EndpointUrl, EventTypeName, SigningKey, Timestamp, Uid,
 };
-use herald_delivery::operational::{DisableTrigger, OperationalEvent};
+use herald_delivery::operational::{DisableTrigger, EndpointChange, OperationalEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -19,6 +19,7 @@ use crate::api::apps::load_app;
 use crate::api::background_tasks::{self, BackgroundTaskOut};
 use crate::api::messages::{self, MessageOut};
 use crate::api::openapi::paths::{AppPath, EndpointPath};
+use crate::api::operational;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
@@ -481,7 +482,27 @@ pub(crate) async fn create_in(
         key,
         input.headers.take().unwrap_or_default(),
     )?;
-    Ok(state.store.create_endpoint(endpoint).await?)
+    let endpoint = state.store.create_endpoint(endpoint).await?;
+    announce(state, &endpoint, EndpointChange::Created).await;
+    Ok(endpoint)
+}
+
+/// Tells the operator's operational endpoints that `endpoint` was created,
+/// edited or deleted (see [`operational::raise`]).
+async fn announce(state: &AppState, endpoint: &Endpoint, change: EndpointChange) {
+    let app_uid = match state.store.app_by_ref(endpoint.app_id.as_str()).await {
+        Ok(app) => app.and_then(|app| app.uid),
+        Err(error) => {
+            tracing::warn!(%error, endpoint = %endpoint.id, "cannot announce an endpoint change");
+            return;
+        }
+    };
+    let event = OperationalEvent::EndpointChanged {
+        change,
+        endpoint: Box::new(endpoint.clone()),
+        app_uid,
+    };
+    operational::raise(state, event).await;
 }
 
 /// One endpoint by id or uid.
@@ -653,6 +674,7 @@ pub(crate) async fn save(
     endpoint.updated_at = state.clock.now();
     let endpoint = state.store.update_endpoint(endpoint).await?;
     state.engine.endpoint_changed(&endpoint.id);
+    announce(state, &endpoint, EndpointChange::Updated).await;
     if endpoint.disabled == was_disabled {
         return Ok(endpoint);
     }
@@ -711,6 +733,7 @@ pub(crate) async fn remove(state: &AppState, endpoint: &Endpoint) -> Result<Stat
         .store
         .delete_endpoint(&endpoint.app_id, &endpoint.id, state.clock.now())
         .await?;
+    announce(state, endpoint, EndpointChange::Deleted).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -989,7 +1012,9 @@ pub(crate) async fn replay_missing(
     state.engine.wake();
     tracing::info!(endpoint = %endpoint.id, replayed, "replaying missed messages");
     let data = Map::from_iter([("messagesSent".to_owned(), Value::from(replayed))]);
-    let task = background_tasks::record_finished(&state, TaskKind::EndpointReplay, data).await?;
+    let task =
+        background_tasks::record_finished(&state, &endpoint.app_id, TaskKind::EndpointReplay, data)
+            .await?;
     Ok((StatusCode::ACCEPTED, Json(ReplayOut { task, replayed })))
 }
 
@@ -1016,7 +1041,13 @@ pub(crate) async fn recover(
     state.engine.wake();
     tracing::info!(endpoint = %endpoint.id, recovered, "recovering failed deliveries");
     let data = Map::from_iter([("messagesSent".to_owned(), Value::from(recovered))]);
-    let task = background_tasks::record_finished(&state, TaskKind::EndpointRecover, data).await?;
+    let task = background_tasks::record_finished(
+        &state,
+        &endpoint.app_id,
+        TaskKind::EndpointRecover,
+        data,
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(RecoverOut { task, recovered })))
 }
 

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use herald_core::AppId;
-use herald_delivery::operational::OPERATIONAL_EVENT_TYPES;
+use herald_delivery::operational::{OperationalEvent, OPERATIONAL_EVENT_TYPES};
 
 use crate::api::endpoints::{
     self, EndpointHeadersIn, EndpointHeadersOut, EndpointIn, EndpointOut, EndpointSecretOut,
@@ -23,6 +23,18 @@ use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
 use crate::wire::{ListParams, ListResponse};
+
+/// Raises `event` after the change it reports was committed: an event that
+/// cannot be stored is logged, and the caller still hears of its success.
+pub(crate) async fn raise(state: &AppState, event: OperationalEvent) {
+    match state.engine.operational().emit(&event).await {
+        Ok(true) => state.engine.wake(),
+        Ok(false) => {}
+        Err(error) => {
+            tracing::warn!(%error, event = event.event_type(), "cannot raise an operational event")
+        }
+    }
+}
 
 /// The operational app, created on first use.
 async fn operational_app(state: &AppState) -> Result<AppId, ApiError> {

@@ -389,3 +389,50 @@ herald_test_support::test_on_both_backends! {
         );
     }
 }
+
+herald_test_support::test_on_both_backends! {
+    async fn the_operator_hears_of_endpoint_changes_and_finished_tasks() {
+        let server = TestServer::start().await;
+        let operator = Receiver::start(Behaviour::Accept).await;
+        let kinds = [
+            "endpoint.created",
+            "endpoint.updated",
+            "endpoint.deleted",
+            "background_task.finished",
+        ];
+        let secret = operational_endpoint(&server, &operator.url("ops"), &kinds).await;
+        let api = &server.api;
+        let app = api.create_app("Tenant").await;
+        let (endpoint_id, _) = api
+            .create_endpoint(&app, json!({ "url": "https://receiver.example/hook" }))
+            .await;
+        let path = format!("/api/v1/app/{app}/endpoint/{endpoint_id}");
+        let (status, _) = api
+            .request(reqwest::Method::PATCH, &path, Some(json!({"description": "billing"})), &[])
+            .await;
+        assert_eq!(status, 200);
+        let since = "2000-01-01T00:00:00Z";
+        let recovered = api
+            .post(&format!("{path}/recover"), json!({ "since": since }), 202)
+            .await;
+        let (status, _) = api.request(reqwest::Method::DELETE, &path, None, &[]).await;
+        assert_eq!(status, 204);
+
+        for kind in ["endpoint.created", "endpoint.updated", "endpoint.deleted"] {
+            let event = eventually(&format!("{kind} reaches the operator"), DEADLINE, || async {
+                operational_event(&operator, &secret, kind)
+            })
+            .await;
+            assert_eq!(event["data"]["appId"], app.as_str(), "{event}");
+            assert_eq!(event["data"]["endpointId"], endpoint_id.as_str(), "{event}");
+        }
+        let finished = eventually("background_task.finished reaches the operator", DEADLINE, || async {
+            operational_event(&operator, &secret, "background_task.finished")
+        })
+        .await;
+        assert_eq!(finished["data"]["taskId"], recovered["id"], "{finished}");
+        assert_eq!(finished["data"]["task"], "endpoint.recover");
+        assert_eq!(finished["data"]["status"], "finished");
+        assert_eq!(finished["data"]["data"], json!({"messagesSent": 0}));
+    }
+}
