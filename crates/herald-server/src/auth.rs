@@ -97,7 +97,13 @@ impl Tokens {
     }
 
     pub(crate) async fn accepts(&self, token: &str) -> Result<bool, StoreError> {
-        let hash = hash_token(token);
+        self.accepts_hash(&hash_token(token)).await
+    }
+
+    /// Whether the token with this hash is accepted (a console session
+    /// keeps the hash of the token it was opened with, never the token).
+    pub(crate) async fn accepts_hash(&self, hash: &str) -> Result<bool, StoreError> {
+        let hash = hash.to_owned();
         // Comparing hashes by lookup leaks nothing useful about a token: an
         // attacker cannot choose inputs that produce hash prefixes.
         if self.configured.as_ref() == Some(&hash) {

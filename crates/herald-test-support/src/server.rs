@@ -77,6 +77,9 @@ pub struct TestServer {
     pub database: PathBuf,
     /// The backend this server stores its data in.
     pub backend: Backend,
+    /// The server's store, for what a test does beside the API the way
+    /// the CLI does (API tokens).
+    pub store: Arc<dyn Store>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
     _dir: TempDir,
@@ -134,9 +137,10 @@ impl TestServer {
             ..DeliveryConfig::default()
         };
         let stop = shutdown.clone();
+        let served = store.clone();
         let task = tokio::spawn(async move {
             herald_server::serve(
-                store,
+                served,
                 Arc::new(SystemClock),
                 server,
                 delivery,
@@ -152,6 +156,7 @@ impl TestServer {
             address,
             database,
             backend,
+            store,
             shutdown,
             task: Some(task),
             _dir: dir,

@@ -1009,13 +1009,23 @@ pub(crate) async fn replay_missing(
         .store
         .replay_missing(&endpoint, since, until, now)
         .await?;
-    state.engine.wake();
-    tracing::info!(endpoint = %endpoint.id, replayed, "replaying missed messages");
-    let data = Map::from_iter([("messagesSent".to_owned(), Value::from(replayed))]);
-    let task =
-        background_tasks::record_finished(&state, &endpoint.app_id, TaskKind::EndpointReplay, data)
-            .await?;
+    let task = queued_by_task(&state, &endpoint, TaskKind::EndpointReplay, replayed).await?;
     Ok((StatusCode::ACCEPTED, Json(ReplayOut { task, replayed })))
+}
+
+/// After a recover or replay queued `queued` deliveries to `endpoint`:
+/// wakes the engine for them and records the task, with Svix's
+/// `messagesSent`.
+async fn queued_by_task(
+    state: &AppState,
+    endpoint: &Endpoint,
+    kind: TaskKind,
+    queued: u64,
+) -> Result<BackgroundTaskOut, ApiError> {
+    state.engine.wake();
+    tracing::info!(endpoint = %endpoint.id, queued, task = kind.as_str(), "deliveries queued");
+    let data = Map::from_iter([("messagesSent".to_owned(), Value::from(queued))]);
+    background_tasks::record_finished(state, &endpoint.app_id, kind, data).await
 }
 
 /// Re-queues the endpoint's failed deliveries of messages created in
@@ -1038,16 +1048,7 @@ pub(crate) async fn recover(
     let (since, until) = input.window()?;
     let now = state.clock.now();
     let recovered = state.store.recover(&endpoint.id, since, until, now).await?;
-    state.engine.wake();
-    tracing::info!(endpoint = %endpoint.id, recovered, "recovering failed deliveries");
-    let data = Map::from_iter([("messagesSent".to_owned(), Value::from(recovered))]);
-    let task = background_tasks::record_finished(
-        &state,
-        &endpoint.app_id,
-        TaskKind::EndpointRecover,
-        data,
-    )
-    .await?;
+    let task = queued_by_task(&state, &endpoint, TaskKind::EndpointRecover, recovered).await?;
     Ok((StatusCode::ACCEPTED, Json(RecoverOut { task, recovered })))
 }
 

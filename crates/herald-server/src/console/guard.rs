@@ -50,13 +50,21 @@ pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
         .map(|(_, value)| value)
 }
 
-/// The CSRF secret of a valid operator session in `headers`.
+/// The CSRF secret of a valid operator session in `headers`: unexpired,
+/// and opened with an API token that has not been revoked since.
 async fn session_nonce(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(cookie) = cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
     let signer = signer(state).await?;
-    Ok(signer.open_session(cookie, state.clock.now()))
+    let Some((nonce, token_hash)) = signer.open_session(cookie, state.clock.now()) else {
+        return Ok(None);
+    };
+    Ok(state
+        .tokens
+        .accepts_hash(&token_hash)
+        .await?
+        .then_some(nonce))
 }
 
 pub(super) async fn signer(state: &AppState) -> Result<&Signer, ApiError> {

@@ -99,18 +99,27 @@ impl Signer {
             .is_ok_and(|given| self.mac(purpose, secret).verify_slice(&given).is_ok())
     }
 
-    /// An operator session valid until `expires_at`; its nonce keys its
-    /// CSRF token.
-    pub(crate) fn session(&self, expires_at: Timestamp) -> String {
-        self.sign("session", &format!("{}.{}", expires_at.0, nonce()))
+    /// An operator session valid until `expires_at`, opened with the API
+    /// token whose hash is `token_hash` (so that revoking the token ends
+    /// the session); its nonce keys its CSRF token.
+    pub(crate) fn session(&self, expires_at: Timestamp, token_hash: &str) -> String {
+        self.sign(
+            "session",
+            &format!("{}.{}.{token_hash}", expires_at.0, nonce()),
+        )
     }
 
-    /// The nonce of a session cookie still valid at `now`.
-    pub(crate) fn open_session(&self, cookie: &str, now: Timestamp) -> Option<String> {
+    /// The nonce and token hash of a session cookie still valid at `now`.
+    pub(crate) fn open_session(&self, cookie: &str, now: Timestamp) -> Option<(String, String)> {
         let payload = self.open("session", cookie)?;
-        let (expires_at, nonce) = payload.split_once('.')?;
-        let expires_at: i64 = expires_at.parse().ok()?;
-        (now.0 < expires_at).then(|| nonce.to_owned())
+        let mut parts = payload.split('.');
+        let expires_at: i64 = parts.next()?.parse().ok()?;
+        let nonce = parts.next()?.to_owned();
+        let token_hash = parts.next()?.to_owned();
+        if parts.next().is_some() || now.0 >= expires_at {
+            return None;
+        }
+        Some((nonce, token_hash))
     }
 
     /// A portal token for one app.
@@ -191,7 +200,7 @@ mod tests {
     #[test]
     fn a_value_signed_for_one_purpose_is_refused_for_another() {
         let signer = signer(b"key");
-        let session = signer.session(Timestamp(5_000));
+        let session = signer.session(Timestamp(5_000), "hash");
         assert!(signer.open_session(&session, Timestamp(0)).is_some());
         assert_eq!(signer.open_portal_token(&session, Timestamp(0)), None);
         assert_eq!(signer.open_session(&session, Timestamp(5_000)), None);

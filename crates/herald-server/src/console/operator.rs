@@ -122,7 +122,9 @@ pub(super) async fn login(
         return Ok(response);
     }
     let expires_at = state.clock.now().plus(SESSION_LIFETIME);
-    let session = guard::signer(&state).await?.session(expires_at);
+    let session = guard::signer(&state)
+        .await?
+        .session(expires_at, &crate::auth::hash_token(token));
     let mut response = Redirect::to("/console/apps").into_response();
     set_cookie(
         &mut response,

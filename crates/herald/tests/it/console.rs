@@ -84,13 +84,18 @@ async fn post_form(
 
 /// Signs in through the login form; answers the session cookie pair.
 async fn sign_in(server: &TestServer) -> String {
+    sign_in_with(server, TEST_TOKEN).await
+}
+
+/// Signs in with `token`; answers the session cookie pair.
+async fn sign_in_with(server: &TestServer, token: &str) -> String {
     let (_, headers, page) = get(server, "/console/login", None).await;
     let (login_cookie, _) = set_cookie(&headers, "herald_login").expect("the form sets its cookie");
     let (status, headers, _) = post_form(
         server,
         "/console/login",
         Some(&login_cookie),
-        &[("csrf", &csrf_of(&page)), ("token", TEST_TOKEN)],
+        &[("csrf", &csrf_of(&page)), ("token", token)],
         None,
     )
     .await;
@@ -519,4 +524,28 @@ async fn revealing_an_ed25519_endpoint_key_shows_only_its_public_key() {
         !page.contains(&secret.expose()["whsk_".len()..]),
         "the whsk_ secret key never is"
     );
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn revoking_the_token_a_console_session_began_with_ends_the_session() {
+        let server = TestServer::start().await;
+        let now = herald_core::Timestamp(0);
+        let (token, record) = herald_server::auth::new_api_token(Some("console".into()), now);
+        server.store.add_api_token(&record).await.expect("token stored");
+        let session = sign_in_with(&server, &token).await;
+        let (status, _, _) = get(&server, "/console/apps", Some(&session)).await;
+        assert_eq!(status, StatusCode::OK);
+
+        server
+            .store
+            .remove_api_token(&record.hash)
+            .await
+            .expect("token removed");
+        eventually("the session ends with its token", DEADLINE, || async {
+            let (status, headers, _) = get(&server, "/console/apps", Some(&session)).await;
+            (status == StatusCode::SEE_OTHER && headers[LOCATION] == "/console/login")
+                .then_some(())
+        })
+        .await;
+    }
 }
