@@ -74,6 +74,15 @@ impl ApiError {
         }
     }
 
+    /// A validation error on request header `name`.
+    pub(crate) fn invalid_header(name: &str, message: impl Into<String>) -> Self {
+        Self::Validation {
+            location: vec!["header".into(), name.into()],
+            message: message.into(),
+            kind: "value_error",
+        }
+    }
+
     /// A validation error on query parameter `name`.
     pub(crate) fn invalid_query(name: &str, message: impl Into<String>) -> Self {
         Self::Validation {

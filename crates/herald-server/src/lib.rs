@@ -11,6 +11,7 @@ mod digest;
 mod error;
 mod extract;
 mod gateway;
+mod idempotency;
 mod metrics;
 mod rate_limit;
 mod state;
@@ -38,11 +39,18 @@ pub fn router(state: AppState) -> Router {
     // Leave room for the JSON envelope around a payload of the maximum size;
     // the payload itself is checked against the exact limit.
     let body_limit = state.config.max_payload_bytes.saturating_add(64 * 1024);
+    // Route layers run last-added first: the token is checked before an
+    // idempotency key is looked at.
     let (rest, _) = api::rest(|routes| {
-        routes.route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ))
+        routes
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                idempotency::idempotent,
+            ))
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_token,
+            ))
     })
     .split_for_parts();
     Router::new()

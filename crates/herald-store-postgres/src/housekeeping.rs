@@ -96,7 +96,14 @@ pub(crate) async fn purge_before(
         .iter()
         .map(|row| row.try_get(0))
         .collect::<std::result::Result<_, _>>()?;
-    let mut removed = attempts + tasks;
+    let keys = client
+        .execute(
+            "DELETE FROM idempotency_keys WHERE key IN (
+                 SELECT key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+            &[&cutoff.0, &limit],
+        )
+        .await?;
+    let mut removed = attempts + tasks + keys;
     for sql in [
         "DELETE FROM attempts WHERE msg_id = ANY($1)",
         "DELETE FROM deliveries WHERE msg_id = ANY($1)",

@@ -46,6 +46,7 @@ mod connect;
 mod error;
 mod group_commit;
 mod housekeeping;
+mod idempotency;
 mod messages;
 mod paging;
 mod queue;

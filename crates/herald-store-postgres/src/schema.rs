@@ -207,6 +207,17 @@ CREATE TABLE background_tasks (
     updated_at BIGINT NOT NULL
 );
 "#,
+    // 7: as SQLite's twelfth: idempotency keys of API requests.
+    r#"
+CREATE TABLE idempotency_keys (
+    key TEXT COLLATE "C" PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    status INTEGER,
+    body BYTEA,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

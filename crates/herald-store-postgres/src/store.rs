@@ -10,14 +10,14 @@ use herald_core::model::{
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use herald_store::{
     replay_id_range, ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket,
-    DeliveryOutcome, DeliveryStats, MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store,
-    StoreError, TaskFilter,
+    DeliveryOutcome, DeliveryStats, IdempotencyClaim, IdempotencyTerms, MessageFilter, Page,
+    PageRequest, QueueDepth, Recorded, Store, StoreError, TaskFilter,
 };
 use tokio::sync::Notify;
 
 use crate::error::StoreResult;
 use crate::group_commit::{Write, Written};
-use crate::{catalog, housekeeping, messages, queue, tasks, tokens, PostgresStore};
+use crate::{catalog, housekeeping, idempotency, messages, queue, tasks, tokens, PostgresStore};
 
 /// Deliveries re-queued per transaction by `recover`.
 const RECOVER_CHUNK: usize = 5_000;
@@ -438,6 +438,30 @@ impl Store for PostgresStore {
 
     async fn api_token_count(&self) -> StoreResult<u64> {
         Ok(tokens::api_token_count(&self.client().await?).await?)
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        terms: IdempotencyTerms,
+    ) -> StoreResult<IdempotencyClaim> {
+        Ok(transaction!(self, |transaction| {
+            idempotency::claim(&transaction, key, fingerprint, terms).await?
+        })?)
+    }
+
+    async fn complete_idempotency_key(
+        &self,
+        key: &str,
+        status: u16,
+        body: Vec<u8>,
+    ) -> StoreResult<()> {
+        Ok(idempotency::complete(&self.client().await?, key, status, &body).await?)
+    }
+
+    async fn release_idempotency_key(&self, key: &str) -> StoreResult<()> {
+        Ok(idempotency::release(&self.client().await?, key).await?)
     }
 
     async fn record_task(&self, task: &BackgroundTask) -> StoreResult<()> {

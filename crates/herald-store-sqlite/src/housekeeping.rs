@@ -104,7 +104,8 @@ pub(crate) fn purge_before(
         .map_err(backend)?
         .collect::<Result<_, _>>()
         .map_err(backend)?;
-    let mut removed = (attempts + tasks) as u64;
+    let keys = crate::idempotency::purge(connection, cutoff.0, limit)?;
+    let mut removed = (attempts + tasks) as u64 + keys;
     for id in &purged {
         for sql in [
             "DELETE FROM attempts WHERE msg_id = ?1",

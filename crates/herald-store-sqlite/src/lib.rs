@@ -9,6 +9,7 @@ mod cache;
 mod catalog;
 mod error;
 mod housekeeping;
+mod idempotency;
 mod messages;
 mod page_cache;
 mod paging;

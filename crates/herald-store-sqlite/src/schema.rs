@@ -207,6 +207,18 @@ CREATE TABLE background_tasks (
     updated_at INTEGER NOT NULL
 );
 "#,
+    // 12: idempotency keys of API requests other than message creation:
+    // the request's fingerprint, and its answer once it has one.
+    r#"
+CREATE TABLE idempotency_keys (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    status INTEGER,
+    body BLOB,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+"#,
 ];
 
 /// Brings the schema up to date.

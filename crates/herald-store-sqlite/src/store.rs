@@ -7,11 +7,11 @@ use herald_core::model::{App, Attempt, BackgroundTask, Delivery, Endpoint, Event
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use herald_store::{
     replay_id_range, ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket,
-    DeliveryOutcome, DeliveryStats, HandOffTerms, HandedOff, MessageFilter, Page, PageRequest,
-    QueueDepth, Recorded, Store, StoreError, TaskFilter,
+    DeliveryOutcome, DeliveryStats, HandOffTerms, HandedOff, IdempotencyClaim, IdempotencyTerms,
+    MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store, StoreError, TaskFilter,
 };
 
-use crate::{catalog, housekeeping, messages, queue, tasks, tokens, SqliteStore};
+use crate::{catalog, housekeeping, idempotency, messages, queue, tasks, tokens, SqliteStore};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -591,6 +591,32 @@ impl Store for SqliteStore {
 
     async fn api_token_count(&self) -> Result<u64> {
         self.readers.read(tokens::api_token_count).await
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        terms: IdempotencyTerms,
+    ) -> Result<IdempotencyClaim> {
+        let (key, fingerprint) = (key.to_owned(), fingerprint.to_owned());
+        self.writer
+            .write(move |connection| idempotency::claim(connection, &key, &fingerprint, terms))
+            .await
+    }
+
+    async fn complete_idempotency_key(&self, key: &str, status: u16, body: Vec<u8>) -> Result<()> {
+        let key = key.to_owned();
+        self.writer
+            .write(move |connection| idempotency::complete(connection, &key, status, &body))
+            .await
+    }
+
+    async fn release_idempotency_key(&self, key: &str) -> Result<()> {
+        let key = key.to_owned();
+        self.writer
+            .write(move |connection| idempotency::release(connection, &key))
+            .await
     }
 
     async fn record_task(&self, task: &BackgroundTask) -> Result<()> {

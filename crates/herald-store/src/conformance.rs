@@ -26,8 +26,8 @@ use herald_core::{
 
 use crate::{
     Accepted, ApiToken, AttemptFilter, Claim, Cursor, DedupeKey, DeliveryBucket, DeliveryStats,
-    HandOffTerms, HandedOff, MessageFilter, Page, PageRequest, ReceivedRequest, Recorded,
-    RequestOutcome, Source, Store, StoreError, TaskFilter,
+    HandOffTerms, HandedOff, IdempotencyClaim, IdempotencyTerms, MessageFilter, Page, PageRequest,
+    ReceivedRequest, Recorded, RequestOutcome, Source, Store, StoreError, TaskFilter,
 };
 
 /// Runs every case, each against a store returned by `fresh_store`, which
@@ -78,6 +78,7 @@ where
         next_due_at_is_the_earliest_pending_due_time,
         a_scheduled_message_waits_for_its_time,
         background_tasks_are_kept_updated_and_listed,
+        an_idempotency_key_runs_its_request_once_and_answers_it_again,
         api_tokens_are_remembered_by_hash,
         sources_are_found_by_id_or_uid_with_their_backing_app,
         an_accepted_request_is_a_message_with_its_fan_out_and_a_log_entry,
@@ -2452,6 +2453,59 @@ async fn background_tasks_are_kept_updated_and_listed(store: &dyn Store) {
         .await
         .expect("list_tasks failed");
     assert!(running.items.is_empty(), "{running:?}");
+}
+
+async fn an_idempotency_key_runs_its_request_once_and_answers_it_again(store: &dyn Store) {
+    let terms = |now: i64| IdempotencyTerms {
+        now: at(now),
+        expired_before: at(now - 86_400_000),
+        abandoned_before: at(now - 60_000),
+    };
+    let claim = |key: &'static str, fingerprint: &'static str, now: i64| async move {
+        store
+            .claim_idempotency_key(key, fingerprint, terms(now))
+            .await
+            .expect("claim_idempotency_key failed")
+    };
+    assert_eq!(claim("k1", "a", 100_000).await, IdempotencyClaim::Fresh);
+    assert_eq!(
+        claim("k1", "a", 100_001).await,
+        IdempotencyClaim::InProgress,
+        "a retry while the request runs"
+    );
+    assert_eq!(claim("k1", "b", 100_001).await, IdempotencyClaim::Mismatch);
+    store
+        .complete_idempotency_key("k1", 201, b"{\"id\":1}".to_vec())
+        .await
+        .expect("complete_idempotency_key failed");
+    assert_eq!(
+        claim("k1", "a", 100_002).await,
+        IdempotencyClaim::Replay {
+            status: 201,
+            body: b"{\"id\":1}".to_vec()
+        }
+    );
+    assert_eq!(
+        claim("k1", "a", 100_000 + 86_400_001).await,
+        IdempotencyClaim::Fresh,
+        "an answer older than a day is forgotten"
+    );
+
+    assert_eq!(claim("k2", "a", 100_000).await, IdempotencyClaim::Fresh);
+    store
+        .release_idempotency_key("k2")
+        .await
+        .expect("release_idempotency_key failed");
+    assert_eq!(
+        claim("k2", "a", 100_001).await,
+        IdempotencyClaim::Fresh,
+        "a released key is free"
+    );
+    assert_eq!(
+        claim("k2", "a", 100_001 + 60_001).await,
+        IdempotencyClaim::Fresh,
+        "a claim never answered (a crash) is given up after a minute"
+    );
 }
 
 async fn api_tokens_are_remembered_by_hash(store: &dyn Store) {

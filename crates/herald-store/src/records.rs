@@ -206,3 +206,30 @@ pub fn replay_id_range(since: Timestamp, until: Option<Timestamp>) -> (String, S
     };
     (after, before)
 }
+
+/// What a request carrying an `idempotency-key` may do, as the store
+/// decided atomically (so that two nodes, or a retry racing the original,
+/// agree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// First use of the key (or its earlier use expired or was abandoned):
+    /// run the request, then complete or release the key.
+    Fresh,
+    /// The request ran before: answer what it answered.
+    Replay { status: u16, body: Vec<u8> },
+    /// The same request is running right now.
+    InProgress,
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// How long idempotency keys are kept, and when a request that claimed one
+/// and never finished (a crash) is given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyTerms {
+    pub now: Timestamp,
+    /// Answers stored before this are forgotten: the key is fresh again.
+    pub expired_before: Timestamp,
+    /// Claims without an answer made before this were abandoned.
+    pub abandoned_before: Timestamp,
+}

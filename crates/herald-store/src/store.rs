@@ -9,8 +9,8 @@ use tokio::sync::Notify;
 
 use crate::{
     ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
-    HandOffTerms, HandedOff, MessageFilter, Page, PageRequest, QueueDepth, Recorded, SourceStore,
-    StoreError, TaskFilter,
+    HandOffTerms, HandedOff, IdempotencyClaim, IdempotencyTerms, MessageFilter, Page, PageRequest,
+    QueueDepth, Recorded, SourceStore, StoreError, TaskFilter,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -297,6 +297,21 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     async fn list_api_tokens(&self) -> Result<Vec<ApiToken>>;
     /// Forgets a token hash; whether there was one.
     async fn remove_api_token(&self, hash: &str) -> Result<bool>;
+
+    // Idempotency keys of API requests other than message creation (which
+    // keeps its key with the message).
+
+    /// Claims `key` for a request whose content hashes to `fingerprint`.
+    async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        terms: IdempotencyTerms,
+    ) -> Result<IdempotencyClaim>;
+    /// Stores the answer of the request that claimed `key`.
+    async fn complete_idempotency_key(&self, key: &str, status: u16, body: Vec<u8>) -> Result<()>;
+    /// Gives `key` up (its request failed in a way worth retrying).
+    async fn release_idempotency_key(&self, key: &str) -> Result<()>;
 
     // Background tasks.
 

@@ -486,3 +486,48 @@ herald_test_support::test_on_both_backends! {
         assert_eq!(code, 401);
     }
 }
+
+herald_test_support::test_on_both_backends! {
+    async fn a_post_retried_with_its_idempotency_key_is_done_once() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let create = |body: serde_json::Value, key: &'static str| {
+            let api = api.clone();
+            async move {
+                api.request(Method::POST, "/api/v1/app", Some(body), &[("idempotency-key", key)])
+                    .await
+            }
+        };
+        let (status, first) = create(json!({"name": "once"}), "k-1").await;
+        assert_eq!(status, 201, "{first}");
+        let (status, again) = create(json!({"name": "once"}), "k-1").await;
+        assert_eq!(status, 201, "{again}");
+        assert_eq!(again["id"], first["id"], "the retry answers the first app");
+        let listed = api.get("/api/v1/app").await;
+        assert_eq!(listed["data"].as_array().expect("data").len(), 1, "{listed}");
+
+        let (status, refused) = create(json!({"name": "other"}), "k-1").await;
+        assert_eq!(status, 422, "{refused}");
+        assert_eq!(refused["detail"][0]["loc"], json!(["header", "idempotency-key"]));
+
+        // A key is scoped to its path; another key is another request.
+        let (status, _) = api
+            .request(
+                Method::POST,
+                "/api/v1/event-type",
+                Some(json!({"name": "a.b", "description": "x"})),
+                &[("idempotency-key", "k-1")],
+            )
+            .await;
+        assert_eq!(status, 201);
+        let (status, second) = create(json!({"name": "once"}), "k-2").await;
+        assert_eq!(status, 201);
+        assert_ne!(second["id"], first["id"]);
+
+        // The answer that is given again is the first one, refusals included.
+        let (status, _) = create(json!({"name": ""}), "k-3").await;
+        assert_eq!(status, 422);
+        let (status, _) = create(json!({"name": ""}), "k-3").await;
+        assert_eq!(status, 422);
+    }
+}

@@ -1,0 +1,85 @@
+//! Idempotency keys of API requests: claimed in one transaction that locks
+//! the key's row, so a retry racing the request it repeats (on any node)
+//! sees the claim.
+
+use deadpool_postgres::GenericClient;
+use herald_store::{IdempotencyClaim, IdempotencyTerms};
+
+use crate::error::Result;
+
+pub(crate) async fn claim(
+    client: &impl GenericClient,
+    key: &str,
+    fingerprint: &str,
+    terms: IdempotencyTerms,
+) -> Result<IdempotencyClaim> {
+    let inserted = client
+        .execute(
+            "INSERT INTO idempotency_keys (key, fingerprint, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO NOTHING",
+            &[&key, &fingerprint, &terms.now.0],
+        )
+        .await?;
+    if inserted == 1 {
+        return Ok(IdempotencyClaim::Fresh);
+    }
+    let row = client
+        .query_one(
+            "SELECT fingerprint, status, body, created_at FROM idempotency_keys
+             WHERE key = $1 FOR UPDATE",
+            &[&key],
+        )
+        .await?;
+    let stored_fingerprint: String = row.try_get(0)?;
+    let status: Option<i32> = row.try_get(1)?;
+    let body: Option<Vec<u8>> = row.try_get(2)?;
+    let created_at: i64 = row.try_get(3)?;
+    if created_at < terms.expired_before.0
+        || (status.is_none() && created_at < terms.abandoned_before.0)
+    {
+        client
+            .execute(
+                "UPDATE idempotency_keys SET fingerprint = $2, status = NULL, body = NULL,
+                     created_at = $3
+                 WHERE key = $1",
+                &[&key, &fingerprint, &terms.now.0],
+            )
+            .await?;
+        return Ok(IdempotencyClaim::Fresh);
+    }
+    if stored_fingerprint != fingerprint {
+        return Ok(IdempotencyClaim::Mismatch);
+    }
+    Ok(match status {
+        Some(status) => IdempotencyClaim::Replay {
+            status: u16::try_from(status).unwrap_or(500),
+            body: body.unwrap_or_default(),
+        },
+        None => IdempotencyClaim::InProgress,
+    })
+}
+
+pub(crate) async fn complete(
+    client: &impl GenericClient,
+    key: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE idempotency_keys SET status = $2, body = $3 WHERE key = $1",
+            &[&key, &i32::from(status), &body],
+        )
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn release(client: &impl GenericClient, key: &str) -> Result<()> {
+    client
+        .execute(
+            "DELETE FROM idempotency_keys WHERE key = $1 AND status IS NULL",
+            &[&key],
+        )
+        .await?;
+    Ok(())
+}
