@@ -257,7 +257,15 @@ impl Operational {
     /// the operator's endpoints that subscribe to it. Answers whether
     /// anything was queued.
     pub async fn emit(&self, event: &OperationalEvent) -> Result<bool, StoreError> {
-        let app = self.app().await?;
+        // Until an operator adds an operational endpoint (which creates the
+        // app) nobody listens: nothing is stored, and no app appears.
+        let app = match self.app.get() {
+            Some(app) => app.clone(),
+            None => match self.store.app_by_ref(OPERATIONAL_APP_UID).await? {
+                Some(app) => self.app.get_or_init(|| async { app.id }).await.clone(),
+                None => return Ok(false),
+            },
+        };
         if event.subject_app() == &app {
             return Ok(false);
         }

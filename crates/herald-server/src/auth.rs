@@ -210,5 +210,14 @@ async fn within_app(
     if !reads && !can_write {
         return Err(ApiError::Forbidden("this token is read-only"));
     }
+    // Sending messages is the platform's business, not its tenant's (Svix
+    // refuses it to application tokens too): a leaked portal link must not
+    // send authentically signed webhooks.
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if !reads && matches!(segments.as_slice(), ["app", _, "msg"]) {
+        return Err(ApiError::Forbidden(
+            "an application's token cannot send messages; this needs an API token",
+        ));
+    }
     Ok(())
 }

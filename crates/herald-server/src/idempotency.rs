@@ -24,8 +24,10 @@ const KEY_MAX: usize = 256;
 /// How long an answer is given again (Svix and Stripe keep keys a day).
 const ANSWER_KEPT: Duration = Duration::from_secs(24 * 3600);
 /// After this a request that claimed a key without answering (its server
-/// died) is given up, and a retry runs it.
-const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+/// died mid-request) is given up, and a retry runs it. A request whose
+/// client went away still finishes and answers its key (it runs on a task
+/// of its own), so only a crash leaves a claim unanswered.
+const ABANDONED_AFTER: Duration = Duration::from_secs(10 * 60);
 /// Largest answer kept; a larger one frees its key instead.
 const ANSWER_MAX_BYTES: usize = 1024 * 1024;
 
@@ -38,7 +40,7 @@ pub(crate) async fn idempotent(
     let Some(value) = request.headers().get("idempotency-key") else {
         return Ok(next.run(request).await);
     };
-    if request.method() != Method::POST || creates_a_message(request.uri().path()) {
+    if request.method() != Method::POST || !keeps_answers(request.uri().path()) {
         return Ok(next.run(request).await);
     }
     let key = value
@@ -88,30 +90,44 @@ pub(crate) async fn idempotent(
             ))
         }
     }
-    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
-    let (parts, body) = response.into_parts();
-    let answer = to_bytes(body, usize::MAX).await.unwrap_or_default();
-    // The work is done (or not) whatever the bookkeeping below comes to: a
-    // failure there is logged, and the key frees itself when abandoned.
-    let kept = if parts.status.is_server_error() || answer.len() > ANSWER_MAX_BYTES {
-        state.store.release_idempotency_key(&scope).await
-    } else {
-        state
-            .store
-            .complete_idempotency_key(&scope, parts.status.as_u16(), answer.to_vec())
-            .await
-    };
-    if let Err(error) = kept {
-        tracing::warn!(%error, "cannot keep the answer of an idempotent request");
-    }
-    Ok(Response::from_parts(parts, Body::from(answer)))
+    let request = Request::from_parts(parts, Body::from(body));
+    // On a task of its own: a client that gives up (and drops this future)
+    // must not cancel the work half way, nor leave its key unanswered.
+    let finished = tokio::spawn(async move {
+        let response = next.run(request).await;
+        let (parts, body) = response.into_parts();
+        let answer = to_bytes(body, usize::MAX).await.unwrap_or_default();
+        // The work is done (or not) whatever this bookkeeping comes to: a
+        // failure here is logged, and the key frees itself when abandoned.
+        let kept = if parts.status.is_server_error() || answer.len() > ANSWER_MAX_BYTES {
+            state.store.release_idempotency_key(&scope).await
+        } else {
+            state
+                .store
+                .complete_idempotency_key(&scope, parts.status.as_u16(), answer.to_vec())
+                .await
+        };
+        if let Err(error) = kept {
+            tracing::warn!(%error, "cannot keep the answer of an idempotent request");
+        }
+        Response::from_parts(parts, Body::from(answer))
+    });
+    finished
+        .await
+        .map_err(|error| ApiError::Internal(format!("an idempotent request failed: {error}")))
 }
 
-/// `POST /app/{app}/msg` (under `/api/v1`).
-fn creates_a_message(path: &str) -> bool {
+/// Whether a POST's answer is kept for its key. Not for message creation,
+/// which keeps its key with the message, and not for answers that carry a
+/// credential (portal access tokens, rotated secrets): a copy of the
+/// database must not grant access.
+fn keeps_answers(path: &str) -> bool {
     let path = path.strip_prefix("/api/v1").unwrap_or(path);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    matches!(segments.as_slice(), ["app", _, "msg"])
+    !matches!(
+        segments.as_slice(),
+        ["app", _, "msg"] | ["auth", ..] | [.., "secret", "rotate"]
+    )
 }
 
 fn earlier(now: Timestamp, by: Duration) -> Timestamp {
@@ -133,16 +149,19 @@ fn replayed(status: u16, body: Vec<u8>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::creates_a_message;
+    use super::keeps_answers;
 
     #[test]
-    fn only_message_creation_keeps_its_own_key() {
-        assert!(creates_a_message("/app/acme/msg"));
-        assert!(creates_a_message("/api/v1/app/app_1/msg"));
-        assert!(!creates_a_message("/app/acme/endpoint"));
-        assert!(!creates_a_message(
-            "/app/acme/msg/msg_1/endpoint/ep_1/resend"
+    fn answers_are_kept_except_messages_and_credentials() {
+        assert!(keeps_answers("/app"));
+        assert!(keeps_answers("/app/acme/endpoint"));
+        assert!(keeps_answers("/app/acme/msg/msg_1/endpoint/ep_1/resend"));
+        assert!(!keeps_answers("/app/acme/msg"));
+        assert!(!keeps_answers("/api/v1/app/app_1/msg"));
+        assert!(!keeps_answers("/auth/app-portal-access/acme"));
+        assert!(!keeps_answers("/app/acme/endpoint/ep_1/secret/rotate"));
+        assert!(!keeps_answers(
+            "/operational-webhook/endpoint/ep_1/secret/rotate"
         ));
-        assert!(!creates_a_message("/app"));
     }
 }

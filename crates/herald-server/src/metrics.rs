@@ -97,9 +97,9 @@ impl Metrics {
 /// Answers the current figures.
 pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
     let metrics = &state.metrics;
-    match state.store.queue_depths(BACKLOG_ENDPOINTS).await {
+    let now = state.clock.now();
+    match state.store.queue_depths(BACKLOG_ENDPOINTS, now).await {
         Ok(depths) => {
-            let now = state.clock.now();
             metrics.queue_depth.clear();
             metrics.backlog_age.clear();
             for depth in depths {

@@ -117,19 +117,23 @@ pub(crate) async fn purge_before(
 pub(crate) async fn queue_depths(
     client: &impl GenericClient,
     limit: usize,
+    now: Timestamp,
 ) -> Result<Vec<QueueDepth>> {
     let statement = client
         .prepare_cached(
-            // As on SQLite: the age runs from when a delivery became owed.
+            // As on SQLite: first attempts put off past now do not count.
             "SELECT app_id, endpoint_id, COUNT(*),
-                 MIN(CASE WHEN attempt_count = 0 AND next_attempt_at > msg_created_at
-                     THEN next_attempt_at ELSE msg_created_at END)
+                 COALESCE(MIN(CASE WHEN attempt_count = 0 AND next_attempt_at > $2
+                     THEN NULL ELSE msg_created_at END), $2)
              FROM deliveries
              WHERE status = 1 GROUP BY app_id, endpoint_id ORDER BY COUNT(*) DESC LIMIT $1",
         )
         .await?;
     let mut depths = Vec::new();
-    for row in client.query(&statement, &[&as_bigint(limit)]).await? {
+    for row in client
+        .query(&statement, &[&as_bigint(limit), &now.0])
+        .await?
+    {
         depths.push(QueueDepth {
             app_id: AppId::from_stored(row.try_get(0)?),
             endpoint_id: EndpointId::from_stored(row.try_get(1)?),

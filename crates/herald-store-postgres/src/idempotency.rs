@@ -13,23 +13,39 @@ pub(crate) async fn claim(
     fingerprint: &str,
     terms: IdempotencyTerms,
 ) -> Result<IdempotencyClaim> {
-    let inserted = client
+    // Keys live a day, whatever the retention setting: each claim clears
+    // a few expired ones, so the table holds about a day of requests.
+    client
         .execute(
-            "INSERT INTO idempotency_keys (key, fingerprint, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (key) DO NOTHING",
-            &[&key, &fingerprint, &terms.now.0],
+            "DELETE FROM idempotency_keys WHERE key IN (
+                 SELECT key FROM idempotency_keys WHERE created_at < $1 LIMIT 16)",
+            &[&terms.expired_before.0],
         )
         .await?;
-    if inserted == 1 {
-        return Ok(IdempotencyClaim::Fresh);
-    }
-    let row = client
-        .query_one(
-            "SELECT fingerprint, status, body, created_at FROM idempotency_keys
-             WHERE key = $1 FOR UPDATE",
-            &[&key],
-        )
-        .await?;
+    // The row can go between the insert and the read (released, or cleared
+    // as expired by another claim): then the insert is tried again.
+    let row = loop {
+        let inserted = client
+            .execute(
+                "INSERT INTO idempotency_keys (key, fingerprint, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (key) DO NOTHING",
+                &[&key, &fingerprint, &terms.now.0],
+            )
+            .await?;
+        if inserted == 1 {
+            return Ok(IdempotencyClaim::Fresh);
+        }
+        let found = client
+            .query_opt(
+                "SELECT fingerprint, status, body, created_at FROM idempotency_keys
+                 WHERE key = $1 FOR UPDATE",
+                &[&key],
+            )
+            .await?;
+        if let Some(row) = found {
+            break row;
+        }
+    };
     let stored_fingerprint: String = row.try_get(0)?;
     let status: Option<i32> = row.try_get(1)?;
     let body: Option<Vec<u8>> = row.try_get(2)?;

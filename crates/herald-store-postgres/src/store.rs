@@ -416,8 +416,8 @@ impl Store for PostgresStore {
         })?)
     }
 
-    async fn queue_depths(&self, limit: usize) -> StoreResult<Vec<QueueDepth>> {
-        Ok(housekeeping::queue_depths(&self.client().await?, limit).await?)
+    async fn queue_depths(&self, limit: usize, now: Timestamp) -> StoreResult<Vec<QueueDepth>> {
+        Ok(housekeeping::queue_depths(&self.client().await?, limit, now).await?)
     }
 
     async fn add_api_token(&self, token: &ApiToken) -> StoreResult<()> {

@@ -126,22 +126,22 @@ pub(crate) fn purge_before(
 /// pending rows: left to itself the planner walks `deliveries_endpoint`
 /// for the `GROUP BY`, i.e. every delivery kept (months of finished ones),
 /// on every scrape of `/metrics`; this reads only what is pending.
-/// The backlog's age runs from when each delivery became owed: its
-/// message's creation, or its scheduled time (`deliverAt`, a replay) when
-/// the first attempt was put off until then.
+/// First attempts put off past now (`?2`) do not age the backlog; with
+/// nothing owed yet its age is nil.
 const QUEUE_DEPTHS: &str = "SELECT app_id, endpoint_id, COUNT(*),
-         MIN(CASE WHEN attempt_count = 0 AND next_attempt_at > msg_created_at
-             THEN next_attempt_at ELSE msg_created_at END)
+         COALESCE(MIN(CASE WHEN attempt_count = 0 AND next_attempt_at > ?2
+             THEN NULL ELSE msg_created_at END), ?2)
      FROM deliveries INDEXED BY deliveries_due
      WHERE status = 1 GROUP BY endpoint_id ORDER BY COUNT(*) DESC LIMIT ?1";
 
 pub(crate) fn queue_depths(
     connection: &Connection,
     limit: usize,
+    now: Timestamp,
 ) -> Result<Vec<QueueDepth>, StoreError> {
     let mut statement = connection.prepare_cached(QUEUE_DEPTHS).map_err(backend)?;
     let mut rows = statement
-        .query([i64::try_from(limit).unwrap_or(i64::MAX)])
+        .query(params![i64::try_from(limit).unwrap_or(i64::MAX), now.0])
         .map_err(backend)?;
     let mut depths = Vec::new();
     while let Some(row) = rows.next().map_err(backend)? {
@@ -166,7 +166,7 @@ mod tests {
         let plan: Vec<String> = connection
             .prepare(&format!("EXPLAIN QUERY PLAN {QUEUE_DEPTHS}"))
             .expect("the query plans")
-            .query_map([100], |row| row.get::<_, String>(3))
+            .query_map([100, 0], |row| row.get::<_, String>(3))
             .expect("the plan is read")
             .collect::<Result<_, _>>()
             .expect("plan rows");

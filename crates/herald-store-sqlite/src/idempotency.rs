@@ -21,6 +21,16 @@ pub(crate) fn claim(
     fingerprint: &str,
     terms: IdempotencyTerms,
 ) -> Result<IdempotencyClaim, StoreError> {
+    // Keys live a day, whatever the retention setting: each claim clears
+    // a few expired ones, so the table holds about a day of requests.
+    connection
+        .prepare_cached(
+            "DELETE FROM idempotency_keys WHERE key IN (
+                 SELECT key FROM idempotency_keys WHERE created_at < ?1 LIMIT 16)",
+        )
+        .map_err(backend)?
+        .execute([terms.expired_before.0])
+        .map_err(backend)?;
     let found = connection
         .prepare_cached(
             "SELECT fingerprint, status, body, created_at FROM idempotency_keys WHERE key = ?1",

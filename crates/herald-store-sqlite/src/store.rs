@@ -558,9 +558,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn queue_depths(&self, limit: usize) -> Result<Vec<QueueDepth>> {
+    async fn queue_depths(&self, limit: usize, now: Timestamp) -> Result<Vec<QueueDepth>> {
         self.readers
-            .read(move |connection| housekeeping::queue_depths(connection, limit))
+            .read(move |connection| housekeeping::queue_depths(connection, limit, now))
             .await
     }
 

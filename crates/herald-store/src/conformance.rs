@@ -3802,7 +3802,10 @@ async fn queue_depths_count_pending_deliveries_per_endpoint(store: &dyn Store) {
     let mut scheduled = new_message(&app.id, "invoice.paid", at(0));
     scheduled.deliver_at = Some(at(9));
     publish(store, scheduled).await;
-    let depths = store.queue_depths(10).await.expect("queue_depths failed");
+    let depths = store
+        .queue_depths(10, at(8))
+        .await
+        .expect("queue_depths failed");
     let summary: Vec<(EndpointId, u64, Timestamp)> = depths
         .iter()
         .map(|depth| {
@@ -3821,7 +3824,7 @@ async fn queue_depths_count_pending_deliveries_per_endpoint(store: &dyn Store) {
     assert!(depths.iter().all(|depth| depth.app_id == app.id));
     assert_eq!(
         store
-            .queue_depths(1)
+            .queue_depths(1, at(8))
             .await
             .expect("queue_depths failed")
             .len(),
@@ -3832,7 +3835,7 @@ async fn queue_depths_count_pending_deliveries_per_endpoint(store: &dyn Store) {
     assert_eq!(leased.len(), 7, "every delivery is due by then");
     assert!(
         store
-            .queue_depths(10)
+            .queue_depths(10, at(10))
             .await
             .expect("queue_depths failed")
             .is_empty(),

@@ -282,8 +282,11 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     /// batches keep each write short so delivery never stalls behind it.
     async fn purge_before(&self, cutoff: Timestamp, limit: usize) -> Result<u64>;
     /// Pending deliveries per endpoint, deepest queue first, at most `limit`
-    /// endpoints (the backlog gauges of `/metrics`).
-    async fn queue_depths(&self, limit: usize) -> Result<Vec<QueueDepth>>;
+    /// endpoints (the backlog gauges of `/metrics`). The age is that of the
+    /// oldest message owed at `now`: a first attempt put off past `now` (a
+    /// scheduled message, or one held back by a rate limit or an open
+    /// circuit) does not age the backlog.
+    async fn queue_depths(&self, limit: usize, now: Timestamp) -> Result<Vec<QueueDepth>>;
 
     // API tokens (stored as SHA-256 hashes, never in clear).
 

@@ -460,6 +460,11 @@ herald_test_support::test_on_both_backends! {
             ),
             (Method::POST, format!("/api/v1/auth/app-portal-access/{acme}"), None),
             (Method::GET, "/api/v1/background-task".to_owned(), None),
+            (
+                Method::POST,
+                format!("/api/v1/app/{acme}/msg"),
+                Some(json!({"eventType": "invoice.paid", "payload": {}})),
+            ),
             (Method::GET, "/ingest/api/v1/source".to_owned(), None),
             (Method::GET, "/metrics".to_owned(), None),
         ];
