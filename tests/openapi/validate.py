@@ -97,6 +97,14 @@ call("GET", f"/api/v1/app/openapi-app/endpoint/{endpoint['id']}/msg", expect=200
 call("GET", f"/api/v1/app/openapi-app/attempt/endpoint/{endpoint['id']}", expect=200)
 call("POST", f"/api/v1/app/openapi-app/msg/{msg}/endpoint/sink/resend", expect=202)
 
+# Recover and replay answer background tasks, which can be read back.
+_, task = call("POST", "/api/v1/app/openapi-app/endpoint/sink/replay-missing",
+               {"since": "2000-01-01T00:00:00Z"}, expect=202)
+call("POST", "/api/v1/app/openapi-app/endpoint/sink/recover",
+     {"since": "2000-01-01T00:00:00Z"}, expect=202)
+call("GET", f"/api/v1/background-task/{task['id']}", expect=200)
+call("GET", "/api/v1/background-task", args={"task": "endpoint.replay"}, expect=200)
+
 # Inbound sources, operational endpoints, the portal, health.
 call("POST", "/ingest/api/v1/source",
      {"name": "GitHub", "uid": "gh", "type": "github", "config": {"secret": "s3cret"}}, expect=201)
