@@ -186,4 +186,8 @@ try:
 except HttpError as error:
     assert error.status_code == 403 and error.code == "forbidden", error
 
+# A message's content can be deleted; the message stays.
+client.message.expunge_content(app.id, scheduled.id)
+assert client.message.get(app.id, scheduled.id).payload == {}, "the payload is gone"
+
 print(f"delivered {message.id}")

@@ -135,6 +135,9 @@ pub struct Message {
     /// A scheduled message (`deliverAt`): its deliveries are first due
     /// then, not at once.
     pub deliver_at: Option<Timestamp>,
+    /// When its payload was deleted (`DELETE …/msg/{msg}/content`): it is
+    /// `{}` since, and the message is not sent again.
+    pub content_expunged_at: Option<Timestamp>,
 }
 
 impl Message {

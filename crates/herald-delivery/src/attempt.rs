@@ -149,6 +149,10 @@ pub(crate) async fn perform(
     let Some(endpoint) = endpoint else {
         return Finished::without_attempt(end(DeliveryStatus::Fail, claim.attempt_count, None));
     };
+    // Its content was deleted on request: there is nothing left to send.
+    if message.content_expunged_at.is_some() {
+        return Finished::without_attempt(end(DeliveryStatus::Fail, claim.attempt_count, None));
+    }
     let response = if endpoint.disabled {
         Response {
             status: None,

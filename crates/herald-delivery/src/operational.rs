@@ -282,6 +282,7 @@ impl Operational {
             headers: BTreeMap::new(),
             created_at: self.clock.now(),
             deliver_at: None,
+            content_expunged_at: None,
         };
         let created = self.store.create_message(message, None).await?;
         Ok(created.deliveries > 0)

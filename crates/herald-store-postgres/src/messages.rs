@@ -134,6 +134,22 @@ pub(crate) async fn create_message(
     })
 }
 
+pub(crate) async fn expunge_content(
+    client: &impl GenericClient,
+    app: &AppId,
+    msg: &MessageId,
+    now: Timestamp,
+) -> Result<bool> {
+    let changed = client
+        .execute(
+            "UPDATE messages SET payload = '{}', content_expunged_at = $3
+             WHERE id = $1 AND app_id = $2",
+            &[&msg.as_str(), &app.as_str(), &now.0],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
 pub(crate) async fn message_by_ref(
     client: &impl GenericClient,
     app: &AppId,
@@ -496,7 +512,7 @@ pub(crate) async fn replay_chunk(
                  SELECT m.id, m.app_id, m.event_type, m.channels, m.created_at, m.deliver_at
                  FROM messages m JOIN endpoints e ON e.app_id = m.app_id AND e.id = $1
                  WHERE m.id > $2 AND m.id < $3 AND m.created_at >= $4 AND m.created_at < $5
-                     AND NOT e.disabled
+                     AND m.content_expunged_at IS NULL AND NOT e.disabled
                  ORDER BY m.id LIMIT $7
              ), queued AS (
                  INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempt_count,

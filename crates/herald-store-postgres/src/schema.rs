@@ -218,6 +218,10 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 "#,
+    // 8: as SQLite's thirteenth: when a message's payload was deleted.
+    r#"
+ALTER TABLE messages ADD COLUMN content_expunged_at BIGINT;
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

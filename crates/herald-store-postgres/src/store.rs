@@ -153,6 +153,15 @@ impl Store for PostgresStore {
         Ok(created)
     }
 
+    async fn expunge_content(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        Ok(messages::expunge_content(&self.client().await?, app, msg, now).await?)
+    }
+
     async fn message_by_ref(&self, app: &AppId, reference: &str) -> StoreResult<Option<Message>> {
         Ok(messages::message_by_ref(&self.client().await?, app, reference).await?)
     }

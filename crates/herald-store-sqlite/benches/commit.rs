@@ -25,6 +25,7 @@ fn message(app: &AppId) -> Message {
         headers: Default::default(),
         created_at: Timestamp(1_700_000_000_000),
         deliver_at: None,
+        content_expunged_at: None,
     }
 }
 

@@ -129,6 +129,14 @@ impl Caches {
         }
     }
 
+    /// Forgets one message (its content was deleted).
+    pub(crate) fn forget_message(&self, id: &MessageId) {
+        let mut messages = lock(&self.messages);
+        if messages.by_id.remove(id).is_some() {
+            messages.order.retain(|kept| kept != id);
+        }
+    }
+
     /// Forgets every message (app deletion).
     pub(crate) fn messages_deleted(&self) {
         let mut messages = lock(&self.messages);

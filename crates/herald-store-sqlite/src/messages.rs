@@ -200,6 +200,23 @@ fn has_due(
         .map_err(backend)
 }
 
+pub(crate) fn expunge_content(
+    connection: &Connection,
+    app: &AppId,
+    msg: &MessageId,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE messages SET payload = '{}', content_expunged_at = ?3
+             WHERE id = ?1 AND app_id = ?2",
+        )
+        .map_err(backend)?
+        .execute(params![msg.as_str(), app.as_str(), now.0])
+        .map(|changed| changed > 0)
+        .map_err(backend)
+}
+
 pub(crate) fn message_by_ref(
     connection: &Connection,
     app: &AppId,
@@ -601,6 +618,7 @@ pub(crate) fn replay_chunk(
         .prepare_cached(
             "SELECT id, created_at, deliver_at, event_type, channels FROM messages
              WHERE app_id = ?1 AND id > ?2 AND id < ?3 AND created_at >= ?4 AND created_at < ?5
+                 AND content_expunged_at IS NULL
              ORDER BY id LIMIT ?6",
         )
         .map_err(backend)?;

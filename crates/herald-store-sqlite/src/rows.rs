@@ -130,7 +130,8 @@ pub(crate) fn endpoint(row: &Row<'_>) -> Result<Endpoint, StoreError> {
 }
 
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, app_id, event_type, event_id, payload, channels, tags, created_at, headers, deliver_at";
+    "id, app_id, event_type, event_id, payload, channels, tags, created_at, headers, deliver_at, \
+     content_expunged_at";
 
 /// `columns` with every name qualified by a table alias, for joins.
 pub(crate) fn prefixed(alias: &str, columns: &str) -> String {
@@ -158,6 +159,7 @@ pub(crate) fn message_at(row: &Row<'_>, at: usize) -> Result<Message, StoreError
         created_at: Timestamp(column(row, at + 7)?),
         headers: json(&column::<String>(row, at + 8)?)?,
         deliver_at: column::<Option<i64>>(row, at + 9)?.map(Timestamp),
+        content_expunged_at: column::<Option<i64>>(row, at + 10)?.map(Timestamp),
     })
 }
 
@@ -174,7 +176,7 @@ pub(crate) fn subscription(
 }
 
 /// Columns of [`MESSAGE_COLUMNS`] in one message row.
-pub(crate) const MESSAGE_COLUMN_COUNT: usize = 10;
+pub(crate) const MESSAGE_COLUMN_COUNT: usize = 11;
 
 fn status(code: i64) -> Result<DeliveryStatus, StoreError> {
     DeliveryStatus::from_code(code).ok_or_else(|| corrupt(format!("delivery status {code}")))

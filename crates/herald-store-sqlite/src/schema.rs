@@ -219,6 +219,10 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 "#,
+    // 13: when a message's payload was deleted on request.
+    r#"
+ALTER TABLE messages ADD COLUMN content_expunged_at INTEGER;
+"#,
 ];
 
 /// Brings the schema up to date.

@@ -242,6 +242,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn expunge_content(&self, app: &AppId, msg: &MessageId, now: Timestamp) -> Result<bool> {
+        let (app, id) = (app.clone(), msg.clone());
+        let expunged = self
+            .writer
+            .write(move |connection| messages::expunge_content(connection, &app, &id, now))
+            .await?;
+        // After the commit, so no delivery reads the old payload from here.
+        self.caches.forget_message(msg);
+        Ok(expunged)
+    }
+
     async fn message_by_ref(&self, app: &AppId, reference: &str) -> Result<Option<Message>> {
         let (app, reference) = (app.clone(), reference.to_owned());
         self.readers

@@ -58,6 +58,7 @@ where
         an_idempotency_key_answers_the_first_message_and_queues_nothing,
         a_failing_create_among_concurrent_ones_fails_alone,
         messages_are_found_by_id_or_event_id_within_their_app,
+        a_messages_content_can_be_deleted,
         claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit,
         claim_due_skips_saturated_endpoints,
         claim_due_caps_each_endpoint,
@@ -180,6 +181,7 @@ pub fn new_message(app: &AppId, event_type: &str, created_at: Timestamp) -> Mess
         headers: BTreeMap::new(),
         created_at,
         deliver_at: None,
+        content_expunged_at: None,
     }
 }
 
@@ -1308,6 +1310,31 @@ async fn messages_are_found_by_id_or_event_id_within_their_app(store: &dyn Store
         .await
         .expect("message_by_ref failed");
     assert_eq!(unknown, None, "an unknown reference must find no message");
+}
+
+async fn a_messages_content_can_be_deleted(store: &dyn Store) {
+    let app = add_app(store).await;
+    let other = add_app(store).await;
+    let message = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    assert!(
+        !store
+            .expunge_content(&other.id, &message.id, at(5))
+            .await
+            .expect("expunge_content failed"),
+        "another app's message is not found"
+    );
+    assert!(store
+        .expunge_content(&app.id, &message.id, at(5))
+        .await
+        .expect("expunge_content failed"));
+    let found = store
+        .message_by_ref(&app.id, message.id.as_str())
+        .await
+        .expect("message_by_ref failed")
+        .expect("the message stays");
+    assert_eq!(found.payload, "{}");
+    assert_eq!(found.content_expunged_at, Some(at(5)));
+    assert_eq!(found.event_type, message.event_type, "the rest stays");
 }
 
 async fn claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit(store: &dyn Store) {

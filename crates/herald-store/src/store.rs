@@ -96,6 +96,9 @@ pub trait Store: SourceStore + Send + Sync + 'static {
         message: Message,
         endpoint: &EndpointId,
     ) -> Result<CreatedMessage>;
+    /// Deletes the payload of message `msg` of `app` (it becomes `{}`,
+    /// marked as deleted at `now`); whether there was such a message.
+    async fn expunge_content(&self, app: &AppId, msg: &MessageId, now: Timestamp) -> Result<bool>;
     /// A message of `app` by id or `eventId`.
     async fn message_by_ref(&self, app: &AppId, reference: &str) -> Result<Option<Message>>;
     /// Messages of `app`, newest first.

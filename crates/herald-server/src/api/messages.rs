@@ -168,6 +168,7 @@ pub(crate) fn build_message(
         headers: Default::default(),
         created_at: state.clock.now(),
         deliver_at: None,
+        content_expunged_at: None,
     })
 }
 
@@ -423,6 +424,34 @@ pub(crate) async fn load_message(
         .message_by_ref(app, reference)
         .await?
         .ok_or(ApiError::NotFound("message"))
+}
+
+/// Deletes a message's payload, for one sent with content it should not
+/// have carried: the message and its attempts stay, its payload reads
+/// `{}`, and it is not sent again (resends are refused, retries end).
+#[utoipa::path(
+    delete,
+    operation_id = "v1.message.expunge-content",
+    path = "/app/{app}/msg/{msg}/content",
+    tag = "messages",
+    params(MessagePath),
+    responses((status = 204, description = "Deleted"))
+)]
+pub(crate) async fn expunge_content(
+    State(state): State<AppState>,
+    Path((app, reference)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let app = load_app(&state, &app).await?;
+    let message = load_message(&state, &app.id, &reference).await?;
+    let now = state.clock.now();
+    if !state
+        .store
+        .expunge_content(&app.id, &message.id, now)
+        .await?
+    {
+        return Err(ApiError::NotFound("message"));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// One message by id or `eventId`.

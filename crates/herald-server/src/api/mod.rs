@@ -68,6 +68,7 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::of_endpoint))
         .routes(routes!(messages::list, messages::create))
         .routes(routes!(messages::get))
+        .routes(routes!(messages::expunge_content))
         .routes(routes!(messages::destinations))
         .routes(routes!(attempts::resend))
         .routes(routes!(attempts::by_message))

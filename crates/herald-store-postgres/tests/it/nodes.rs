@@ -82,6 +82,7 @@ fn message(app: &AppId, offset: i64) -> Message {
         headers: BTreeMap::new(),
         created_at: Timestamp(T0.0 + offset),
         deliver_at: None,
+        content_expunged_at: None,
     }
 }
 

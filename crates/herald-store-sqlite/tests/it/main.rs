@@ -42,6 +42,7 @@ async fn acknowledged_writes_survive_dropping_the_store_and_reopening_the_file()
         headers: BTreeMap::from([("x-request-id".to_owned(), "r-1".to_owned())]),
         created_at,
         deliver_at: None,
+        content_expunged_at: None,
     };
     store
         .create_app(app.clone())

@@ -629,3 +629,50 @@ herald_test_support::test_on_both_backends! {
         assert_eq!(status, 422, "{refused}");
     }
 }
+
+herald_test_support::test_on_both_backends! {
+    async fn a_message_whose_content_was_deleted_is_not_sent_again() {
+        let server = TestServer::start().await;
+        let receiver = Receiver::start(Behaviour::AlwaysFail { status: 503 }).await;
+        let api = &server.api;
+        let app = api.create_app("expunge").await;
+        let (endpoint, _) = api
+            .create_endpoint(&app, json!({"url": receiver.url("hook")}))
+            .await;
+        let msg = api.send(&app, "a.b", json!({"card": "4242"})).await;
+        eventually("the first attempt fails", DEADLINE, || async {
+            (receiver.count() >= 1).then_some(())
+        })
+        .await;
+
+        let path = format!("/api/v1/app/{app}/msg/{msg}/content");
+        let (status, _) = api.request(Method::DELETE, &path, None, &[]).await;
+        assert_eq!(status, 204);
+        let shown = api.get(&format!("/api/v1/app/{app}/msg/{msg}")).await;
+        assert_eq!(shown["payload"], json!({}), "{shown}");
+        // Its retries end without a request, and it cannot be resent.
+        wait_for_status(&server, &app, &msg, &endpoint, 2).await;
+        let sent = receiver.count();
+        let resend = format!("/api/v1/app/{app}/msg/{msg}/endpoint/{endpoint}/resend");
+        let (status, refused) = api.request(Method::POST, &resend, None, &[]).await;
+        assert_eq!(status, 409, "{refused}");
+        assert!(
+            receiver
+                .received()
+                .iter()
+                .all(|request| request.json() == json!({"card": "4242"})),
+            "nothing but the original content was ever sent"
+        );
+        assert_eq!(receiver.count(), sent);
+
+        let (status, _) = api
+            .request(
+                Method::DELETE,
+                &format!("/api/v1/app/{app}/msg/msg_nothing/content"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, 404);
+    }
+}

@@ -57,6 +57,7 @@ const PROMISED: &[(&str, &str)] = &[
     ("get", "/api/v1/app/{app}/msg"),
     ("get", "/api/v1/app/{app}/msg/{msg}"),
     ("get", "/api/v1/app/{app}/msg/{msg}/endpoint"),
+    ("delete", "/api/v1/app/{app}/msg/{msg}/content"),
     ("get", "/api/v1/app/{app}/attempt/msg/{msg}"),
     ("get", "/api/v1/app/{app}/attempt/endpoint/{endpoint}"),
     (
