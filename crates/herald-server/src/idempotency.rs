@@ -71,9 +71,12 @@ pub(crate) async fn idempotent(
         expired_before: earlier(now, ANSWER_KEPT),
         abandoned_before: earlier(now, ABANDONED_AFTER),
     };
+    // Tells this request's claim from a later one that takes the key over
+    // (after it was abandoned), so that neither settles the other's.
+    let claim = format!("{:032x}", rand::random::<u128>());
     match state
         .store
-        .claim_idempotency_key(&scope, &fingerprint, terms)
+        .claim_idempotency_key(&scope, &fingerprint, &claim, terms)
         .await?
     {
         IdempotencyClaim::Fresh => {}
@@ -100,11 +103,11 @@ pub(crate) async fn idempotent(
         // The work is done (or not) whatever this bookkeeping comes to: a
         // failure here is logged, and the key frees itself when abandoned.
         let kept = if parts.status.is_server_error() || answer.len() > ANSWER_MAX_BYTES {
-            state.store.release_idempotency_key(&scope).await
+            state.store.release_idempotency_key(&scope, &claim).await
         } else {
             state
                 .store
-                .complete_idempotency_key(&scope, parts.status.as_u16(), answer.to_vec())
+                .complete_idempotency_key(&scope, &claim, parts.status.as_u16(), answer.to_vec())
                 .await
         };
         if let Err(error) = kept {

@@ -11,6 +11,7 @@ pub(crate) async fn claim(
     client: &impl GenericClient,
     key: &str,
     fingerprint: &str,
+    claim: &str,
     terms: IdempotencyTerms,
 ) -> Result<IdempotencyClaim> {
     // Keys live a day, whatever the retention setting: each claim clears
@@ -27,9 +28,10 @@ pub(crate) async fn claim(
     let row = loop {
         let inserted = client
             .execute(
-                "INSERT INTO idempotency_keys (key, fingerprint, created_at) VALUES ($1, $2, $3)
+                "INSERT INTO idempotency_keys (key, fingerprint, claim, created_at)
+                 VALUES ($1, $2, $3, $4)
                  ON CONFLICT (key) DO NOTHING",
-                &[&key, &fingerprint, &terms.now.0],
+                &[&key, &fingerprint, &claim, &terms.now.0],
             )
             .await?;
         if inserted == 1 {
@@ -55,10 +57,10 @@ pub(crate) async fn claim(
     {
         client
             .execute(
-                "UPDATE idempotency_keys SET fingerprint = $2, status = NULL, body = NULL,
-                     created_at = $3
+                "UPDATE idempotency_keys SET fingerprint = $2, claim = $3, status = NULL,
+                     body = NULL, created_at = $4
                  WHERE key = $1",
-                &[&key, &fingerprint, &terms.now.0],
+                &[&key, &fingerprint, &claim, &terms.now.0],
             )
             .await?;
         return Ok(IdempotencyClaim::Fresh);
@@ -78,23 +80,24 @@ pub(crate) async fn claim(
 pub(crate) async fn complete(
     client: &impl GenericClient,
     key: &str,
+    claim: &str,
     status: u16,
     body: &[u8],
 ) -> Result<()> {
     client
         .execute(
-            "UPDATE idempotency_keys SET status = $2, body = $3 WHERE key = $1",
-            &[&key, &i32::from(status), &body],
+            "UPDATE idempotency_keys SET status = $3, body = $4 WHERE key = $1 AND claim = $2",
+            &[&key, &claim, &i32::from(status), &body],
         )
         .await?;
     Ok(())
 }
 
-pub(crate) async fn release(client: &impl GenericClient, key: &str) -> Result<()> {
+pub(crate) async fn release(client: &impl GenericClient, key: &str, claim: &str) -> Result<()> {
     client
         .execute(
-            "DELETE FROM idempotency_keys WHERE key = $1 AND status IS NULL",
-            &[&key],
+            "DELETE FROM idempotency_keys WHERE key = $1 AND claim = $2 AND status IS NULL",
+            &[&key, &claim],
         )
         .await?;
     Ok(())

@@ -212,6 +212,7 @@ CREATE TABLE background_tasks (
 CREATE TABLE idempotency_keys (
     key TEXT COLLATE "C" PRIMARY KEY,
     fingerprint TEXT NOT NULL,
+    claim TEXT NOT NULL,
     status INTEGER,
     body BYTEA,
     created_at BIGINT NOT NULL

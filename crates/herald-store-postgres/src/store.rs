@@ -453,24 +453,26 @@ impl Store for PostgresStore {
         &self,
         key: &str,
         fingerprint: &str,
+        claim: &str,
         terms: IdempotencyTerms,
     ) -> StoreResult<IdempotencyClaim> {
         Ok(transaction!(self, |transaction| {
-            idempotency::claim(&transaction, key, fingerprint, terms).await?
+            idempotency::claim(&transaction, key, fingerprint, claim, terms).await?
         })?)
     }
 
     async fn complete_idempotency_key(
         &self,
         key: &str,
+        claim: &str,
         status: u16,
         body: Vec<u8>,
     ) -> StoreResult<()> {
-        Ok(idempotency::complete(&self.client().await?, key, status, &body).await?)
+        Ok(idempotency::complete(&self.client().await?, key, claim, status, &body).await?)
     }
 
-    async fn release_idempotency_key(&self, key: &str) -> StoreResult<()> {
-        Ok(idempotency::release(&self.client().await?, key).await?)
+    async fn release_idempotency_key(&self, key: &str, claim: &str) -> StoreResult<()> {
+        Ok(idempotency::release(&self.client().await?, key, claim).await?)
     }
 
     async fn record_task(&self, task: &BackgroundTask) -> StoreResult<()> {

@@ -19,6 +19,7 @@ pub(crate) fn claim(
     connection: &Connection,
     key: &str,
     fingerprint: &str,
+    claim: &str,
     terms: IdempotencyTerms,
 ) -> Result<IdempotencyClaim, StoreError> {
     // Keys live a day, whatever the retention setting: each claim clears
@@ -49,11 +50,12 @@ pub(crate) fn claim(
     let claim_it = |connection: &Connection| {
         connection
             .prepare_cached(
-                "INSERT OR REPLACE INTO idempotency_keys (key, fingerprint, status, body, created_at)
-                 VALUES (?1, ?2, NULL, NULL, ?3)",
+                "INSERT OR REPLACE INTO idempotency_keys
+                     (key, fingerprint, claim, status, body, created_at)
+                 VALUES (?1, ?2, ?3, NULL, NULL, ?4)",
             )
             .map_err(backend)?
-            .execute(params![key, fingerprint, terms.now.0])
+            .execute(params![key, fingerprint, claim, terms.now.0])
             .map_err(backend)
     };
     let Some(Stored {
@@ -86,22 +88,27 @@ pub(crate) fn claim(
 pub(crate) fn complete(
     connection: &Connection,
     key: &str,
+    claim: &str,
     status: u16,
     body: &[u8],
 ) -> Result<(), StoreError> {
     connection
-        .prepare_cached("UPDATE idempotency_keys SET status = ?2, body = ?3 WHERE key = ?1")
+        .prepare_cached(
+            "UPDATE idempotency_keys SET status = ?3, body = ?4 WHERE key = ?1 AND claim = ?2",
+        )
         .map_err(backend)?
-        .execute(params![key, status, body])
+        .execute(params![key, claim, status, body])
         .map_err(backend)?;
     Ok(())
 }
 
-pub(crate) fn release(connection: &Connection, key: &str) -> Result<(), StoreError> {
+pub(crate) fn release(connection: &Connection, key: &str, claim: &str) -> Result<(), StoreError> {
     connection
-        .prepare_cached("DELETE FROM idempotency_keys WHERE key = ?1 AND status IS NULL")
+        .prepare_cached(
+            "DELETE FROM idempotency_keys WHERE key = ?1 AND claim = ?2 AND status IS NULL",
+        )
         .map_err(backend)?
-        .execute([key])
+        .execute([key, claim])
         .map_err(backend)?;
     Ok(())
 }

@@ -213,6 +213,7 @@ CREATE TABLE background_tasks (
 CREATE TABLE idempotency_keys (
     key TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
+    claim TEXT NOT NULL,
     status INTEGER,
     body BLOB,
     created_at INTEGER NOT NULL

@@ -608,25 +608,34 @@ impl Store for SqliteStore {
         &self,
         key: &str,
         fingerprint: &str,
+        claim: &str,
         terms: IdempotencyTerms,
     ) -> Result<IdempotencyClaim> {
-        let (key, fingerprint) = (key.to_owned(), fingerprint.to_owned());
+        let (key, fingerprint, claim) = (key.to_owned(), fingerprint.to_owned(), claim.to_owned());
         self.writer
-            .write(move |connection| idempotency::claim(connection, &key, &fingerprint, terms))
+            .write(move |connection| {
+                idempotency::claim(connection, &key, &fingerprint, &claim, terms)
+            })
             .await
     }
 
-    async fn complete_idempotency_key(&self, key: &str, status: u16, body: Vec<u8>) -> Result<()> {
-        let key = key.to_owned();
+    async fn complete_idempotency_key(
+        &self,
+        key: &str,
+        claim: &str,
+        status: u16,
+        body: Vec<u8>,
+    ) -> Result<()> {
+        let (key, claim) = (key.to_owned(), claim.to_owned());
         self.writer
-            .write(move |connection| idempotency::complete(connection, &key, status, &body))
+            .write(move |connection| idempotency::complete(connection, &key, &claim, status, &body))
             .await
     }
 
-    async fn release_idempotency_key(&self, key: &str) -> Result<()> {
-        let key = key.to_owned();
+    async fn release_idempotency_key(&self, key: &str, claim: &str) -> Result<()> {
+        let (key, claim) = (key.to_owned(), claim.to_owned());
         self.writer
-            .write(move |connection| idempotency::release(connection, &key))
+            .write(move |connection| idempotency::release(connection, &key, &claim))
             .await
     }
 

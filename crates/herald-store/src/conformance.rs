@@ -2490,7 +2490,7 @@ async fn an_idempotency_key_runs_its_request_once_and_answers_it_again(store: &d
     };
     let claim = |key: &'static str, fingerprint: &'static str, now: i64| async move {
         store
-            .claim_idempotency_key(key, fingerprint, terms(now))
+            .claim_idempotency_key(key, fingerprint, &format!("claim-{now}"), terms(now))
             .await
             .expect("claim_idempotency_key failed")
     };
@@ -2502,7 +2502,7 @@ async fn an_idempotency_key_runs_its_request_once_and_answers_it_again(store: &d
     );
     assert_eq!(claim("k1", "b", 100_001).await, IdempotencyClaim::Mismatch);
     store
-        .complete_idempotency_key("k1", 201, b"{\"id\":1}".to_vec())
+        .complete_idempotency_key("k1", "claim-100000", 201, b"{\"id\":1}".to_vec())
         .await
         .expect("complete_idempotency_key failed");
     assert_eq!(
@@ -2520,7 +2520,7 @@ async fn an_idempotency_key_runs_its_request_once_and_answers_it_again(store: &d
 
     assert_eq!(claim("k2", "a", 100_000).await, IdempotencyClaim::Fresh);
     store
-        .release_idempotency_key("k2")
+        .release_idempotency_key("k2", "claim-100000")
         .await
         .expect("release_idempotency_key failed");
     assert_eq!(
@@ -2532,6 +2532,20 @@ async fn an_idempotency_key_runs_its_request_once_and_answers_it_again(store: &d
         claim("k2", "a", 100_001 + 60_001).await,
         IdempotencyClaim::Fresh,
         "a claim never answered (a crash) is given up after a minute"
+    );
+    // The claim it was taken from settles nothing any more.
+    store
+        .complete_idempotency_key("k2", "claim-100001", 500, Vec::new())
+        .await
+        .expect("complete_idempotency_key failed");
+    store
+        .release_idempotency_key("k2", "claim-100001")
+        .await
+        .expect("release_idempotency_key failed");
+    assert_eq!(
+        claim("k2", "a", 160_003).await,
+        IdempotencyClaim::InProgress,
+        "the claim that took the key over still holds it"
     );
 }
 

@@ -307,17 +307,27 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     // Idempotency keys of API requests other than message creation (which
     // keeps its key with the message).
 
-    /// Claims `key` for a request whose content hashes to `fingerprint`.
+    /// Claims `key` for a request whose content hashes to `fingerprint`;
+    /// `claim` tells this claim from a later one that takes the key over.
     async fn claim_idempotency_key(
         &self,
         key: &str,
         fingerprint: &str,
+        claim: &str,
         terms: IdempotencyTerms,
     ) -> Result<IdempotencyClaim>;
-    /// Stores the answer of the request that claimed `key`.
-    async fn complete_idempotency_key(&self, key: &str, status: u16, body: Vec<u8>) -> Result<()>;
-    /// Gives `key` up (its request failed in a way worth retrying).
-    async fn release_idempotency_key(&self, key: &str) -> Result<()>;
+    /// Stores the answer of the request that claimed `key` as `claim`
+    /// (nothing if the key was taken over since).
+    async fn complete_idempotency_key(
+        &self,
+        key: &str,
+        claim: &str,
+        status: u16,
+        body: Vec<u8>,
+    ) -> Result<()>;
+    /// Gives `key` up, if `claim` still holds it (its request failed in a
+    /// way worth retrying).
+    async fn release_idempotency_key(&self, key: &str, claim: &str) -> Result<()>;
 
     // Background tasks.
 
