@@ -97,13 +97,18 @@ impl Tokens {
     }
 
     pub(crate) async fn accepts(&self, token: &str) -> Result<bool, StoreError> {
-        self.accepts_hash(&hash_token(token)).await
+        self.accept(hash_token(token)).await
     }
 
     /// Whether the token with this hash is accepted (a console session
     /// keeps the hash of the token it was opened with, never the token).
     pub(crate) async fn accepts_hash(&self, hash: &str) -> Result<bool, StoreError> {
-        let hash = hash.to_owned();
+        self.accept(hash.to_owned()).await
+    }
+
+    /// Every API request comes through here: the hash is taken as owned,
+    /// so a check costs no copy of it.
+    async fn accept(&self, hash: String) -> Result<bool, StoreError> {
         // Comparing hashes by lookup leaks nothing useful about a token: an
         // attacker cannot choose inputs that produce hash prefixes.
         if self.configured.as_ref() == Some(&hash) {
