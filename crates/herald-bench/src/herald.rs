@@ -38,7 +38,8 @@ impl Herald {
             Some(url) => std::ffi::OsString::from(url),
             None => dir.path().join("herald.db").into_os_string(),
         };
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args([
                 "serve",
                 "--listen",
@@ -48,19 +49,32 @@ impl Herald {
             ])
             .arg("--database")
             .arg(database)
-            .args(extra)
+            .args(extra);
+        Self::spawn(command, dir)
+            .await
+            .with_context(|| format!("cannot start {}", binary.display()))
+    }
+
+    /// Starts this binary as the store-less relay of [`crate::relay`].
+    pub(crate) async fn start_relay() -> anyhow::Result<Herald> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.arg(crate::relay::SUBCOMMAND);
+        Self::spawn(command, tempfile::tempdir()?).await
+    }
+
+    async fn spawn(mut command: Command, dir: TempDir) -> anyhow::Result<Herald> {
+        let mut child = command
             .env("HERALD_ADMIN_TOKEN", TOKEN)
             .env("HERALD_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
+            .spawn()?;
         let stdout = child.stdout.take().context("stdout is piped")?;
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
             let Some(line) = lines.next_line().await? else {
-                bail!("herald exited before listening");
+                bail!("exited before listening");
             };
             if let Some(url) = line.strip_prefix("herald listening on ") {
                 break url.trim().to_owned();
@@ -109,6 +123,11 @@ impl Herald {
             .map(|metadata| metadata.len())
             .sum()
     }
+}
+
+/// CPU time this process (load generator and sink) has used so far.
+pub(crate) fn own_cpu_time() -> Option<Duration> {
+    cpu_of(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
 /// User plus system time from a `/proc/.../stat` line.

@@ -4,6 +4,7 @@
 mod herald;
 mod load;
 mod postgres;
+mod relay;
 mod scenarios;
 mod sink;
 mod stats;
@@ -29,11 +30,12 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Scenarios to run (comma-separated): baseline, ingest, e2e, low-load,
-    /// fan-out, isolation, backlog, postgres.
+    /// fan-out, isolation, backlog, postgres, ceiling (end-to-end through a
+    /// relay that stores nothing).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "baseline,ingest,e2e,low-load,fan-out,isolation"
+        default_value = "baseline,ingest,e2e,ceiling,low-load,fan-out,isolation"
     )]
     only: Vec<String>,
     /// Messages in the backlog scenario (run it with `--only backlog`).
@@ -47,6 +49,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some(relay::SUBCOMMAND) {
+        return relay::serve().await;
+    }
     let args = Args::parse();
     let herald = match args.herald {
         Some(path) => path,
@@ -71,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
             "isolation" => bench.isolation().await,
             "backlog" => bench.backlog(args.backlog).await,
             "postgres" => bench.postgres(&args.postgres).await,
+            "ceiling" => bench.ceiling().await,
             other => anyhow::bail!("unknown scenario '{other}'"),
         };
         rows.extend(result?);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::herald::{message_body, Herald};
+use crate::herald::{message_body, own_cpu_time, Herald};
 use crate::load::{closed_loop, open_loop, Calls};
 use crate::sink::{Arrivals, Sink};
 use crate::stats::{millis, rate, Latency};
@@ -42,6 +42,11 @@ impl Row {
         self.target = target.into();
         self.met = Some(met);
         self
+    }
+
+    fn clear_target(&mut self) {
+        self.target.clear();
+        self.met = None;
     }
 }
 
@@ -146,6 +151,16 @@ impl Bench {
         extra: &[String],
     ) -> anyhow::Result<(Herald, Sink, String)> {
         let herald = Herald::start(&self.herald, extra).await?;
+        self.lanes_of(herald, arrivals, lanes).await
+    }
+
+    /// An app on `herald` with one endpoint per lane of a new sink.
+    async fn lanes_of(
+        &self,
+        herald: Herald,
+        arrivals: &Arc<Arrivals>,
+        lanes: &[bool],
+    ) -> anyhow::Result<(Herald, Sink, String)> {
         let sink = sink(arrivals).await?;
         let app = herald.api.create_app("bench").await?;
         for (lane, slow) in lanes.iter().enumerate() {
@@ -198,9 +213,31 @@ impl Bench {
 
     /// Deliveries per second until every message arrived, and latency.
     pub(crate) async fn end_to_end(&self) -> anyhow::Result<Vec<Row>> {
+        let herald = Herald::start(&self.herald, &[]).await?;
+        self.end_to_end_through(herald, "end-to-end").await
+    }
+
+    /// The end-to-end scenario through the relay of [`crate::relay`], which
+    /// stores nothing: the share of the baseline that the HTTP exchanges
+    /// alone leave for any design.
+    pub(crate) async fn ceiling(&self) -> anyhow::Result<Vec<Row>> {
+        let relay = Herald::start_relay().await?;
+        let mut rows = self.end_to_end_through(relay, "relay ceiling").await?;
+        // The targets are Herald's, not the relay's.
+        for row in &mut rows {
+            row.clear_target();
+        }
+        Ok(rows)
+    }
+
+    async fn end_to_end_through(
+        &self,
+        herald: Herald,
+        scenario: &'static str,
+    ) -> anyhow::Result<Vec<Row>> {
         let arrivals = Arrivals::new(self.epoch, self.messages, 1, Duration::ZERO);
-        let (herald, sink, app) = self.herald_with_lanes(&arrivals, &[false], &[]).await?;
-        let cpu_before = herald.cpu_time().zip(herald.writer_cpu_time());
+        let (herald, sink, app) = self.lanes_of(herald, &arrivals, &[false]).await?;
+        let cpu_before = (herald.cpu_time(), herald.writer_cpu_time(), own_cpu_time());
         let calls = self.send_all(&herald, &app, 0..self.messages).await;
         drained(
             &arrivals,
@@ -208,14 +245,16 @@ impl Bench {
             Duration::from_secs(120),
         )
         .await?;
-        let cpu = cpu_before
-            .zip(herald.cpu_time().zip(herald.writer_cpu_time()))
-            .map(|((all, writer), (all_after, writer_after))| {
-                (
-                    all_after.saturating_sub(all),
-                    writer_after.saturating_sub(writer),
-                )
-            });
+        let spent = |before: Option<Duration>, after: Option<Duration>| {
+            before
+                .zip(after)
+                .map(|(before, after)| after.saturating_sub(before))
+        };
+        let cpu = (
+            spent(cpu_before.0, herald.cpu_time()),
+            spent(cpu_before.1, herald.writer_cpu_time()),
+            spent(cpu_before.2, own_cpu_time()),
+        );
         let elapsed =
             Duration::from_nanos(arrivals.last.load(Ordering::Acquire) - first_start(&calls));
         let per_second = rate(arrivals.distinct(), elapsed);
@@ -225,13 +264,13 @@ impl Bench {
         sink.stop();
         let mut rows = vec![
             Row::new(
-                "end-to-end",
+                scenario,
                 format!("deliveries/s, {} messages", self.messages),
                 format!("{per_second:.0}"),
             )
             .target("≥ 5,000", per_second >= 5_000.0),
             Row::new(
-                "end-to-end",
+                scenario,
                 "call→arrival p50 / p99 / max",
                 format!(
                     "{} / {} / {}",
@@ -240,22 +279,29 @@ impl Bench {
                     millis(latency.max)
                 ),
             ),
-            Row::new("end-to-end", "duplicate deliveries", duplicates.to_string()),
+            Row::new(scenario, "duplicate deliveries", duplicates.to_string()),
         ];
-        if let Some((all, writer)) = cpu {
-            let per_message =
-                |time: Duration| time.as_secs_f64() * 1e6 / arrivals.distinct().max(1) as f64;
-            rows.push(Row::new(
-                "end-to-end",
-                "Herald CPU time per message: all / SQLite writer thread",
-                format!("{:.0} µs / {:.0} µs", per_message(all), per_message(writer)),
-            ));
-        }
+        let per_message = |time: Option<Duration>| {
+            time.map_or("—".to_owned(), |time| {
+                let micros = time.as_secs_f64() * 1e6 / arrivals.distinct().max(1) as f64;
+                format!("{micros:.0} µs")
+            })
+        };
+        rows.push(Row::new(
+            scenario,
+            "CPU time per message: server / its SQLite writer thread / herald-bench",
+            format!(
+                "{} / {} / {}",
+                per_message(cpu.0),
+                per_message(cpu.1),
+                per_message(cpu.2)
+            ),
+        ));
         if let Some(baseline) = self.baseline_rate {
             let share = per_second / baseline * 100.0;
             rows.push(
                 Row::new(
-                    "end-to-end",
+                    scenario,
                     "share of the same-run baseline",
                     format!("{share:.0} %"),
                 )
