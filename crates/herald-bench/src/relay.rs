@@ -12,13 +12,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -79,18 +80,29 @@ fn router(token: &str, key: SigningKey) -> Router {
             .build_http(),
     });
     Router::new()
-        .route("/api/v1/health", get(|| async { StatusCode::NO_CONTENT }))
         .route("/api/v1/app", post(create_app))
         .route("/api/v1/app/{app}/endpoint", post(create_endpoint))
         .route("/api/v1/app/{app}/msg", post(create_message))
+        .route_layer(middleware::from_fn_with_state(relay.clone(), authorise))
+        .route("/api/v1/health", get(|| async { StatusCode::NO_CONTENT }))
         .with_state(relay)
 }
 
+/// Every API call but the health check needs the token, as in Herald.
+async fn authorise(State(relay): State<Arc<Relay>>, request: Request, next: Next) -> Response {
+    let presented = request.headers().get(header::AUTHORIZATION);
+    if presented.is_some_and(|value| value.as_bytes() == relay.token.as_bytes()) {
+        next.run(request).await
+    } else {
+        StatusCode::UNAUTHORIZED.into_response()
+    }
+}
+
 impl Relay {
-    fn authorised(&self, headers: &HeaderMap) -> bool {
-        headers
-            .get(header::AUTHORIZATION)
-            .is_some_and(|value| value.as_bytes() == self.token.as_bytes())
+    fn endpoints(&self) -> MutexGuard<'_, HashMap<String, Vec<Arc<Target>>>> {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn id(&self, prefix: &str) -> String {
@@ -98,36 +110,22 @@ impl Relay {
     }
 }
 
-async fn create_app(State(relay): State<Arc<Relay>>, headers: HeaderMap) -> Response {
-    if !relay.authorised(&headers) {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
+async fn create_app(State(relay): State<Arc<Relay>>) -> Response {
     let id = relay.id("app");
-    relay
-        .endpoints
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .insert(id.clone(), Vec::new());
+    relay.endpoints().insert(id.clone(), Vec::new());
     (StatusCode::CREATED, Json(json!({ "id": id }))).into_response()
 }
 
 async fn create_endpoint(
     State(relay): State<Arc<Relay>>,
     Path(app): Path<String>,
-    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if !relay.authorised(&headers) {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
     let Some(url) = body["url"].as_str().and_then(|url| url.parse().ok()) else {
         return StatusCode::UNPROCESSABLE_ENTITY.into_response();
     };
     let id = relay.id("ep");
-    let mut endpoints = relay
-        .endpoints
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut endpoints = relay.endpoints();
     let Some(targets) = endpoints.get_mut(&app) else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -141,23 +139,13 @@ async fn create_endpoint(
 async fn create_message(
     State(relay): State<Arc<Relay>>,
     Path(app): Path<String>,
-    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if !relay.authorised(&headers) {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
     let (Some(event_type), Some(payload)) = (body["eventType"].as_str(), body.get("payload"))
     else {
         return StatusCode::UNPROCESSABLE_ENTITY.into_response();
     };
-    let Some(targets) = relay
-        .endpoints
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .get(&app)
-        .cloned()
-    else {
+    let Some(targets) = relay.endpoints().get(&app).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let id = relay.id("msg");
@@ -213,6 +201,8 @@ async fn deliver(relay: Arc<Relay>, target: Arc<Target>, id: String, timestamp: 
 #[cfg(test)]
 mod tests {
     use std::future::IntoFuture;
+
+    use axum::http::HeaderMap;
     use std::time::Duration;
 
     use herald_signing::verify;

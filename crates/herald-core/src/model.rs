@@ -135,9 +135,14 @@ pub struct Message {
     /// A scheduled message (`deliverAt`): its deliveries are first due
     /// then, not at once.
     pub deliver_at: Option<Timestamp>,
-    /// When its payload was deleted (`DELETE …/msg/{msg}/content`): it is
-    /// `{}` since, and the message is not sent again.
+    /// When its payload was deleted (`DELETE …/msg/{msg}/content`, or its
+    /// retention below ended): it is `{}` since, and the message is not
+    /// sent again.
     pub content_expunged_at: Option<Timestamp>,
+    /// When its payload is to be deleted (`payloadRetentionPeriod` or
+    /// `payloadRetentionHours` at creation); `None` keeps it as long as
+    /// the message.
+    pub payload_expires_at: Option<Timestamp>,
 }
 
 impl Message {

@@ -253,15 +253,13 @@ impl Engine {
                 Err(error) => tracing::error!(%error, "cannot release leases at start"),
             }
         }
-        let purging = self.config.retention.map(|period| {
-            tokio::spawn(retention::purge_loop(
-                store.clone(),
-                clock.clone(),
-                period,
-                self.config.purge_interval,
-                shutdown.clone(),
-            ))
-        });
+        let purging = tokio::spawn(retention::purge_loop(
+            store.clone(),
+            clock.clone(),
+            self.config.retention,
+            self.config.purge_interval,
+            shutdown.clone(),
+        ));
         let remote = store.remote_wakeups();
         let mut last_sweep = clock.now();
         // When the earliest pending delivery is due, as last read.
@@ -315,10 +313,8 @@ impl Engine {
             );
             tasks.abort_all();
         }
-        if let Some(purging) = purging {
-            if let Err(error) = purging.await {
-                tracing::error!(%error, "retention task failed");
-            }
+        if let Err(error) = purging.await {
+            tracing::error!(%error, "retention task failed");
         }
     }
 

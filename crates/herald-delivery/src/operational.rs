@@ -283,6 +283,7 @@ impl Operational {
             created_at: self.clock.now(),
             deliver_at: None,
             content_expunged_at: None,
+            payload_expires_at: None,
         };
         let created = self.store.create_message(message, None).await?;
         Ok(created.deliveries > 0)

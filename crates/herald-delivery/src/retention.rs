@@ -1,6 +1,8 @@
 //! Retention: attempts and finished messages older than the retention
-//! period are deleted in the background, in small batches with a pause
-//! between them, so the writer is never held long enough to stall delivery.
+//! period are deleted in the background, and so are payloads whose own
+//! retention (`payloadRetentionHours`) ended — in small batches with a
+//! pause between them, so the writer is never held long enough to stall
+//! delivery.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,42 +17,58 @@ const BATCH: usize = 500;
 /// The pause between two batches of one purge round.
 const BETWEEN_BATCHES: Duration = Duration::from_millis(50);
 
-/// Purges every `interval` until `shutdown`.
+/// Every `interval` until `shutdown`: deletes the payloads whose own
+/// retention ended, and, with a retention `period`, purges what is older.
 pub(crate) async fn purge_loop(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    period: Duration,
+    period: Option<Duration>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
     loop {
-        let cutoff = herald_core::Timestamp(
-            clock
-                .now()
-                .0
-                .saturating_sub(i64::try_from(period.as_millis()).unwrap_or(i64::MAX)),
-        );
-        let mut purged = 0u64;
-        loop {
-            match store.purge_before(cutoff, BATCH).await {
-                Ok(0) => break,
-                Ok(removed) => purged += removed,
-                Err(error) => {
-                    tracing::warn!(%error, "retention purge failed; retrying next round");
-                    break;
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(BETWEEN_BATCHES) => {}
-                () = shutdown.cancelled() => return,
-            }
+        let now = clock.now();
+        let expunged = in_batches(&shutdown, || store.expunge_expired_payloads(now, BATCH)).await;
+        if expunged > 0 {
+            tracing::info!(expunged, "deleted payloads past their own retention");
         }
-        if purged > 0 {
-            tracing::info!(purged, %cutoff, "purged rows past the retention period");
+        if let Some(period) = period {
+            let cutoff = herald_core::Timestamp(
+                now.0
+                    .saturating_sub(i64::try_from(period.as_millis()).unwrap_or(i64::MAX)),
+            );
+            let purged = in_batches(&shutdown, || store.purge_before(cutoff, BATCH)).await;
+            if purged > 0 {
+                tracing::info!(purged, %cutoff, "purged rows past the retention period");
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Runs `batch` until it removes nothing (or fails, to be retried next
+/// round), pausing between batches; answers how much it removed.
+async fn in_batches<F, Fut>(shutdown: &CancellationToken, mut batch: F) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, herald_store::StoreError>>,
+{
+    let mut removed = 0;
+    loop {
+        match batch().await {
+            Ok(0) => return removed,
+            Ok(count) => removed += count,
+            Err(error) => {
+                tracing::warn!(%error, "retention batch failed; retrying next round");
+                return removed;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(BETWEEN_BATCHES) => {}
+            () = shutdown.cancelled() => return removed,
         }
     }
 }

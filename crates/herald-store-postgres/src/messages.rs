@@ -20,7 +20,7 @@ pub(crate) enum FanOut<'a> {
     Only(&'a EndpointId),
 }
 
-/// The message insert both creations start with (`$1`–`$11`). A message whose
+/// The message insert both creations start with (`$1`–`$12`). A message whose
 /// idempotency key is taken returns no row, and so has no deliveries. Its
 /// deliveries are first due at `first_due`, its creation or its scheduled
 /// time.
@@ -29,8 +29,8 @@ macro_rules! insert_message {
         concat!(
             "WITH message AS (
                  INSERT INTO messages (id, app_id, event_type, event_id, payload, channels,
-                     tags, idempotency_key, created_at, headers, deliver_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     tags, idempotency_key, created_at, headers, deliver_at, payload_expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  ON CONFLICT (app_id, idempotency_key) WHERE idempotency_key IS NOT NULL
                  DO NOTHING
                  RETURNING id, app_id, created_at,
@@ -55,9 +55,9 @@ const CREATE_FANNED_OUT: &str = insert_message!(
          AND (e.channels IS NULL OR e.channels && $6)"
 );
 
-/// The one endpoint in `$12`.
+/// The one endpoint in `$13`.
 const CREATE_FOR_ENDPOINT: &str = insert_message!(
-    "SELECT m.id, $12::text, m.app_id, 1, 0, m.first_due, 0, m.created_at, m.created_at
+    "SELECT m.id, $13::text, m.app_id, 1, 0, m.first_due, 0, m.created_at, m.created_at
      FROM message m"
 );
 
@@ -83,7 +83,8 @@ pub(crate) async fn create_message(
     // common.
     let headers = to_json(&message.headers);
     let deliver_at = message.deliver_at.map(|at| at.0);
-    let fields: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+    let payload_expires_at = message.payload_expires_at.map(|at| at.0);
+    let fields: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
         &message.id.as_str(),
         &message.app_id.as_str(),
         &message.event_type.as_str(),
@@ -95,6 +96,7 @@ pub(crate) async fn create_message(
         &message.created_at.0,
         &headers,
         &deliver_at,
+        &payload_expires_at,
     ];
     let mut params = fields.to_vec();
     let only = match fan_out {
@@ -148,6 +150,28 @@ pub(crate) async fn expunge_content(
         )
         .await?;
     Ok(changed > 0)
+}
+
+/// Deletes the payloads (at most `limit`) whose retention ended by `now`,
+/// as `DELETE …/content` does; answers how many. Rows another node is
+/// expunging right now are left to it.
+pub(crate) async fn expunge_expired_payloads(
+    client: &impl GenericClient,
+    now: Timestamp,
+    limit: usize,
+) -> Result<u64> {
+    let statement = client
+        .prepare_cached(
+            "UPDATE messages SET payload = '{}', content_expunged_at = $1
+             WHERE id IN (
+                 SELECT id FROM messages
+                 WHERE payload_expires_at <= $1 AND content_expunged_at IS NULL
+                 ORDER BY payload_expires_at LIMIT $2
+                 FOR UPDATE SKIP LOCKED)",
+        )
+        .await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    Ok(client.execute(&statement, &[&now.0, &limit]).await?)
 }
 
 pub(crate) async fn message_by_ref(

@@ -133,10 +133,10 @@ pub(crate) fn endpoint(row: &Row) -> Result<Endpoint> {
 
 pub(crate) const MESSAGE_COLUMNS: &str =
     "id, app_id, event_type, event_id, payload, channels, tags, created_at, headers, deliver_at, \
-     content_expunged_at";
+     content_expunged_at, payload_expires_at";
 
 /// Columns of [`MESSAGE_COLUMNS`] in one message row.
-pub(crate) const MESSAGE_COLUMN_COUNT: usize = 11;
+pub(crate) const MESSAGE_COLUMN_COUNT: usize = 12;
 
 /// `columns` with every name qualified by a table alias, for joins.
 pub(crate) fn prefixed(alias: &str, columns: &str) -> String {
@@ -165,6 +165,7 @@ pub(crate) fn message_at(row: &Row, at: usize) -> Result<Message> {
         headers: json(column(row, at + 8)?)?,
         deliver_at: column::<Option<i64>>(row, at + 9)?.map(Timestamp),
         content_expunged_at: column::<Option<i64>>(row, at + 10)?.map(Timestamp),
+        payload_expires_at: column::<Option<i64>>(row, at + 11)?.map(Timestamp),
     })
 }
 

@@ -223,6 +223,12 @@ CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
     r#"
 ALTER TABLE messages ADD COLUMN content_expunged_at BIGINT;
 "#,
+    // 9: as SQLite's fourteenth: when a message's payload is to be deleted.
+    r#"
+ALTER TABLE messages ADD COLUMN payload_expires_at BIGINT;
+CREATE INDEX messages_payload_expiry ON messages (payload_expires_at)
+    WHERE payload_expires_at IS NOT NULL AND content_expunged_at IS NULL;
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

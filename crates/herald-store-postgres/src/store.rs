@@ -162,6 +162,10 @@ impl Store for PostgresStore {
         Ok(messages::expunge_content(&self.client().await?, app, msg, now).await?)
     }
 
+    async fn expunge_expired_payloads(&self, now: Timestamp, limit: usize) -> StoreResult<u64> {
+        Ok(messages::expunge_expired_payloads(&self.client().await?, now, limit).await?)
+    }
+
     async fn message_by_ref(&self, app: &AppId, reference: &str) -> StoreResult<Option<Message>> {
         Ok(messages::message_by_ref(&self.client().await?, app, reference).await?)
     }

@@ -26,6 +26,7 @@ fn message(app: &AppId) -> Message {
         created_at: Timestamp(1_700_000_000_000),
         deliver_at: None,
         content_expunged_at: None,
+        payload_expires_at: None,
     }
 }
 

@@ -92,8 +92,8 @@ fn create(
     connection
         .prepare_cached(
             "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags,
-                 idempotency_key, created_at, headers, deliver_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 idempotency_key, created_at, headers, deliver_at, payload_expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .map_err(backend)?
         .execute(params![
@@ -108,6 +108,7 @@ fn create(
             message.created_at.0,
             to_json(&message.headers),
             message.deliver_at.map(|at| at.0),
+            message.payload_expires_at.map(|at| at.0),
         ])
         .map_err(backend)?;
 
@@ -215,6 +216,39 @@ pub(crate) fn expunge_content(
         .execute(params![msg.as_str(), app.as_str(), now.0])
         .map(|changed| changed > 0)
         .map_err(backend)
+}
+
+/// Deletes the payloads (at most `limit`) whose retention ended by `now`,
+/// as `DELETE …/content` does; answers whose they were.
+pub(crate) fn expunge_expired_payloads(
+    connection: &Connection,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<MessageId>, StoreError> {
+    let expired = connection
+        .prepare_cached(
+            "SELECT id FROM messages INDEXED BY messages_payload_expiry
+             WHERE payload_expires_at <= ?1 AND payload_expires_at IS NOT NULL
+                 AND content_expunged_at IS NULL
+             ORDER BY payload_expires_at LIMIT ?2",
+        )
+        .map_err(backend)?
+        .query_map(
+            params![now.0, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |row| row.get::<_, String>(0),
+        )
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    let mut expunge = connection
+        .prepare_cached(
+            "UPDATE messages SET payload = '{}', content_expunged_at = ?2 WHERE id = ?1",
+        )
+        .map_err(backend)?;
+    for id in &expired {
+        expunge.execute(params![id, now.0]).map_err(backend)?;
+    }
+    Ok(expired.into_iter().map(MessageId::from_stored).collect())
 }
 
 pub(crate) fn message_by_ref(

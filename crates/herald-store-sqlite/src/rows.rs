@@ -131,7 +131,7 @@ pub(crate) fn endpoint(row: &Row<'_>) -> Result<Endpoint, StoreError> {
 
 pub(crate) const MESSAGE_COLUMNS: &str =
     "id, app_id, event_type, event_id, payload, channels, tags, created_at, headers, deliver_at, \
-     content_expunged_at";
+     content_expunged_at, payload_expires_at";
 
 /// `columns` with every name qualified by a table alias, for joins.
 pub(crate) fn prefixed(alias: &str, columns: &str) -> String {
@@ -160,6 +160,7 @@ pub(crate) fn message_at(row: &Row<'_>, at: usize) -> Result<Message, StoreError
         headers: json(&column::<String>(row, at + 8)?)?,
         deliver_at: column::<Option<i64>>(row, at + 9)?.map(Timestamp),
         content_expunged_at: column::<Option<i64>>(row, at + 10)?.map(Timestamp),
+        payload_expires_at: column::<Option<i64>>(row, at + 11)?.map(Timestamp),
     })
 }
 
@@ -176,7 +177,7 @@ pub(crate) fn subscription(
 }
 
 /// Columns of [`MESSAGE_COLUMNS`] in one message row.
-pub(crate) const MESSAGE_COLUMN_COUNT: usize = 11;
+pub(crate) const MESSAGE_COLUMN_COUNT: usize = 12;
 
 fn status(code: i64) -> Result<DeliveryStatus, StoreError> {
     DeliveryStatus::from_code(code).ok_or_else(|| corrupt(format!("delivery status {code}")))

@@ -224,6 +224,13 @@ CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
     r#"
 ALTER TABLE messages ADD COLUMN content_expunged_at INTEGER;
 "#,
+    // 14: when a message's payload is to be deleted (its own retention);
+    // the index holds only payloads still waiting for that.
+    r#"
+ALTER TABLE messages ADD COLUMN payload_expires_at INTEGER;
+CREATE INDEX messages_payload_expiry ON messages (payload_expires_at)
+    WHERE payload_expires_at IS NOT NULL AND content_expunged_at IS NULL;
+"#,
 ];
 
 /// Brings the schema up to date.

@@ -253,6 +253,18 @@ impl Store for SqliteStore {
         Ok(expunged)
     }
 
+    async fn expunge_expired_payloads(&self, now: Timestamp, limit: usize) -> Result<u64> {
+        let expunged = self
+            .writer
+            .write(move |connection| messages::expunge_expired_payloads(connection, now, limit))
+            .await?;
+        // After the commit, as for one message above.
+        for msg in &expunged {
+            self.caches.forget_message(msg);
+        }
+        Ok(expunged.len() as u64)
+    }
+
     async fn message_by_ref(&self, app: &AppId, reference: &str) -> Result<Option<Message>> {
         let (app, reference) = (app.clone(), reference.to_owned());
         self.readers

@@ -59,6 +59,7 @@ where
         a_failing_create_among_concurrent_ones_fails_alone,
         messages_are_found_by_id_or_event_id_within_their_app,
         a_messages_content_can_be_deleted,
+        payloads_are_deleted_once_their_own_retention_ends,
         claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit,
         claim_due_skips_saturated_endpoints,
         claim_due_caps_each_endpoint,
@@ -182,6 +183,7 @@ pub fn new_message(app: &AppId, event_type: &str, created_at: Timestamp) -> Mess
         created_at,
         deliver_at: None,
         content_expunged_at: None,
+        payload_expires_at: None,
     }
 }
 
@@ -1335,6 +1337,65 @@ async fn a_messages_content_can_be_deleted(store: &dyn Store) {
     assert_eq!(found.payload, "{}");
     assert_eq!(found.content_expunged_at, Some(at(5)));
     assert_eq!(found.event_type, message.event_type, "the rest stays");
+}
+
+async fn payloads_are_deleted_once_their_own_retention_ends(store: &dyn Store) {
+    let app = add_app(store).await;
+    let expiring = |expires_at: i64| Message {
+        payload_expires_at: Some(at(expires_at)),
+        ..new_message(&app.id, "invoice.paid", at(0))
+    };
+    let soon = publish(store, expiring(10)).await;
+    let later = publish(store, expiring(20)).await;
+    let kept = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let asked = publish(store, expiring(10)).await;
+    assert!(store
+        .expunge_content(&app.id, &asked.id, at(5))
+        .await
+        .expect("expunge_content failed"));
+    let expunge = |now: i64, limit: usize| async move {
+        store
+            .expunge_expired_payloads(at(now), limit)
+            .await
+            .expect("expunge_expired_payloads failed")
+    };
+    let found = |message: &Message| {
+        let id = message.id.clone();
+        let app = app.id.clone();
+        async move {
+            store
+                .message_by_ref(&app, id.as_str())
+                .await
+                .expect("message_by_ref failed")
+                .expect("the message stays")
+        }
+    };
+    assert_eq!(expunge(9, 100).await, 0, "nothing has expired yet");
+    assert_eq!(
+        expunge(15, 100).await,
+        1,
+        "one payload expired; one deleted on request already is not counted again"
+    );
+    let gone = found(&soon).await;
+    assert_eq!(gone.payload, "{}");
+    assert_eq!(gone.content_expunged_at, Some(at(15)));
+    assert_eq!(found(&asked).await.content_expunged_at, Some(at(5)));
+    assert_eq!(found(&later).await.payload, later.payload);
+    assert_eq!(expunge(15, 100).await, 0, "an expunged payload is done");
+    assert_eq!(expunge(1_000_000, 100).await, 1);
+    assert_eq!(found(&later).await.payload, "{}");
+    let untouched = found(&kept).await;
+    assert_eq!(untouched.payload, kept.payload, "no retention, no expiry");
+    assert_eq!(untouched.content_expunged_at, None);
+    assert_eq!(untouched.payload_expires_at, None);
+
+    // A batch is bounded; the caller repeats.
+    for _ in 0..3 {
+        publish(store, expiring(30)).await;
+    }
+    assert_eq!(expunge(40, 2).await, 2);
+    assert_eq!(expunge(40, 2).await, 1);
+    assert_eq!(expunge(40, 2).await, 0);
 }
 
 async fn claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit(store: &dyn Store) {

@@ -99,6 +99,11 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     /// Deletes the payload of message `msg` of `app` (it becomes `{}`,
     /// marked as deleted at `now`); whether there was such a message.
     async fn expunge_content(&self, app: &AppId, msg: &MessageId, now: Timestamp) -> Result<bool>;
+
+    /// Deletes, as [`Store::expunge_content`] does, up to `limit` payloads
+    /// whose own retention (`Message::payload_expires_at`) ended by `now`;
+    /// answers how many. The caller repeats until none is left.
+    async fn expunge_expired_payloads(&self, now: Timestamp, limit: usize) -> Result<u64>;
     /// A message of `app` by id or `eventId`.
     async fn message_by_ref(&self, app: &AppId, reference: &str) -> Result<Option<Message>>;
     /// Messages of `app`, newest first.

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::{RetrySchedule, SystemClock};
+use herald_core::clock::ManualClock;
+use herald_core::{Clock, RetrySchedule, SystemClock};
 use herald_delivery::{DeliveryConfig, HealthConfig};
 use herald_server::ServerConfig;
 use herald_store::Store;
@@ -43,6 +44,8 @@ pub struct TestServerOptions {
     pub app_rate_limit: Option<u32>,
     /// Purged after this long (checked every 200 ms); `None` keeps all.
     pub retention: Option<Duration>,
+    /// A clock the test moves by hand; the system's when `None`.
+    pub clock: Option<Arc<ManualClock>>,
 }
 
 impl Default for TestServerOptions {
@@ -65,6 +68,7 @@ impl Default for TestServerOptions {
             retry_after_cap: Duration::from_secs(3600),
             app_rate_limit: None,
             retention: None,
+            clock: None,
         }
     }
 }
@@ -136,12 +140,16 @@ impl TestServer {
             sweep_interval: Duration::from_millis(200),
             ..DeliveryConfig::default()
         };
+        let clock: Arc<dyn Clock> = match options.clock {
+            Some(clock) => clock,
+            None => Arc::new(SystemClock),
+        };
         let stop = shutdown.clone();
         let served = store.clone();
         let task = tokio::spawn(async move {
             herald_server::serve(
                 served,
-                Arc::new(SystemClock),
+                clock,
                 server,
                 delivery,
                 listener,

@@ -40,12 +40,13 @@ pub(crate) struct MessageIn {
     channels: Option<Vec<String>>,
     #[serde(default)]
     tags: Option<Vec<String>>,
-    /// Accepted for compatibility; payloads follow Herald's retention.
+    /// Days to keep the payload (5 to 90); after that it is deleted and
+    /// the message kept. Without it (or the hours below) the payload lives
+    /// as long as the message.
     #[serde(default)]
-    #[allow(dead_code)] // accepted so SDK requests parse; not used
     payload_retention_period: Option<u64>,
+    /// Hours to keep the payload (1 to 2,160), instead of the days above.
     #[serde(default)]
-    #[allow(dead_code)] // accepted so SDK requests parse; not used
     payload_retention_hours: Option<u64>,
     /// Creates the application on the fly if it does not exist.
     #[serde(default)]
@@ -169,6 +170,7 @@ pub(crate) fn build_message(
         created_at: state.clock.now(),
         deliver_at: None,
         content_expunged_at: None,
+        payload_expires_at: None,
     })
 }
 
@@ -176,6 +178,38 @@ pub(crate) fn build_message(
 /// "remind them tomorrow" or "retry next week", near enough that a year
 /// typed wrong is caught.
 const MAX_SCHEDULE_AHEAD_MS: i64 = 30 * 24 * 3600 * 1000;
+
+const HOUR_MS: i64 = 3600 * 1000;
+
+/// How long a payload is kept, in milliseconds, from the two ways of
+/// asking (Svix's bounds: 5 to 90 days, or 1 to 2,160 hours; not both).
+fn payload_retention(days: Option<u64>, hours: Option<u64>) -> Result<Option<i64>, ApiError> {
+    let hours = match (days, hours) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "payloadRetentionHours",
+                "cannot be given with payloadRetentionPeriod",
+            ))
+        }
+        (Some(days), None) if !(5..=90).contains(&days) => {
+            return Err(ApiError::invalid(
+                "payloadRetentionPeriod",
+                "must be 5 to 90 days",
+            ))
+        }
+        (None, Some(hours)) if !(1..=2160).contains(&hours) => {
+            return Err(ApiError::invalid(
+                "payloadRetentionHours",
+                "must be 1 to 2160 hours",
+            ))
+        }
+        (Some(days), None) => days * 24,
+        (None, Some(hours)) => hours,
+        (None, None) => return Ok(None),
+    };
+    // At most 2,160 hours: far inside i64 milliseconds.
+    Ok(Some(i64::try_from(hours).unwrap_or(i64::MAX) * HOUR_MS))
+}
 
 /// The scheduled time of a message created at `now`, checked.
 fn deliver_at(text: &str, now: Timestamp) -> Result<Timestamp, ApiError> {
@@ -283,6 +317,10 @@ pub(crate) async fn create(
         })
         .transpose()?;
     let event_type = EventTypeName::parse(&input.event_type)?;
+    let retention = payload_retention(
+        input.payload_retention_period,
+        input.payload_retention_hours,
+    )?;
     let app = app_for_create(&state, &app, input.application).await?;
     check_app_rate(&state, &app)?;
     let mut message = build_message(
@@ -297,6 +335,8 @@ pub(crate) async fn create(
     if let Some(text) = &input.deliver_at {
         message.deliver_at = Some(deliver_at(text, message.created_at)?);
     }
+    message.payload_expires_at =
+        retention.map(|kept| Timestamp(message.created_at.0.saturating_add(kept)));
     let started = std::time::Instant::now();
     // With room in the engine, the new deliveries go straight to their
     // first attempt: leased in the create's transaction, not claimed. A

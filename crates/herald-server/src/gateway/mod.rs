@@ -452,6 +452,7 @@ async fn accept(
         created_at: arrival.received_at,
         deliver_at: None,
         content_expunged_at: None,
+        payload_expires_at: None,
     };
     // Providers without an event id (Twilio, GitLab, generic senders) retry
     // with the same bytes: the body's digest stands in for the id, so a

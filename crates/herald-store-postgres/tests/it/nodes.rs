@@ -83,6 +83,7 @@ fn message(app: &AppId, offset: i64) -> Message {
         created_at: Timestamp(T0.0 + offset),
         deliver_at: None,
         content_expunged_at: None,
+        payload_expires_at: None,
     }
 }
 

@@ -43,6 +43,7 @@ async fn acknowledged_writes_survive_dropping_the_store_and_reopening_the_file()
         created_at,
         deliver_at: None,
         content_expunged_at: None,
+        payload_expires_at: None,
     };
     store
         .create_app(app.clone())

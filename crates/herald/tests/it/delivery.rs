@@ -1,8 +1,11 @@
 //! The delivery engine seen from the outside: fan-out, filters, retries,
 //! failure, resend, recover, isolation.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use herald_core::clock::ManualClock;
+use herald_core::Clock;
 use herald_test_support::{eventually, Behaviour, Receiver, TestServer, TestServerOptions};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -674,5 +677,102 @@ herald_test_support::test_on_both_backends! {
             )
             .await;
         assert_eq!(status, 404);
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn a_payload_is_deleted_when_its_own_retention_ends() {
+        let clock = Arc::new(ManualClock::new(herald_core::SystemClock.now()));
+        let server = TestServer::start_with(TestServerOptions {
+            clock: Some(clock.clone()),
+            ..TestServerOptions::default()
+        })
+        .await;
+        let receiver = Receiver::start(Behaviour::Accept).await;
+        let api = &server.api;
+        let app = api.create_app("retention").await;
+        api.create_endpoint(&app, json!({"url": receiver.url("hook")}))
+            .await;
+        let app = app.as_str();
+        let create = |body: serde_json::Value| async move {
+            let created = api
+                .post(&format!("/api/v1/app/{app}/msg"), body, 202)
+                .await;
+            created["id"].as_str().expect("message id").to_owned()
+        };
+        let hours = create(json!({
+            "eventType": "a.b", "payload": {"card": "4242"}, "payloadRetentionHours": 1
+        }))
+        .await;
+        let days = create(json!({
+            "eventType": "a.b", "payload": {"card": "4343"}, "payloadRetentionPeriod": 5
+        }))
+        .await;
+        let kept = create(json!({"eventType": "a.b", "payload": {"card": "4444"}})).await;
+        eventually("all three are delivered", DEADLINE, || async {
+            (receiver.count() == 3).then_some(())
+        })
+        .await;
+        let payload = |msg: String| async move {
+            api.get(&format!("/api/v1/app/{app}/msg/{msg}")).await["payload"].clone()
+        };
+        assert_eq!(payload(hours.clone()).await, json!({"card": "4242"}));
+
+        clock.advance(Duration::from_secs(2 * 3600));
+        eventually("the one-hour payload is deleted", DEADLINE, || async {
+            (payload(hours.clone()).await == json!({})).then_some(())
+        })
+        .await;
+        assert_eq!(payload(days.clone()).await, json!({"card": "4343"}));
+        clock.advance(Duration::from_secs(5 * 24 * 3600));
+        eventually("the five-day payload is deleted", DEADLINE, || async {
+            (payload(days.clone()).await == json!({})).then_some(())
+        })
+        .await;
+        assert_eq!(payload(kept).await, json!({"card": "4444"}), "no retention asked");
+        // Deleted as on request: the message stays, and is not sent again.
+        let endpoint_list = api.get(&format!("/api/v1/app/{app}/endpoint")).await;
+        let endpoint = endpoint_list["data"][0]["id"].as_str().expect("endpoint id");
+        let resend = format!("/api/v1/app/{app}/msg/{hours}/endpoint/{endpoint}/resend");
+        let (status, refused) = api.request(Method::POST, &resend, None, &[]).await;
+        assert_eq!(status, 409, "{refused}");
+        assert_eq!(receiver.count(), 3);
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn a_payload_retention_out_of_bounds_is_refused_and_creates_nothing() {
+        let server = TestServer::start().await;
+        let api = &server.api;
+        let app = api.create_app("retention").await;
+        for (body, field) in [
+            (json!({"payloadRetentionHours": 2, "payloadRetentionPeriod": 5}), "payloadRetentionHours"),
+            (json!({"payloadRetentionHours": 0}), "payloadRetentionHours"),
+            (json!({"payloadRetentionHours": 2161}), "payloadRetentionHours"),
+            (json!({"payloadRetentionPeriod": 4}), "payloadRetentionPeriod"),
+            (json!({"payloadRetentionPeriod": 91}), "payloadRetentionPeriod"),
+        ] {
+            let mut message = json!({
+                "eventType": "a.b",
+                "payload": {},
+                "application": {"name": "made on the fly", "uid": "fly"},
+            });
+            for (key, value) in body.as_object().expect("object") {
+                message[key] = value.clone();
+            }
+            let (status, refused) = api
+                .request(Method::POST, "/api/v1/app/fly/msg", Some(message.clone()), &[])
+                .await;
+            assert_eq!(status, 422, "{refused}");
+            assert!(refused.to_string().contains(field), "{field}: {refused}");
+            message.as_object_mut().expect("object").remove("application");
+            let path = format!("/api/v1/app/{app}/msg");
+            let (status, _) = api.request(Method::POST, &path, Some(message), &[]).await;
+            assert_eq!(status, 422, "{field} in an existing app");
+        }
+        let (status, _) = api.request(Method::GET, "/api/v1/app/fly", None, &[]).await;
+        assert_eq!(status, 404, "a refused message creates no application");
+        let listed = api.get(&format!("/api/v1/app/{app}/msg")).await;
+        assert_eq!(listed["data"], json!([]), "and no message");
     }
 }
