@@ -142,13 +142,23 @@ pub(crate) async fn expunge_content(
     msg: &MessageId,
     now: Timestamp,
 ) -> Result<bool> {
-    let changed = client
-        .execute(
-            "UPDATE messages SET payload = '{}', content_expunged_at = $3
-             WHERE id = $1 AND app_id = $2",
-            &[&msg.as_str(), &app.as_str(), &now.0],
+    // One statement, so the message and its logged requests change together.
+    let statement = client
+        .prepare_cached(
+            "WITH expunged AS (
+                 UPDATE messages SET payload = '{}', content_expunged_at = $3
+                 WHERE id = $1 AND app_id = $2 RETURNING id
+             ), requests AS (
+                 UPDATE inbound_requests SET body = ''::bytea
+                 WHERE msg_id IN (SELECT id FROM expunged)
+             )
+             SELECT COUNT(*) FROM expunged",
         )
         .await?;
+    let changed: i64 = client
+        .query_one(&statement, &[&msg.as_str(), &app.as_str(), &now.0])
+        .await?
+        .try_get(0)?;
     Ok(changed > 0)
 }
 
@@ -162,16 +172,27 @@ pub(crate) async fn expunge_expired_payloads(
 ) -> Result<u64> {
     let statement = client
         .prepare_cached(
-            "UPDATE messages SET payload = '{}', content_expunged_at = $1
-             WHERE id IN (
-                 SELECT id FROM messages
-                 WHERE payload_expires_at <= $1 AND content_expunged_at IS NULL
-                 ORDER BY payload_expires_at LIMIT $2
-                 FOR UPDATE SKIP LOCKED)",
+            "WITH expunged AS (
+                 UPDATE messages SET payload = '{}', content_expunged_at = $1
+                 WHERE id IN (
+                     SELECT id FROM messages
+                     WHERE payload_expires_at <= $1 AND content_expunged_at IS NULL
+                     ORDER BY payload_expires_at LIMIT $2
+                     FOR UPDATE SKIP LOCKED)
+                 RETURNING id
+             ), requests AS (
+                 UPDATE inbound_requests SET body = ''::bytea
+                 WHERE msg_id IN (SELECT id FROM expunged)
+             )
+             SELECT COUNT(*) FROM expunged",
         )
         .await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    Ok(client.execute(&statement, &[&now.0, &limit]).await?)
+    let expunged: i64 = client
+        .query_one(&statement, &[&now.0, &limit])
+        .await?
+        .try_get(0)?;
+    Ok(u64::try_from(expunged).unwrap_or(0))
 }
 
 pub(crate) async fn message_by_ref(

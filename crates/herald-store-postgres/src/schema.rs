@@ -229,6 +229,10 @@ ALTER TABLE messages ADD COLUMN payload_expires_at BIGINT;
 CREATE INDEX messages_payload_expiry ON messages (payload_expires_at)
     WHERE payload_expires_at IS NOT NULL AND content_expunged_at IS NULL;
 "#,
+    // 10: as SQLite's fifteenth: the logged requests a message came from.
+    r#"
+CREATE INDEX inbound_requests_msg ON inbound_requests (msg_id) WHERE msg_id IS NOT NULL;
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

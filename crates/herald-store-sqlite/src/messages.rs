@@ -207,15 +207,33 @@ pub(crate) fn expunge_content(
     msg: &MessageId,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    connection
+    let found = connection
         .prepare_cached(
             "UPDATE messages SET payload = '{}', content_expunged_at = ?3
              WHERE id = ?1 AND app_id = ?2",
         )
         .map_err(backend)?
         .execute(params![msg.as_str(), app.as_str(), now.0])
-        .map(|changed| changed > 0)
-        .map_err(backend)
+        .map_err(backend)?
+        > 0;
+    if found {
+        forget_request_bodies(connection, msg.as_str())?;
+    }
+    Ok(found)
+}
+
+/// Empties the logged bodies of the inbound requests message `msg` came
+/// from (the accepted one and its duplicates): they hold the same content.
+fn forget_request_bodies(connection: &Connection, msg: &str) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE inbound_requests INDEXED BY inbound_requests_msg SET body = x''
+             WHERE msg_id = ?1 AND msg_id IS NOT NULL",
+        )
+        .map_err(backend)?
+        .execute([msg])
+        .map_err(backend)?;
+    Ok(())
 }
 
 /// Deletes the payloads (at most `limit`) whose retention ended by `now`,
@@ -247,6 +265,7 @@ pub(crate) fn expunge_expired_payloads(
         .map_err(backend)?;
     for id in &expired {
         expunge.execute(params![id, now.0]).map_err(backend)?;
+        forget_request_bodies(connection, id)?;
     }
     Ok(expired.into_iter().map(MessageId::from_stored).collect())
 }

@@ -231,6 +231,11 @@ ALTER TABLE messages ADD COLUMN payload_expires_at INTEGER;
 CREATE INDEX messages_payload_expiry ON messages (payload_expires_at)
     WHERE payload_expires_at IS NOT NULL AND content_expunged_at IS NULL;
 "#,
+    // 15: the logged requests a message came from, so deleting its content
+    // reaches their bodies too.
+    r#"
+CREATE INDEX inbound_requests_msg ON inbound_requests (msg_id) WHERE msg_id IS NOT NULL;
+"#,
 ];
 
 /// Brings the schema up to date.

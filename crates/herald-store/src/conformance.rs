@@ -60,6 +60,7 @@ where
         messages_are_found_by_id_or_event_id_within_their_app,
         a_messages_content_can_be_deleted,
         payloads_are_deleted_once_their_own_retention_ends,
+        deleting_a_payload_empties_the_logged_requests_it_came_from,
         claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit,
         claim_due_skips_saturated_endpoints,
         claim_due_caps_each_endpoint,
@@ -3152,6 +3153,73 @@ async fn an_accepted_request_is_a_message_with_its_fan_out_and_a_log_entry(store
     );
     assert_eq!(logged[0].outcome, RequestOutcome::Accepted);
     assert_eq!(logged[0].msg_id.as_ref(), Some(&message.id));
+}
+
+async fn deleting_a_payload_empties_the_logged_requests_it_came_from(store: &dyn Store) {
+    let source = add_source(store, None).await;
+    let app = source.app_id.clone();
+    let accept = |message: Message, event_id: &'static str, received: i64| {
+        let request = new_request(&source.id, at(received));
+        async move {
+            store
+                .accept_request(request, message, dedupe(event_id, at(1000)), 10)
+                .await
+                .expect("accept_request failed");
+        }
+    };
+    let asked = new_message(&app, "invoice.paid", at(0));
+    let expiring = Message {
+        payload_expires_at: Some(at(10)),
+        ..new_message(&app, "invoice.paid", at(1))
+    };
+    let kept = new_message(&app, "invoice.paid", at(2));
+    accept(asked.clone(), "evt_asked", 0).await;
+    // A repeat is logged against the first message: the same content.
+    accept(new_message(&app, "invoice.paid", at(3)), "evt_asked", 3).await;
+    accept(expiring.clone(), "evt_expiring", 1).await;
+    accept(kept.clone(), "evt_kept", 2).await;
+    let bodies = || async {
+        let mut bodies: Vec<(MessageId, bool)> = requests(store, &source.id, None)
+            .await
+            .into_iter()
+            .map(|request| {
+                let id = request
+                    .msg_id
+                    .expect("every request here made or met a message");
+                (id, request.body.is_empty())
+            })
+            .collect();
+        bodies.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        bodies
+    };
+    let emptied = |asked_gone: bool, expiring_gone: bool| {
+        let mut expected = vec![
+            (asked.id.clone(), asked_gone),
+            (asked.id.clone(), asked_gone),
+            (expiring.id.clone(), expiring_gone),
+            (kept.id.clone(), false),
+        ];
+        expected.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        expected
+    };
+    assert_eq!(bodies().await, emptied(false, false));
+    assert!(store
+        .expunge_content(&app, &asked.id, at(5))
+        .await
+        .expect("expunge_content failed"));
+    assert_eq!(
+        bodies().await,
+        emptied(true, false),
+        "the request and its repeat lose their bodies with the message's payload"
+    );
+    assert_eq!(
+        store
+            .expunge_expired_payloads(at(20), 100)
+            .await
+            .expect("expunge_expired_payloads failed"),
+        1
+    );
+    assert_eq!(bodies().await, emptied(true, true));
 }
 
 async fn a_repeated_event_id_is_a_duplicate_until_its_key_expires(store: &dyn Store) {
