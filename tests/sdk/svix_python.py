@@ -119,6 +119,11 @@ attempts = wait_for(
 assert attempts[0].response_status_code == 200, attempts[0]
 assert attempts[0].endpoint_id == endpoint.id
 assert client.message_attempt.get(app.id, message.id, attempts[0].id).id == attempts[0].id
+# The receiver's answer is logged, and can be deleted.
+logged = client.message_attempt.get(app.id, message.id, attempts[0].id)
+assert logged.response == "thanks", logged
+client.message_attempt.expunge_content(app.id, message.id, attempts[0].id)
+assert client.message_attempt.get(app.id, message.id, attempts[0].id).response == ""
 sent_to_endpoint = client.message_attempt.list_attempted_messages(app.id, endpoint.id)
 assert [(m.id, m.status) for m in sent_to_endpoint.data] == [(message.id, 0)], sent_to_endpoint
 by_endpoint = client.message_attempt.list_by_endpoint(app.id, endpoint.id, MessageAttemptListByEndpointOptions())

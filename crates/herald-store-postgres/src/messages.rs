@@ -479,6 +479,21 @@ pub(crate) async fn attempt(
         .map(|found| found.into_iter().next())
 }
 
+pub(crate) async fn expunge_attempt_content(
+    client: &impl GenericClient,
+    app: &AppId,
+    msg: &MessageId,
+    id: &AttemptId,
+) -> Result<bool> {
+    let changed = client
+        .execute(
+            "UPDATE attempts SET response = '' WHERE id = $1 AND msg_id = $2 AND app_id = $3",
+            &[&id.as_str(), &msg.as_str(), &app.as_str()],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
 pub(crate) async fn resend(
     client: &impl GenericClient,
     app: &AppId,

@@ -233,6 +233,15 @@ impl Store for PostgresStore {
         Ok(messages::attempt(&self.client().await?, app, msg, id).await?)
     }
 
+    async fn expunge_attempt_content(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        id: &AttemptId,
+    ) -> StoreResult<bool> {
+        Ok(messages::expunge_attempt_content(&self.client().await?, app, msg, id).await?)
+    }
+
     async fn resend(
         &self,
         app: &AppId,

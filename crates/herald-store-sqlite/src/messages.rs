@@ -552,6 +552,22 @@ pub(crate) fn attempt(
         .map(|found| found.into_iter().next())
 }
 
+pub(crate) fn expunge_attempt_content(
+    connection: &Connection,
+    app: &AppId,
+    msg: &MessageId,
+    id: &AttemptId,
+) -> Result<bool, StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE attempts SET response = '' WHERE id = ?1 AND msg_id = ?2 AND app_id = ?3",
+        )
+        .map_err(backend)?
+        .execute([id.as_str(), msg.as_str(), app.as_str()])
+        .map(|changed| changed > 0)
+        .map_err(backend)
+}
+
 pub(crate) fn resend(
     connection: &Connection,
     app: &AppId,

@@ -371,6 +371,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn expunge_attempt_content(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        id: &AttemptId,
+    ) -> Result<bool> {
+        let (app, msg, id) = (app.clone(), msg.clone(), id.clone());
+        self.writer
+            .write(move |connection| messages::expunge_attempt_content(connection, &app, &msg, &id))
+            .await
+    }
+
     async fn resend(
         &self,
         app: &AppId,

@@ -61,6 +61,7 @@ where
         a_messages_content_can_be_deleted,
         payloads_are_deleted_once_their_own_retention_ends,
         deleting_a_payload_empties_the_logged_requests_it_came_from,
+        an_attempts_response_body_can_be_deleted,
         claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit,
         claim_due_skips_saturated_endpoints,
         claim_due_caps_each_endpoint,
@@ -3220,6 +3221,46 @@ async fn deleting_a_payload_empties_the_logged_requests_it_came_from(store: &dyn
         1
     );
     assert_eq!(bodies().await, emptied(true, true));
+}
+
+async fn an_attempts_response_body_can_be_deleted(store: &dyn Store) {
+    let app = add_app(store).await;
+    let other = add_app(store).await;
+    add_endpoint(store, new_endpoint(&app.id)).await;
+    let message = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let claims = claim(store, at(0), 10).await;
+    let first = settle(store, &claims[0], DeliveryStatus::Success, None, at(1)).await;
+    let read = || async {
+        store
+            .attempt(&app.id, &message.id, &first.id)
+            .await
+            .expect("attempt failed")
+            .expect("the attempt stays")
+    };
+    assert_eq!(read().await.response, "ok");
+    let expunge = |app: AppId, msg: MessageId, id: AttemptId| async move {
+        store
+            .expunge_attempt_content(&app, &msg, &id)
+            .await
+            .expect("expunge_attempt_content failed")
+    };
+    assert!(
+        !expunge(other.id.clone(), message.id.clone(), first.id.clone()).await,
+        "another app's attempt is not found"
+    );
+    assert!(
+        !expunge(app.id.clone(), MessageId::generate(), first.id.clone()).await,
+        "nor one of another message"
+    );
+    assert_eq!(read().await.response, "ok");
+    assert!(expunge(app.id.clone(), message.id.clone(), first.id.clone()).await);
+    let after = read().await;
+    assert_eq!(after.response, "", "the body is gone");
+    assert_eq!(
+        (after.response_status_code, after.status, after.timestamp),
+        (first.response_status_code, first.status, first.timestamp),
+        "the rest of the attempt stays"
+    );
 }
 
 async fn a_repeated_event_id_is_a_duplicate_until_its_key_expires(store: &dyn Store) {

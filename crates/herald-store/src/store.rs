@@ -154,6 +154,14 @@ pub trait Store: SourceStore + Send + Sync + 'static {
         msg: &MessageId,
         id: &AttemptId,
     ) -> Result<Option<Attempt>>;
+    /// Deletes the response body logged with attempt `id` of `msg` (it
+    /// reads empty after); whether there was such an attempt.
+    async fn expunge_attempt_content(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        id: &AttemptId,
+    ) -> Result<bool>;
     /// Queues one manual attempt of `msg` to `endpoint`, creating the
     /// delivery if the message was never fanned out to it. If an attempt is
     /// in flight, the manual one follows it; a delivery still pending keeps

@@ -43,6 +43,8 @@ impl Received {
 pub enum Behaviour {
     /// Always 200.
     Accept,
+    /// Always 200, answering `body`.
+    AcceptWith { body: &'static str },
     /// `status` for the first `times` requests, 200 after.
     FailFirst { times: usize, status: u16 },
     /// Always `status`.
@@ -181,6 +183,7 @@ async fn record(
         |status: u16| StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match behaviour {
         Behaviour::Accept => StatusCode::OK.into_response(),
+        Behaviour::AcceptWith { body } => (StatusCode::OK, body).into_response(),
         Behaviour::FailFirst { times, status } => {
             if seen <= times {
                 code(status).into_response()

@@ -226,6 +226,34 @@ pub(crate) async fn get(
     )))
 }
 
+/// Deletes the response body an attempt logged, for an endpoint that
+/// answered with content it should not have: the attempt stays, its
+/// `response` reads empty.
+#[utoipa::path(
+    delete,
+    operation_id = "v1.message-attempt.expunge-content",
+    path = "/app/{app}/msg/{msg}/attempt/{attempt}/content",
+    tag = "attempts",
+    params(AttemptPath),
+    responses((status = 204, description = "Deleted"))
+)]
+pub(crate) async fn expunge_content(
+    State(state): State<AppState>,
+    Path((app, msg, attempt)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let app = load_app(&state, &app).await?;
+    let message = load_message(&state, &app.id, &msg).await?;
+    let id = AttemptId::parse(&attempt).ok_or(ApiError::NotFound("attempt"))?;
+    if !state
+        .store
+        .expunge_attempt_content(&app.id, &message.id, &id)
+        .await?
+    {
+        return Err(ApiError::NotFound("attempt"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Queues one more (manual) attempt of a message to an endpoint.
 #[utoipa::path(
     post,

@@ -73,6 +73,7 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .routes(routes!(attempts::resend))
         .routes(routes!(attempts::by_message))
         .routes(routes!(attempts::get))
+        .routes(routes!(attempts::expunge_content))
         .routes(routes!(attempts::by_endpoint))
         .routes(routes!(operational::list, operational::create))
         .routes(routes!(

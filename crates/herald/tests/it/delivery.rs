@@ -776,3 +776,43 @@ herald_test_support::test_on_both_backends! {
         assert_eq!(listed["data"], json!([]), "and no message");
     }
 }
+
+herald_test_support::test_on_both_backends! {
+    async fn an_attempts_response_body_can_be_deleted() {
+        let server = TestServer::start().await;
+        let receiver = Receiver::start(Behaviour::AcceptWith {
+            body: "welcome back, card 4242",
+        })
+        .await;
+        let api = &server.api;
+        let app = api.create_app("attempt-expunge").await;
+        api.create_endpoint(&app, json!({"url": receiver.url("hook")}))
+            .await;
+        let msg = api.send(&app, "a.b", json!({})).await;
+        let attempt = eventually("the attempt is logged", DEADLINE, || async {
+            let listed = api.get(&format!("/api/v1/app/{app}/attempt/msg/{msg}")).await;
+            listed["data"][0]["id"].as_str().map(str::to_owned)
+        })
+        .await;
+        let path = format!("/api/v1/app/{app}/msg/{msg}/attempt/{attempt}");
+        assert_eq!(api.get(&path).await["response"], "welcome back, card 4242");
+
+        let (status, _) = api
+            .request(Method::DELETE, &format!("{path}/content"), None, &[])
+            .await;
+        assert_eq!(status, 204);
+        let shown = api.get(&path).await;
+        assert_eq!(shown["response"], "", "{shown}");
+        assert_eq!(shown["responseStatusCode"], 200, "the rest stays: {shown}");
+        let listed = api.get(&format!("/api/v1/app/{app}/attempt/msg/{msg}")).await;
+        assert_eq!(listed["data"][0]["response"], "");
+
+        for missing in [
+            format!("/api/v1/app/{app}/msg/{msg}/attempt/atmpt_nothing/content"),
+            format!("/api/v1/app/{app}/msg/msg_nothing/attempt/{attempt}/content"),
+        ] {
+            let (status, _) = api.request(Method::DELETE, &missing, None, &[]).await;
+            assert_eq!(status, 404, "{missing}");
+        }
+    }
+}

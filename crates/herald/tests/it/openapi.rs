@@ -58,6 +58,10 @@ const PROMISED: &[(&str, &str)] = &[
     ("get", "/api/v1/app/{app}/msg/{msg}"),
     ("get", "/api/v1/app/{app}/msg/{msg}/endpoint"),
     ("delete", "/api/v1/app/{app}/msg/{msg}/content"),
+    (
+        "delete",
+        "/api/v1/app/{app}/msg/{msg}/attempt/{attempt}/content",
+    ),
     ("get", "/api/v1/app/{app}/attempt/msg/{msg}"),
     ("get", "/api/v1/app/{app}/attempt/endpoint/{endpoint}"),
     (

@@ -59,11 +59,12 @@ pub(crate) fn printed(stdout: &str, marker: &str) -> String {
         .to_owned()
 }
 
-/// Runs `tests/sdk/{script}` against a fresh Herald and a receiver, and
-/// waits until the message the script names after `marker` arrives.
+/// Runs `tests/sdk/{script}` against a fresh Herald and a receiver (which
+/// answers `thanks`), and waits until the message the script names after
+/// `marker` arrives.
 async fn run_sdk_script(script: &str, marker: &str) {
     let server = TestServer::start().await;
-    let receiver = Receiver::start(Behaviour::Accept).await;
+    let receiver = Receiver::start(Behaviour::AcceptWith { body: "thanks" }).await;
     let stdout = run_python(
         &server,
         script,
