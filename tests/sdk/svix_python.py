@@ -16,6 +16,7 @@ import time
 from svix.api import (
     AppPortalAccessIn,
     ApplicationIn,
+    ApplicationTokenExpireIn,
     BackgroundTaskListOptions,
     BackgroundTaskType,
     EndpointHeadersIn,
@@ -192,6 +193,13 @@ try:
     sys.exit("expected a 403 for another application's business")
 except HttpError as error:
     assert error.status_code == 403 and error.code == "forbidden", error
+# Expiring the application's tokens ends the ones issued so far.
+client.authentication.expire_all(app.id, ApplicationTokenExpireIn(expiry=0))
+try:
+    tenant.endpoint.list(app.id)
+    sys.exit("expected a 401 for an expired portal token")
+except HttpError as error:
+    assert error.status_code == 401, error
 
 # A message's content can be deleted; the message stays. (SDK v2 asks for
 # no content unless told to, so the payload is asked for explicitly.)

@@ -40,6 +40,34 @@ pub struct App {
     pub updated_at: Timestamp,
 }
 
+/// What an application's "expire all portal tokens" orders leave standing
+/// (`POST /auth/app/{app}/expire-all`): tokens issued by `void_before` are
+/// void, those issued by `grace_before` last until `grace_until`, later
+/// ones are untouched. Later orders fold into it (see
+/// the stores): a grace never outlives one already running, and tokens
+/// whose grace ended stay void.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortalExpiry {
+    pub void_before: Timestamp,
+    pub grace_before: Timestamp,
+    pub grace_until: Timestamp,
+}
+
+impl PortalExpiry {
+    /// Whether a token issued at `issued_at` is still honoured at `now`.
+    /// A token issued in the very millisecond of an order counts as issued
+    /// before it: when in doubt, a token is ended.
+    pub fn allows(&self, issued_at: Timestamp, now: Timestamp) -> bool {
+        if issued_at.0 <= self.void_before.0 {
+            false
+        } else if issued_at.0 <= self.grace_before.0 {
+            now.0 < self.grace_until.0
+        } else {
+            true
+        }
+    }
+}
+
 /// A kind of event, with optional JSON Schemas keyed by version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventType {

@@ -1,7 +1,7 @@
 //! Apps, event types and endpoints: the configuration a platform manages.
 
 use deadpool_postgres::GenericClient;
-use herald_core::model::{App, Endpoint, EventType};
+use herald_core::model::{App, Endpoint, EventType, PortalExpiry};
 use herald_core::{AppId, EndpointId, Timestamp};
 use herald_store::{Page, PageRequest, StoreError};
 use tokio_postgres::types::ToSql;
@@ -106,10 +106,58 @@ pub(crate) async fn delete_app(client: &impl GenericClient, id: &AppId) -> Resul
         "DELETE FROM deliveries WHERE app_id = $1",
         "DELETE FROM attempts WHERE app_id = $1",
         "DELETE FROM messages WHERE app_id = $1",
+        "DELETE FROM portal_expiry WHERE app_id = $1",
     ] {
         client.execute(sql, &[&id.as_str()]).await?;
     }
     Ok(())
+}
+
+/// As SQLite's: folds one more "expire all portal tokens" order into
+/// `app`'s, in one statement, so concurrent orders fold one after another.
+pub(crate) async fn expire_portal_tokens(
+    client: &impl GenericClient,
+    app: &AppId,
+    now: Timestamp,
+    grace_until: Timestamp,
+) -> Result<()> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO portal_expiry (app_id, void_before, grace_before, grace_until)
+             VALUES ($1, -1, $2, $3)
+             ON CONFLICT (app_id) DO UPDATE SET
+                 void_before = CASE WHEN portal_expiry.grace_until <= $2
+                     THEN GREATEST(portal_expiry.void_before, portal_expiry.grace_before)
+                     ELSE portal_expiry.void_before END,
+                 grace_until = CASE WHEN portal_expiry.grace_until <= $2
+                     THEN $3 ELSE LEAST(portal_expiry.grace_until, $3) END,
+                 grace_before = $2",
+        )
+        .await?;
+    client
+        .execute(&statement, &[&app.as_str(), &now.0, &grace_until.0])
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn portal_expiry(
+    client: &impl GenericClient,
+    app: &AppId,
+) -> Result<Option<PortalExpiry>> {
+    let statement = client
+        .prepare_cached(
+            "SELECT void_before, grace_before, grace_until FROM portal_expiry WHERE app_id = $1",
+        )
+        .await?;
+    let row = client.query_opt(&statement, &[&app.as_str()]).await?;
+    row.map(|row| {
+        Ok(PortalExpiry {
+            void_before: Timestamp(row.try_get(0)?),
+            grace_before: Timestamp(row.try_get(1)?),
+            grace_until: Timestamp(row.try_get(2)?),
+        })
+    })
+    .transpose()
 }
 
 pub(crate) async fn insert_event_type(

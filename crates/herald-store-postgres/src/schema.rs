@@ -233,6 +233,15 @@ CREATE INDEX messages_payload_expiry ON messages (payload_expires_at)
     r#"
 CREATE INDEX inbound_requests_msg ON inbound_requests (msg_id) WHERE msg_id IS NOT NULL;
 "#,
+    // 11: as SQLite's sixteenth: expired portal tokens per app.
+    r#"
+CREATE TABLE portal_expiry (
+    app_id TEXT PRIMARY KEY,
+    void_before BIGINT NOT NULL,
+    grace_before BIGINT NOT NULL,
+    grace_until BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

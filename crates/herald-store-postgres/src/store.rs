@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use herald_core::model::{
     App, Attempt, BackgroundTask, Delivery, DeliveryStatus, Endpoint, EventType, Message,
+    PortalExpiry,
 };
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use herald_store::{
@@ -440,6 +441,19 @@ impl Store for PostgresStore {
 
     async fn queue_depths(&self, limit: usize, now: Timestamp) -> StoreResult<Vec<QueueDepth>> {
         Ok(housekeeping::queue_depths(&self.client().await?, limit, now).await?)
+    }
+
+    async fn expire_portal_tokens(
+        &self,
+        app: &AppId,
+        now: Timestamp,
+        grace_until: Timestamp,
+    ) -> StoreResult<()> {
+        Ok(catalog::expire_portal_tokens(&self.client().await?, app, now, grace_until).await?)
+    }
+
+    async fn portal_expiry(&self, app: &AppId) -> StoreResult<Option<PortalExpiry>> {
+        Ok(catalog::portal_expiry(&self.client().await?, app).await?)
     }
 
     async fn add_api_token(&self, token: &ApiToken) -> StoreResult<()> {

@@ -1,6 +1,6 @@
 //! Apps, event types and endpoints: the configuration a platform manages.
 
-use herald_core::model::{App, Endpoint, EventType};
+use herald_core::model::{App, Endpoint, EventType, PortalExpiry};
 use herald_core::{AppId, EndpointId, Timestamp};
 use herald_store::{Page, PageRequest, StoreError};
 use rusqlite::types::Value;
@@ -81,7 +81,13 @@ pub(crate) fn delete_app(connection: &Connection, id: &AppId) -> Result<(), Stor
     if deleted == 0 {
         return Err(StoreError::NotFound("application"));
     }
-    for table in ["endpoints", "messages", "deliveries", "attempts"] {
+    for table in [
+        "endpoints",
+        "messages",
+        "deliveries",
+        "attempts",
+        "portal_expiry",
+    ] {
         connection
             .execute(
                 &format!("DELETE FROM {table} WHERE app_id = ?1"),
@@ -90,6 +96,52 @@ pub(crate) fn delete_app(connection: &Connection, id: &AppId) -> Result<(), Stor
             .map_err(backend)?;
     }
     Ok(())
+}
+
+/// Folds one more "expire all portal tokens" order into `app`'s (see
+/// `PortalExpiry`): the previous grace, once over, voids what it covered;
+/// while running, it caps the new one.
+pub(crate) fn expire_portal_tokens(
+    connection: &Connection,
+    app: &AppId,
+    now: Timestamp,
+    grace_until: Timestamp,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO portal_expiry (app_id, void_before, grace_before, grace_until)
+             VALUES (?1, -1, ?2, ?3)
+             ON CONFLICT (app_id) DO UPDATE SET
+                 void_before = CASE WHEN grace_until <= ?2
+                     THEN MAX(void_before, grace_before) ELSE void_before END,
+                 grace_until = CASE WHEN grace_until <= ?2
+                     THEN ?3 ELSE MIN(grace_until, ?3) END,
+                 grace_before = ?2",
+        )
+        .map_err(backend)?
+        .execute(params![app.as_str(), now.0, grace_until.0])
+        .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn portal_expiry(
+    connection: &Connection,
+    app: &AppId,
+) -> Result<Option<PortalExpiry>, StoreError> {
+    connection
+        .prepare_cached(
+            "SELECT void_before, grace_before, grace_until FROM portal_expiry WHERE app_id = ?1",
+        )
+        .map_err(backend)?
+        .query_row([app.as_str()], |row| {
+            Ok(PortalExpiry {
+                void_before: Timestamp(row.get(0)?),
+                grace_before: Timestamp(row.get(1)?),
+                grace_until: Timestamp(row.get(2)?),
+            })
+        })
+        .optional()
+        .map_err(backend)
 }
 
 pub(crate) fn insert_event_type(

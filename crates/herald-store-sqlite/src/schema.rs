@@ -236,6 +236,16 @@ CREATE INDEX messages_payload_expiry ON messages (payload_expires_at)
     r#"
 CREATE INDEX inbound_requests_msg ON inbound_requests (msg_id) WHERE msg_id IS NOT NULL;
 "#,
+    // 16: what expiring an app's portal tokens left standing (see
+    // `PortalExpiry`).
+    r#"
+CREATE TABLE portal_expiry (
+    app_id TEXT PRIMARY KEY,
+    void_before INTEGER NOT NULL,
+    grace_before INTEGER NOT NULL,
+    grace_until INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema up to date.

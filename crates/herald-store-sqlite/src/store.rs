@@ -3,7 +3,9 @@
 //! run on other threads.
 
 use async_trait::async_trait;
-use herald_core::model::{App, Attempt, BackgroundTask, Delivery, Endpoint, EventType, Message};
+use herald_core::model::{
+    App, Attempt, BackgroundTask, Delivery, Endpoint, EventType, Message, PortalExpiry,
+};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use herald_store::{
     replay_id_range, ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket,
@@ -596,6 +598,27 @@ impl Store for SqliteStore {
     async fn queue_depths(&self, limit: usize, now: Timestamp) -> Result<Vec<QueueDepth>> {
         self.readers
             .read(move |connection| housekeeping::queue_depths(connection, limit, now))
+            .await
+    }
+
+    async fn expire_portal_tokens(
+        &self,
+        app: &AppId,
+        now: Timestamp,
+        grace_until: Timestamp,
+    ) -> Result<()> {
+        let app = app.clone();
+        self.writer
+            .write(move |connection| {
+                catalog::expire_portal_tokens(connection, &app, now, grace_until)
+            })
+            .await
+    }
+
+    async fn portal_expiry(&self, app: &AppId) -> Result<Option<PortalExpiry>> {
+        let app = app.clone();
+        self.readers
+            .read(move |connection| catalog::portal_expiry(connection, &app))
             .await
     }
 

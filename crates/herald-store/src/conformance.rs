@@ -62,6 +62,7 @@ where
         payloads_are_deleted_once_their_own_retention_ends,
         deleting_a_payload_empties_the_logged_requests_it_came_from,
         an_attempts_response_body_can_be_deleted,
+        expiring_portal_tokens_folds_each_order_into_the_last,
         claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit,
         claim_due_skips_saturated_endpoints,
         claim_due_caps_each_endpoint,
@@ -3261,6 +3262,65 @@ async fn an_attempts_response_body_can_be_deleted(store: &dyn Store) {
         (first.response_status_code, first.status, first.timestamp),
         "the rest of the attempt stays"
     );
+}
+
+async fn expiring_portal_tokens_folds_each_order_into_the_last(store: &dyn Store) {
+    let app = add_app(store).await;
+    let other = add_app(store).await;
+    let expire = |now: i64, until: i64| {
+        let app = app.id.clone();
+        async move {
+            store
+                .expire_portal_tokens(&app, at(now), at(until))
+                .await
+                .expect("expire_portal_tokens failed");
+        }
+    };
+    let expiry = |app: AppId| async move {
+        store
+            .portal_expiry(&app)
+            .await
+            .expect("portal_expiry failed")
+    };
+    assert_eq!(expiry(app.id.clone()).await, None, "never ordered");
+
+    // Tokens issued by 100 last until 160; a token of old issued at 0 too.
+    expire(100, 160).await;
+    let first = expiry(app.id.clone()).await.expect("ordered");
+    assert!(first.allows(at(0), at(159)));
+    assert!(first.allows(at(100), at(159)));
+    assert!(!first.allows(at(100), at(160)));
+    assert!(first.allows(at(101), at(10_000)), "issued after the order");
+    assert_eq!(
+        expiry(other.id.clone()).await,
+        None,
+        "another app is untouched"
+    );
+
+    // A second order while that grace runs cannot lengthen it.
+    expire(120, 500).await;
+    let second = expiry(app.id.clone()).await.expect("ordered");
+    assert!(!second.allows(at(100), at(160)));
+    assert!(second.allows(at(110), at(159)));
+    assert!(
+        !second.allows(at(110), at(160)),
+        "capped at the running grace"
+    );
+    assert!(second.allows(at(121), at(10_000)));
+
+    // Once a grace is over, what it covered stays void whatever comes next.
+    expire(200, 900).await;
+    let third = expiry(app.id.clone()).await.expect("ordered");
+    assert!(!third.allows(at(100), at(201)));
+    assert!(!third.allows(at(120), at(201)));
+    assert!(
+        third.allows(at(150), at(899)),
+        "issued after the second order"
+    );
+    assert!(!third.allows(at(150), at(900)));
+
+    store.delete_app(&app.id).await.expect("delete_app failed");
+    assert_eq!(expiry(app.id.clone()).await, None, "deleted with its app");
 }
 
 async fn a_repeated_event_id_is_a_duplicate_until_its_key_expires(store: &dyn Store) {

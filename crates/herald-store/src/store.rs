@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use herald_core::model::{App, Attempt, BackgroundTask, Delivery, Endpoint, EventType, Message};
+use herald_core::model::{
+    App, Attempt, BackgroundTask, Delivery, Endpoint, EventType, Message, PortalExpiry,
+};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use tokio::sync::Notify;
 
@@ -303,6 +305,20 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     /// scheduled message, or one held back by a rate limit or an open
     /// circuit) does not age the backlog.
     async fn queue_depths(&self, limit: usize, now: Timestamp) -> Result<Vec<QueueDepth>>;
+
+    // Portal tokens are signed, not stored; expiring them is recorded per app.
+
+    /// Voids `app`'s portal tokens issued before `now`, after a grace
+    /// until `grace_until` (no later than a grace already running; a
+    /// token whose earlier grace ended stays void).
+    async fn expire_portal_tokens(
+        &self,
+        app: &AppId,
+        now: Timestamp,
+        grace_until: Timestamp,
+    ) -> Result<()>;
+    /// What expiring `app`'s portal tokens left standing, if it ever was.
+    async fn portal_expiry(&self, app: &AppId) -> Result<Option<PortalExpiry>>;
 
     // API tokens (stored as SHA-256 hashes, never in clear).
 

@@ -87,6 +87,7 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .routes(routes!(background_tasks::list))
         .routes(routes!(background_tasks::get))
         .routes(routes!(console::portal::access))
+        .routes(routes!(console::portal::expire_all))
 }
 
 /// Routes open without a token.

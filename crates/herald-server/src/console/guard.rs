@@ -157,6 +157,9 @@ pub(super) async fn portal(
         let Some(grant) = signer.open_portal_token(&token, state.clock.now()) else {
             return Err(ConsoleError::InvalidLink);
         };
+        if !super::portal::still_honoured(&state, &grant).await? {
+            return Err(ConsoleError::InvalidLink);
+        }
         // By id only: the grant was signed for this id.
         let app = state
             .store

@@ -49,6 +49,9 @@ pub(crate) struct PortalGrant {
     pub(crate) app: AppId,
     pub(crate) expires_at: Timestamp,
     pub(crate) can_write: bool,
+    /// When the token was issued, so that expiring an app's tokens reaches
+    /// those issued before; 0 for tokens signed before it was recorded.
+    pub(crate) issued_at: Timestamp,
 }
 
 /// A random value for a session or a login form.
@@ -127,7 +130,10 @@ impl Signer {
         let mode = if grant.can_write { "rw" } else { "ro" };
         self.sign(
             "portal",
-            &format!("{}.{}.{mode}", grant.app, grant.expires_at.0),
+            &format!(
+                "{}.{}.{mode}.{}",
+                grant.app, grant.expires_at.0, grant.issued_at.0
+            ),
         )
     }
 
@@ -142,6 +148,10 @@ impl Signer {
             "ro" => false,
             _ => return None,
         };
+        let issued_at = match parts.next() {
+            Some(issued_at) => Timestamp(issued_at.parse().ok()?),
+            None => Timestamp(0),
+        };
         if parts.next().is_some() || now.0 >= expires_at.0 {
             return None;
         }
@@ -149,6 +159,7 @@ impl Signer {
             app,
             expires_at,
             can_write,
+            issued_at,
         })
     }
 }
@@ -168,6 +179,7 @@ mod tests {
             app: AppId::generate(),
             expires_at: Timestamp(2_000),
             can_write: true,
+            issued_at: Timestamp(1_000),
         };
         let token = signer.portal_token(&grant);
         assert_eq!(
@@ -178,12 +190,24 @@ mod tests {
     }
 
     #[test]
+    fn a_portal_token_signed_without_its_issue_time_reads_as_issued_at_zero() {
+        let signer = signer(b"key");
+        let app = AppId::generate();
+        let token = signer.sign("portal", &format!("{app}.2000.ro"));
+        let grant = signer
+            .open_portal_token(&token, Timestamp(1_999))
+            .expect("still valid");
+        assert_eq!((grant.app, grant.issued_at), (app, Timestamp(0)));
+    }
+
+    #[test]
     fn an_edited_portal_token_grants_nothing() {
         let signer = signer(b"key");
         let grant = PortalGrant {
             app: AppId::generate(),
             expires_at: Timestamp(2_000),
             can_write: false,
+            issued_at: Timestamp(1_000),
         };
         let token = signer.portal_token(&grant);
         let other_app = AppId::generate();

@@ -1,6 +1,11 @@
 //! The REST API's resources, status codes and list shape.
 
-use herald_test_support::{Api, TestServer};
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::clock::ManualClock;
+use herald_core::Clock;
+use herald_test_support::{Api, TestServer, TestServerOptions};
 use reqwest::Method;
 use serde_json::json;
 
@@ -534,5 +539,79 @@ herald_test_support::test_on_both_backends! {
         assert_eq!(status, 422);
         let (status, _) = create(json!({"name": ""}), "k-3").await;
         assert_eq!(status, 422);
+    }
+}
+
+herald_test_support::test_on_both_backends! {
+    async fn expiring_an_applications_portal_tokens_ends_them_after_their_grace() {
+        let clock = Arc::new(ManualClock::new(herald_core::SystemClock.now()));
+        let server = TestServer::start_with(TestServerOptions {
+            clock: Some(clock.clone()),
+            ..TestServerOptions::default()
+        })
+        .await;
+        let admin = &server.api;
+        let acme = admin.create_app("acme").await;
+        let issue = || async {
+            let access = admin
+                .post(&format!("/api/v1/auth/app-portal-access/{acme}"), json!({}), 200)
+                .await;
+            let url = access["url"].as_str().expect("url").to_owned();
+            (Api::new(admin.base.clone(), access["token"].as_str().expect("token")), url)
+        };
+        let works = |tenant: Api, url: String| {
+            let path = format!("/api/v1/app/{acme}");
+            async move {
+                let (api, _) = tenant.request(Method::GET, &path, None, &[]).await;
+                let page = reqwest::get(&url).await.expect("the console answers").status();
+                match (api, page.as_u16()) {
+                    (200, 200) => true,
+                    (401, 401) => false,
+                    other => panic!("the API and the portal page disagree: {other:?}"),
+                }
+            }
+        };
+        let expire_path = format!("/api/v1/auth/app/{acme}/expire-all");
+        let expire_all =
+            |body: serde_json::Value| admin.request(Method::POST, &expire_path, Some(body), &[]);
+
+        let (first, first_url) = issue().await;
+        assert!(works(first.clone(), first_url.clone()).await);
+        clock.advance(Duration::from_millis(5));
+        let (status, _) = expire_all(json!({})).await;
+        assert_eq!(status, 204);
+        assert!(!works(first.clone(), first_url.clone()).await, "ended at once by default");
+
+        clock.advance(Duration::from_millis(5));
+        let (second, second_url) = issue().await;
+        assert!(works(second.clone(), second_url.clone()).await, "issued afterwards");
+        clock.advance(Duration::from_millis(5));
+        let (status, _) = expire_all(json!({"expiry": 60, "sessionIds": []})).await;
+        assert_eq!(status, 204);
+        assert!(works(second.clone(), second_url.clone()).await, "within its grace");
+        clock.advance(Duration::from_secs(61));
+        assert!(!works(second, second_url).await, "after its grace");
+        assert!(!works(first, first_url).await, "and the first stays ended");
+
+        // Bad input changes nothing; a tenant cannot end its own tokens.
+        let (third, third_url) = issue().await;
+        clock.advance(Duration::from_millis(5));
+        let (status, refused) = expire_all(json!({"expiry": 40_000_000})).await;
+        assert_eq!(status, 422, "{refused}");
+        assert!(refused.to_string().contains("expiry"), "{refused}");
+        let (status, _) = admin
+            .request(Method::POST, "/api/v1/auth/app/app_nothing/expire-all", None, &[])
+            .await;
+        assert_eq!(status, 404);
+        let (status, _) = third
+            .request(
+                Method::POST,
+                &format!("/api/v1/auth/app/{acme}/expire-all"),
+                Some(json!({})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 403);
+        assert!(works(third, third_url).await);
     }
 }

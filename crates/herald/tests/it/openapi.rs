@@ -90,6 +90,7 @@ const PROMISED: &[(&str, &str)] = &[
         "/api/v1/operational-webhook/endpoint/{endpoint}/headers",
     ),
     ("post", "/api/v1/auth/app-portal-access/{app}"),
+    ("post", "/api/v1/auth/app/{app}/expire-all"),
     ("get", "/ingest/api/v1/source"),
     ("post", "/ingest/api/v1/source"),
     ("get", "/ingest/api/v1/source/{source}"),
