@@ -106,11 +106,7 @@ pub(crate) async fn access(
     Path(app): Path<String>,
     body: Bytes,
 ) -> Result<Json<AppPortalAccessOut>, ApiError> {
-    let input: AppPortalAccessIn = if body.iter().all(u8::is_ascii_whitespace) {
-        AppPortalAccessIn::default()
-    } else {
-        crate::extract::parse_json(&body)?
-    };
+    let input: AppPortalAccessIn = optional_body(&body)?;
     let app = state
         .store
         .app_by_ref(&app)
@@ -130,6 +126,16 @@ pub(crate) async fn access(
     };
     let link = issue(&state, &app, lifetime, !input.read_only.unwrap_or(false)).await?;
     Ok(Json(link))
+}
+
+/// A body these calls may go without (Svix's SDKs send one, `curl` users
+/// often do not): empty reads as every field left out.
+fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        crate::extract::parse_json(body)
+    }
 }
 
 /// The longest grace `expire-all` gives the tokens it ends: as long as a
@@ -167,11 +173,7 @@ pub(crate) async fn expire_all(
     Path(app): Path<String>,
     body: Bytes,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    let input: ApplicationTokenExpireIn = if body.iter().all(u8::is_ascii_whitespace) {
-        ApplicationTokenExpireIn::default()
-    } else {
-        crate::extract::parse_json(&body)?
-    };
+    let input: ApplicationTokenExpireIn = optional_body(&body)?;
     let grace = input.expiry.unwrap_or(0);
     if grace > MAX_GRACE_SECONDS {
         return Err(ApiError::invalid(
