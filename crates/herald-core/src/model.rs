@@ -41,9 +41,9 @@ pub struct App {
 }
 
 /// What an application's "expire all portal tokens" orders leave standing
-/// (`POST /auth/app/{app}/expire-all`): tokens issued by `void_before` are
-/// void, those issued by `grace_before` last until `grace_until`, later
-/// ones are untouched. Later orders fold into it (see
+/// (`POST /auth/app/{app}/expire-all`): tokens issued before
+/// `void_before` are void, those issued before `grace_before` last until
+/// `grace_until`, later ones are untouched. Later orders fold into it (see
 /// the stores): a grace never outlives one already running, and tokens
 /// whose grace ended stay void.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +56,12 @@ pub struct PortalExpiry {
 impl PortalExpiry {
     /// Whether a token issued at `issued_at` is still honoured at `now`.
     /// A token issued in the very millisecond of an order counts as issued
-    /// before it: when in doubt, a token is ended.
+    /// after it, so that a link issued right after expiring the others
+    /// works.
     pub fn allows(&self, issued_at: Timestamp, now: Timestamp) -> bool {
-        if issued_at.0 <= self.void_before.0 {
+        if issued_at.0 < self.void_before.0 {
             false
-        } else if issued_at.0 <= self.grace_before.0 {
+        } else if issued_at.0 < self.grace_before.0 {
             now.0 < self.grace_until.0
         } else {
             true
@@ -174,6 +175,14 @@ pub struct Message {
 }
 
 impl Message {
+    /// Whether its payload is gone at `now`: deleted on request, or past
+    /// its own retention (which the background purge may not have reached
+    /// yet). Nothing is sent of such a message any more.
+    pub fn payload_gone(&self, now: Timestamp) -> bool {
+        self.content_expunged_at.is_some()
+            || self.payload_expires_at.is_some_and(|at| at.0 <= now.0)
+    }
+
     /// When the message's deliveries are first due: at creation, or at its
     /// scheduled time when that is later.
     pub fn first_due(&self) -> Timestamp {
@@ -320,6 +329,39 @@ pub struct Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_is_gone_once_deleted_or_past_its_retention() {
+        let message = Message {
+            id: MessageId::generate(),
+            app_id: AppId::generate(),
+            event_type: EventTypeName::parse("a.b").unwrap(),
+            event_id: None,
+            payload: "{}".to_owned(),
+            channels: Vec::new(),
+            tags: Vec::new(),
+            headers: BTreeMap::new(),
+            created_at: Timestamp(0),
+            deliver_at: None,
+            content_expunged_at: None,
+            payload_expires_at: None,
+        };
+        assert!(!message.payload_gone(Timestamp(i64::MAX)));
+        let retained = Message {
+            payload_expires_at: Some(Timestamp(100)),
+            ..message.clone()
+        };
+        assert!(!retained.payload_gone(Timestamp(99)));
+        assert!(
+            retained.payload_gone(Timestamp(100)),
+            "even before the purge"
+        );
+        let deleted = Message {
+            content_expunged_at: Some(Timestamp(5)),
+            ..message
+        };
+        assert!(deleted.payload_gone(Timestamp(0)));
+    }
 
     fn endpoint(filter: Option<&[&str]>, channels: Option<&[&str]>) -> Endpoint {
         Endpoint {

@@ -149,8 +149,9 @@ pub(crate) async fn perform(
     let Some(endpoint) = endpoint else {
         return Finished::without_attempt(end(DeliveryStatus::Fail, claim.attempt_count, None));
     };
-    // Its content was deleted on request: there is nothing left to send.
-    if message.content_expunged_at.is_some() {
+    // Its content was deleted on request, or its retention ended (the
+    // purge may not have deleted it yet): there is nothing left to send.
+    if message.payload_gone(now) {
         return Finished::without_attempt(end(DeliveryStatus::Fail, claim.attempt_count, None));
     }
     let response = if endpoint.disabled {

@@ -124,7 +124,7 @@ pub(crate) async fn expire_portal_tokens(
     let statement = client
         .prepare_cached(
             "INSERT INTO portal_expiry (app_id, void_before, grace_before, grace_until)
-             VALUES ($1, -1, $2, $3)
+             VALUES ($1, 0, $2, $3)
              ON CONFLICT (app_id) DO UPDATE SET
                  void_before = CASE WHEN portal_expiry.grace_until <= $2
                      THEN GREATEST(portal_expiry.void_before, portal_expiry.grace_before)

@@ -242,6 +242,14 @@ CREATE TABLE portal_expiry (
     grace_until BIGINT NOT NULL
 );
 "#,
+    // 12: keys compared with message and application ids take their
+    // collation ("C"), or the planner cannot use their indexes for it.
+    r#"
+DROP INDEX inbound_requests_msg;
+CREATE INDEX inbound_requests_msg ON inbound_requests (msg_id COLLATE "C")
+    WHERE msg_id IS NOT NULL;
+ALTER TABLE portal_expiry ALTER COLUMN app_id TYPE TEXT COLLATE "C";
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

@@ -273,6 +273,18 @@ async fn accept_request(
             request.outcome = RequestOutcome::Duplicate;
             request.reason = Some("duplicate".to_owned());
             request.msg_id = Some(msg_id.clone());
+            // A repeat of a message whose content was deleted is logged
+            // without its body: it is the same content.
+            let expunged = client
+                .query_opt(
+                    "SELECT 1 FROM messages WHERE id = $1 AND content_expunged_at IS NOT NULL",
+                    &[&msg_id.as_str()],
+                )
+                .await?
+                .is_some();
+            if expunged {
+                request.body.clear();
+            }
             log_request(client, &request, cap).await?;
             return Ok(Accepted::Duplicate { msg_id });
         }

@@ -131,9 +131,20 @@ impl Caches {
 
     /// Forgets one message (its content was deleted).
     pub(crate) fn forget_message(&self, id: &MessageId) {
+        self.forget_messages(std::slice::from_ref(id));
+    }
+
+    /// Forgets messages whose content was deleted, in one pass over the
+    /// cache however many they are.
+    pub(crate) fn forget_messages(&self, ids: &[MessageId]) {
         let mut messages = lock(&self.messages);
-        if messages.by_id.remove(id).is_some() {
-            messages.order.retain(|kept| kept != id);
+        let before = messages.by_id.len();
+        for id in ids {
+            messages.by_id.remove(id);
+        }
+        if messages.by_id.len() != before {
+            let Messages { by_id, order } = &mut *messages;
+            order.retain(|kept| by_id.contains_key(kept));
         }
     }
 

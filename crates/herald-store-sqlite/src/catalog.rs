@@ -110,7 +110,7 @@ pub(crate) fn expire_portal_tokens(
     connection
         .prepare_cached(
             "INSERT INTO portal_expiry (app_id, void_before, grace_before, grace_until)
-             VALUES (?1, -1, ?2, ?3)
+             VALUES (?1, 0, ?2, ?3)
              ON CONFLICT (app_id) DO UPDATE SET
                  void_before = CASE WHEN grace_until <= ?2
                      THEN MAX(void_before, grace_before) ELSE void_before END,

@@ -245,6 +245,18 @@ fn accept_request(
             request.outcome = RequestOutcome::Duplicate;
             request.reason = Some("duplicate".to_owned());
             request.msg_id = Some(msg_id.clone());
+            // A repeat of a message whose content was deleted is logged
+            // without its body: it is the same content.
+            let expunged = connection
+                .prepare_cached(
+                    "SELECT 1 FROM messages WHERE id = ?1 AND content_expunged_at IS NOT NULL",
+                )
+                .map_err(backend)?
+                .exists([msg_id.as_str()])
+                .map_err(backend)?;
+            if expunged {
+                request.body.clear();
+            }
             log_request(connection, &request, cap)?;
             return Ok(Accepted::Duplicate { msg_id });
         }

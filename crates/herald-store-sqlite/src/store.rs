@@ -261,9 +261,7 @@ impl Store for SqliteStore {
             .write(move |connection| messages::expunge_expired_payloads(connection, now, limit))
             .await?;
         // After the commit, as for one message above.
-        for msg in &expunged {
-            self.caches.forget_message(msg);
-        }
+        self.caches.forget_messages(&expunged);
         Ok(expunged.len() as u64)
     }
 

@@ -3214,6 +3214,15 @@ async fn deleting_a_payload_empties_the_logged_requests_it_came_from(store: &dyn
         emptied(true, false),
         "the request and its repeat lose their bodies with the message's payload"
     );
+    // A repeat arriving afterwards is logged without its body too.
+    accept(new_message(&app, "invoice.paid", at(6)), "evt_asked", 6).await;
+    let repeats: Vec<bool> = requests(store, &source.id, None)
+        .await
+        .into_iter()
+        .filter(|request| request.msg_id.as_ref() == Some(&asked.id))
+        .map(|request| request.body.is_empty())
+        .collect();
+    assert_eq!(repeats, [true, true, true]);
     assert_eq!(
         store
             .expunge_expired_payloads(at(20), 100)
@@ -3221,7 +3230,10 @@ async fn deleting_a_payload_empties_the_logged_requests_it_came_from(store: &dyn
             .expect("expunge_expired_payloads failed"),
         1
     );
-    assert_eq!(bodies().await, emptied(true, true));
+    let mut expected = emptied(true, true);
+    expected.push((asked.id.clone(), true));
+    expected.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    assert_eq!(bodies().await, expected);
 }
 
 async fn an_attempts_response_body_can_be_deleted(store: &dyn Store) {
@@ -3284,13 +3296,16 @@ async fn expiring_portal_tokens_folds_each_order_into_the_last(store: &dyn Store
     };
     assert_eq!(expiry(app.id.clone()).await, None, "never ordered");
 
-    // Tokens issued by 100 last until 160; a token of old issued at 0 too.
+    // Tokens issued before 100 last until 160, a token of old (read as
+    // issued at 0) too; one issued in the order's millisecond counts as
+    // after it.
     expire(100, 160).await;
     let first = expiry(app.id.clone()).await.expect("ordered");
     assert!(first.allows(at(0), at(159)));
-    assert!(first.allows(at(100), at(159)));
-    assert!(!first.allows(at(100), at(160)));
-    assert!(first.allows(at(101), at(10_000)), "issued after the order");
+    assert!(first.allows(at(99), at(159)));
+    assert!(!first.allows(at(0), at(160)));
+    assert!(!first.allows(at(99), at(160)));
+    assert!(first.allows(at(100), at(10_000)), "issued at the order");
     assert_eq!(
         expiry(other.id.clone()).await,
         None,
@@ -3300,24 +3315,23 @@ async fn expiring_portal_tokens_folds_each_order_into_the_last(store: &dyn Store
     // A second order while that grace runs cannot lengthen it.
     expire(120, 500).await;
     let second = expiry(app.id.clone()).await.expect("ordered");
-    assert!(!second.allows(at(100), at(160)));
+    assert!(!second.allows(at(99), at(160)));
     assert!(second.allows(at(110), at(159)));
     assert!(
         !second.allows(at(110), at(160)),
         "capped at the running grace"
     );
-    assert!(second.allows(at(121), at(10_000)));
+    assert!(second.allows(at(120), at(10_000)));
 
     // Once a grace is over, what it covered stays void whatever comes next.
     expire(200, 900).await;
     let third = expiry(app.id.clone()).await.expect("ordered");
-    assert!(!third.allows(at(100), at(201)));
-    assert!(!third.allows(at(120), at(201)));
-    assert!(
-        third.allows(at(150), at(899)),
-        "issued after the second order"
-    );
+    assert!(!third.allows(at(0), at(201)));
+    assert!(!third.allows(at(119), at(201)));
+    assert!(third.allows(at(120), at(899)), "issued at the second order");
+    assert!(third.allows(at(150), at(899)));
     assert!(!third.allows(at(150), at(900)));
+    assert!(third.allows(at(200), at(10_000)));
 
     store.delete_app(&app.id).await.expect("delete_app failed");
     assert_eq!(expiry(app.id.clone()).await, None, "deleted with its app");

@@ -269,7 +269,7 @@ pub(crate) async fn resend(
 ) -> Result<impl IntoResponse, ApiError> {
     let endpoint = load_endpoint(&state, &app, &endpoint).await?;
     let message = load_message(&state, &endpoint.app_id, &msg).await?;
-    if message.content_expunged_at.is_some() {
+    if message.payload_gone(state.clock.now()) {
         return Err(ApiError::Conflict(
             "the message's content was deleted; it cannot be sent again".into(),
         ));

@@ -321,11 +321,11 @@ pub(crate) async fn create(
         input.payload_retention_period,
         input.payload_retention_hours,
     )?;
-    let app = app_for_create(&state, &app, input.application).await?;
-    check_app_rate(&state, &app)?;
+    // Checked in full before an application is created on the fly: a
+    // refused message creates nothing. The app's id is set once it exists.
     let mut message = build_message(
         &state,
-        app.id,
+        AppId::generate(),
         event_type,
         input.payload,
         input.event_id,
@@ -335,8 +335,24 @@ pub(crate) async fn create(
     if let Some(text) = &input.deliver_at {
         message.deliver_at = Some(deliver_at(text, message.created_at)?);
     }
-    message.payload_expires_at =
-        retention.map(|kept| Timestamp(message.created_at.0.saturating_add(kept)));
+    if let Some(kept) = retention {
+        let expires_at = Timestamp(message.created_at.0.saturating_add(kept));
+        if message.deliver_at.is_some_and(|at| at.0 >= expires_at.0) {
+            let field = if input.payload_retention_hours.is_some() {
+                "payloadRetentionHours"
+            } else {
+                "payloadRetentionPeriod"
+            };
+            return Err(ApiError::invalid(
+                field,
+                "must keep the payload past deliverAt",
+            ));
+        }
+        message.payload_expires_at = Some(expires_at);
+    }
+    let app = app_for_create(&state, &app, input.application).await?;
+    check_app_rate(&state, &app)?;
+    message.app_id = app.id;
     let started = std::time::Instant::now();
     // With room in the engine, the new deliveries go straight to their
     // first attempt: leased in the create's transaction, not claimed. A

@@ -770,6 +770,24 @@ herald_test_support::test_on_both_backends! {
             let (status, _) = api.request(Method::POST, &path, Some(message), &[]).await;
             assert_eq!(status, 422, "{field} in an existing app");
         }
+        // A payload must outlast the message's scheduled time.
+        let later = herald_core::Timestamp(herald_core::SystemClock.now().0 + 2 * 3600 * 1000);
+        let (status, refused) = api
+            .request(
+                Method::POST,
+                "/api/v1/app/fly/msg",
+                Some(json!({
+                    "eventType": "a.b",
+                    "payload": {},
+                    "application": {"name": "made on the fly", "uid": "fly"},
+                    "deliverAt": later.to_rfc3339(),
+                    "payloadRetentionHours": 1,
+                })),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 422, "{refused}");
+        assert!(refused.to_string().contains("payloadRetentionHours"), "{refused}");
         let (status, _) = api.request(Method::GET, "/api/v1/app/fly", None, &[]).await;
         assert_eq!(status, 404, "a refused message creates no application");
         let listed = api.get(&format!("/api/v1/app/{app}/msg")).await;
@@ -808,7 +826,11 @@ herald_test_support::test_on_both_backends! {
         assert_eq!(listed["data"][0]["response"], "");
 
         for missing in [
-            format!("/api/v1/app/{app}/msg/{msg}/attempt/atmpt_nothing/content"),
+            // A well-formed id no attempt has, so the store says "none".
+            format!(
+                "/api/v1/app/{app}/msg/{msg}/attempt/{}/content",
+                herald_core::AttemptId::generate()
+            ),
             format!("/api/v1/app/{app}/msg/msg_nothing/attempt/{attempt}/content"),
         ] {
             let (status, _) = api.request(Method::DELETE, &missing, None, &[]).await;
