@@ -1129,7 +1129,7 @@ pub(crate) async fn send_example(
     state.engine.wake();
     Ok((
         StatusCode::ACCEPTED,
-        Json(MessageOut::new(created.message, true)),
+        Json(MessageOut::new(created.message, true, state.clock.now())),
     ))
 }
 

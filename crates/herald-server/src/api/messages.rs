@@ -90,13 +90,15 @@ pub(crate) struct MessageOut {
 }
 
 impl MessageOut {
-    pub(crate) fn new(message: Message, with_content: bool) -> Self {
+    /// The message as answered at `now`: a payload past its retention reads
+    /// `{}` even before the background purge has deleted it.
+    pub(crate) fn new(message: Message, with_content: bool, now: Timestamp) -> Self {
         let deliver_at = message
             .is_scheduled()
             .then(|| message.first_due().to_rfc3339());
         // The stored payload is JSON already: it is answered as it is,
         // not parsed and written out again.
-        let payload = if with_content {
+        let payload = if with_content && !message.payload_gone(now) {
             RawValue::from_string(message.payload).unwrap_or_else(|_| raw_json("null"))
         } else {
             raw_json("{}")
@@ -390,6 +392,7 @@ pub(crate) async fn create(
         Json(MessageOut::new(
             created.message,
             params.with_content.unwrap_or(true),
+            state.clock.now(),
         )),
     ))
 }
@@ -457,6 +460,7 @@ pub(crate) async fn list(
         params.after.as_deref(),
     )?;
     let with_content = params.with_content.unwrap_or(true);
+    let now = state.clock.now();
     let page = state
         .store
         .list_messages(&app.id, filter, request.clone())
@@ -465,7 +469,7 @@ pub(crate) async fn list(
         page,
         &request,
         |message| message.id.to_string(),
-        |message| MessageOut::new(message, with_content),
+        |message| MessageOut::new(message, with_content, now),
     )))
 }
 
@@ -529,6 +533,7 @@ pub(crate) async fn get(
     Ok(Json(MessageOut::new(
         message,
         params.with_content.unwrap_or(true),
+        state.clock.now(),
     )))
 }
 
@@ -678,6 +683,7 @@ pub(crate) async fn of_endpoint(
         params.after.as_deref(),
     )?;
     let with_content = params.with_content.unwrap_or(true);
+    let now = state.clock.now();
     let page = state
         .store
         .list_endpoint_messages(
@@ -693,10 +699,43 @@ pub(crate) async fn of_endpoint(
         &request,
         |(message, _)| message.id.to_string(),
         |(message, delivery)| EndpointMessageOut {
-            message: MessageOut::new(message, with_content),
+            message: MessageOut::new(message, with_content, now),
             status: delivery.status.code(),
             status_text: status_text(delivery.status),
             next_attempt: delivery.next_attempt_at.map(|at| at.to_rfc3339()),
         },
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn a_payload_past_its_retention_reads_empty_before_the_purge() {
+        let message = Message {
+            id: MessageId::generate(),
+            app_id: AppId::generate(),
+            event_type: EventTypeName::parse("a.b").expect("a valid name"),
+            event_id: None,
+            payload: r#"{"card":"4242"}"#.to_owned(),
+            channels: Vec::new(),
+            tags: Vec::new(),
+            headers: BTreeMap::new(),
+            created_at: Timestamp(0),
+            deliver_at: None,
+            content_expunged_at: None,
+            payload_expires_at: Some(Timestamp(100)),
+        };
+        let shown = |now: i64| {
+            MessageOut::new(message.clone(), true, Timestamp(now))
+                .payload
+                .get()
+                .to_owned()
+        };
+        assert_eq!(shown(99), r#"{"card":"4242"}"#);
+        assert_eq!(shown(100), "{}");
+    }
 }
