@@ -709,25 +709,14 @@ pub(crate) async fn of_endpoint(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     #[test]
     fn a_payload_past_its_retention_reads_empty_before_the_purge() {
         let message = Message {
-            id: MessageId::generate(),
-            app_id: AppId::generate(),
-            event_type: EventTypeName::parse("a.b").expect("a valid name"),
-            event_id: None,
             payload: r#"{"card":"4242"}"#.to_owned(),
-            channels: Vec::new(),
-            tags: Vec::new(),
-            headers: BTreeMap::new(),
-            created_at: Timestamp(0),
-            deliver_at: None,
-            content_expunged_at: None,
             payload_expires_at: Some(Timestamp(100)),
+            ..herald_store::conformance::new_message(&AppId::generate(), "a.b", Timestamp(0))
         };
         let shown = |now: i64| {
             MessageOut::new(message.clone(), true, Timestamp(now))
