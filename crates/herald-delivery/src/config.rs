@@ -61,11 +61,21 @@ impl Default for DeliveryConfig {
 
 impl DeliveryConfig {
     /// A lease outlives the longest a claim can take, so a slow but live
-    /// attempt is never taken over: at most two rounds of its endpoint's
-    /// attempts ahead of it, at most three rounds waiting for a worker (the
-    /// engine keeps no more than four claims per worker, one of them
-    /// sending), its own request, and a wide margin for the commit.
+    /// attempt is never taken over: its wait for its endpoint's gate
+    /// ([`DeliveryConfig::gate_wait`], after which it hands the delivery
+    /// back), at most three rounds waiting for a worker (the engine keeps
+    /// no more than four claims per worker, one of them sending), its own
+    /// request, and a wide margin for the commit.
     pub fn lease_duration(&self) -> Duration {
-        self.request_timeout * 6 + Duration::from_secs(30)
+        self.gate_wait() + self.request_timeout * 4 + Duration::from_secs(30)
+    }
+
+    /// The longest a claim waits for its endpoint's concurrency: two rounds
+    /// of attempts that time out. A fast endpoint has claims queued many
+    /// rounds deep; should it turn slow, the claims at the back of its
+    /// queue give their deliveries back (due at once, no retry used up)
+    /// instead of outwaiting their lease.
+    pub fn gate_wait(&self) -> Duration {
+        self.request_timeout * 2
     }
 }

@@ -7,7 +7,6 @@
 //! finished attempt freeing capacity, or the sweep interval (which also
 //! frees leases left behind by a crashed node).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +28,7 @@ use crate::operational::{
 };
 use crate::rate::RateLimits;
 use crate::retention;
+use crate::slots::EndpointSlots;
 use crate::ssrf::Guard;
 use crate::{DeliveryConfig, DeliveryError};
 
@@ -39,10 +39,6 @@ const CLAIM_BATCH: usize = 256;
 /// their result to commit), per worker: enough to keep workers busy while
 /// results wait for a group commit (see `DeliveryConfig::lease_duration`).
 const UNRECORDED_PER_WORKER: usize = 4;
-
-/// An endpoint may have this many times its concurrency claimed at once, so
-/// its next attempts are ready when one finishes.
-const QUEUED_PER_SLOT: usize = 2;
 
 /// Most new deliveries of one message the engine takes straight from its
 /// create (see [`EngineHandle::offer`]); the rest are claimed.
@@ -152,12 +148,6 @@ impl Offer {
     }
 }
 
-/// In-flight bookkeeping per endpoint.
-#[derive(Default)]
-struct EndpointSlots {
-    slots: HashMap<EndpointId, (usize, Arc<Semaphore>)>,
-}
-
 /// What every attempt task uses, shared once instead of field by field.
 struct Shared {
     store: Arc<dyn Store>,
@@ -179,6 +169,9 @@ struct Shared {
     budget_size: usize,
     per_endpoint_concurrency: usize,
     lease_duration: Duration,
+    /// The longest a claim waits for its endpoint's gate before handing
+    /// its delivery back (see `DeliveryConfig::lease_duration`).
+    gate_wait: Duration,
     /// Attempts of handed-off deliveries, waited for at shutdown like
     /// the dispatcher's own.
     handed: TaskTracker,
@@ -222,6 +215,7 @@ impl Engine {
             budget_size,
             per_endpoint_concurrency: config.per_endpoint_concurrency.max(1),
             lease_duration: config.lease_duration(),
+            gate_wait: config.gate_wait(),
             handed: TaskTracker::new(),
         };
         Ok(Self {
@@ -418,10 +412,18 @@ async fn attempt_task(
         endpoint: claim.endpoint_id.clone(),
     };
     // The endpoint's slot first, then a worker: a claim queued behind a
-    // slow endpoint holds no worker that others could use.
-    let worked = match endpoint_slot.acquire().await {
-        Ok(_endpoint_permit) => shared.work(&claim, target).await,
-        Err(_) => None,
+    // slow endpoint holds no worker that others could use. An endpoint
+    // that turned slow with many claims queued would keep the last of them
+    // waiting past their lease: those hand their delivery back instead.
+    let worked = match tokio::time::timeout(shared.gate_wait, endpoint_slot.acquire()).await {
+        Ok(Ok(_endpoint_permit)) => {
+            let started = Instant::now();
+            let worked = shared.work(&claim, target).await;
+            lock(&shared.endpoints).note_pace(&claim.endpoint_id, started.elapsed());
+            worked
+        }
+        Ok(Err(_)) => None,
+        Err(_) => Some(shared.hand_back(&claim)),
     };
     // The HTTP part is over: the worker and the endpoint's slot were freed
     // above, so the next attempt need not wait for this commit.
@@ -445,32 +447,31 @@ struct Worked {
 }
 
 impl Shared {
-    /// Endpoints claims leave alone: those with `QUEUED_PER_SLOT` times
-    /// their concurrency outstanding (a claim adds at most one
-    /// concurrency's worth, so no claim waits behind more than two rounds
-    /// of its endpoint's attempts). Endpoints with an open circuit are
-    /// claimed: their deliveries are put off to when it closes, which takes
-    /// them out of the due queue instead of leaving a growing heap of due
-    /// work every claim would have to step over.
+    /// Endpoints claims leave alone: those with as many rounds of their
+    /// concurrency outstanding as their pace allows (see [`crate::slots`]).
+    /// Endpoints with an open circuit are claimed: their deliveries are put
+    /// off to when it closes, which takes them out of the due queue instead
+    /// of leaving a growing heap of due work every claim would have to step
+    /// over.
     fn busy_endpoints(&self) -> Vec<EndpointId> {
-        let limit = self.per_endpoint_concurrency * QUEUED_PER_SLOT;
-        lock(&self.endpoints)
-            .slots
-            .iter()
-            .filter(|(_, (in_flight, _))| *in_flight >= limit)
-            .map(|(id, _)| id.clone())
-            .collect()
+        lock(&self.endpoints).busy(self.per_endpoint_concurrency)
     }
 
     fn reserve_endpoint(&self, endpoint: &EndpointId) -> Arc<Semaphore> {
-        let limit = self.per_endpoint_concurrency;
-        let mut slots = lock(&self.endpoints);
-        let entry = slots
-            .slots
-            .entry(endpoint.clone())
-            .or_insert_with(|| (0, Arc::new(Semaphore::new(limit))));
-        entry.0 += 1;
-        entry.1.clone()
+        lock(&self.endpoints).reserve(endpoint, self.per_endpoint_concurrency)
+    }
+
+    /// Gives a claim's delivery back, due now, without an attempt and
+    /// without using up a retry: it waited for its endpoint too long.
+    fn hand_back(&self, claim: &Claim) -> Worked {
+        let now = self.clock.now();
+        tracing::debug!(msg = %claim.msg_id, endpoint = %claim.endpoint_id, "claim waited too long for its endpoint; handed back");
+        let outcome = claim.outcome(DeliveryStatus::Pending, claim.attempt_count, Some(now), now);
+        Worked {
+            finished: Finished::without_attempt(outcome),
+            message: None,
+            endpoint: None,
+        }
     }
 
     /// Loads (unless handed `target`) and attempts one claim; answers what
@@ -739,13 +740,7 @@ struct Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut slots = lock(&self.shared.endpoints);
-        if let Some(entry) = slots.slots.get_mut(&self.endpoint) {
-            entry.0 = entry.0.saturating_sub(1);
-            if entry.0 == 0 {
-                slots.slots.remove(&self.endpoint);
-            }
-        }
+        lock(&self.shared.endpoints).release(&self.endpoint);
     }
 }
 

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod operational;
 mod rate;
 mod retention;
+mod slots;
 pub mod ssrf;
 
 pub use config::DeliveryConfig;

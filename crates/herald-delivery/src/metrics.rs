@@ -34,7 +34,9 @@ pub struct EngineMetrics {
     /// HTTP attempts by `success` / `failure`.
     pub attempts: Family<OutcomeLabel, Counter>,
     /// Delivery state changes written after an attempt: `delivered`,
-    /// `retrying`, `failed`, or `deferred` (an open circuit put it off).
+    /// `retrying`, `failed`, or `deferred` (put off without an attempt: an
+    /// open circuit, a rate limit, or a claim that waited too long for its
+    /// endpoint).
     pub deliveries: Family<OutcomeLabel, Counter>,
     /// How long endpoints took to answer.
     pub attempt_duration: Histogram,

@@ -51,6 +51,13 @@ pub enum Behaviour {
     AlwaysFail { status: u16 },
     /// Answers 200 after `delay`.
     Slow { delay: Duration },
+    /// 200 at once, except requests `after + 1` to `after + times` (in the
+    /// order they came in), answered after `delay`.
+    Stall {
+        after: usize,
+        times: usize,
+        delay: Duration,
+    },
     /// `status` with `Retry-After: seconds` for the first `times`
     /// requests, 200 after.
     RetryAfter {
@@ -194,6 +201,16 @@ async fn record(
         Behaviour::AlwaysFail { status } => code(status).into_response(),
         Behaviour::Slow { delay } => {
             tokio::time::sleep(delay).await;
+            StatusCode::OK.into_response()
+        }
+        Behaviour::Stall {
+            after,
+            times,
+            delay,
+        } => {
+            if seen > after && seen <= after + times {
+                tokio::time::sleep(delay).await;
+            }
             StatusCode::OK.into_response()
         }
         Behaviour::RetryAfter {

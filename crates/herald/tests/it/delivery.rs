@@ -439,6 +439,73 @@ herald_test_support::test_on_both_backends! {
     }
 }
 
+herald_test_support::test_on_both_backends! {
+    async fn claims_queued_behind_an_endpoint_that_turned_slow_are_handed_back_not_lost() {
+        let server = TestServer::start_with(TestServerOptions {
+            per_endpoint_concurrency: 1,
+            // Claims wait at most two timeouts (2 s) for the endpoint.
+            request_timeout: Duration::from_secs(1),
+            health: herald_delivery::HealthConfig {
+                breaker_threshold: u32::MAX,
+                ..herald_delivery::HealthConfig::default()
+            },
+            ..TestServerOptions::default()
+        })
+        .await;
+        // Fast at first, so the endpoint is claimed many rounds deep; then
+        // three requests in a row run into the timeout, and the claims
+        // queued behind them wait past the gate's limit.
+        let receiver = Receiver::start(Behaviour::Stall {
+            after: 3,
+            times: 3,
+            delay: Duration::from_secs(30),
+        })
+        .await;
+        let api = &server.api;
+        let app = api.create_app("turned-slow").await;
+        api.create_endpoint(&app, json!({"url": receiver.url("hook")}))
+            .await;
+        const MESSAGES: usize = 24;
+        let mut messages = Vec::new();
+        for index in 0..MESSAGES {
+            messages.push(api.send(&app, "a.b", json!({"n": index})).await);
+        }
+
+        eventually("every message is delivered", DEADLINE, || async {
+            for msg in &messages {
+                let delivered = api
+                    .destinations_of(&app, msg)
+                    .await
+                    .iter()
+                    .any(|destination| destination["status"] == 0);
+                if !delivered {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
+        let scrape = crate::operations::scrape(&format!("http://{}", server.address)).await;
+        let handed_back = crate::operations::value(
+            &scrape,
+            "herald_deliveries_total",
+            &[("outcome", "deferred")],
+        );
+        assert!(
+            handed_back >= 1.0,
+            "claims queued behind the stalled requests were handed back"
+        );
+        // A handed-back claim sent nothing and used up no retry: only the
+        // three stalled requests were tried twice.
+        assert_eq!(receiver.count(), MESSAGES + 3);
+        let mut attempts = 0;
+        for msg in &messages {
+            attempts += api.attempts_of(&app, msg).await.len();
+        }
+        assert_eq!(attempts, MESSAGES + 3, "one attempt logged per request");
+    }
+}
+
 // SQLite only: the test damages the row through the SQLite file itself. The
 // engine's handling of an undecodable row is the same on both backends.
 #[tokio::test]

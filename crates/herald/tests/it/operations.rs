@@ -13,7 +13,7 @@ use crate::binary::Herald;
 use crate::DEADLINE;
 
 /// Parses a scrape with an independent Prometheus text parser.
-async fn scrape(base: &str) -> prometheus_parse::Scrape {
+pub(crate) async fn scrape(base: &str) -> prometheus_parse::Scrape {
     let url = format!("{base}/metrics");
     let anonymous = reqwest::get(&url).await.expect("metrics answer");
     assert_eq!(
@@ -34,7 +34,7 @@ async fn scrape(base: &str) -> prometheus_parse::Scrape {
 }
 
 /// The value of `name` whose labels include every pair of `labels`.
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     scrape
         .samples
         .iter()
