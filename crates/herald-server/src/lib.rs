@@ -12,6 +12,7 @@ mod error;
 mod extract;
 mod gateway;
 mod idempotency;
+mod listen;
 mod metrics;
 mod rate_limit;
 mod state;

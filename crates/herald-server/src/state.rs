@@ -74,6 +74,8 @@ pub struct Parts {
     pub(crate) ssrf: Arc<Guard>,
     /// Message-creation buckets per application.
     pub(crate) app_limiter: Arc<RateLimiter<AppId>>,
+    /// Listen sessions served by this node.
+    pub(crate) listen: Arc<crate::listen::sessions::Sessions>,
 }
 
 impl AppState {
@@ -99,6 +101,7 @@ impl AppState {
             metrics,
             ssrf: Arc::new(ssrf),
             app_limiter: Arc::new(RateLimiter::default()),
+            listen: Arc::default(),
         }))
     }
 

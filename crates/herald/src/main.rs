@@ -2,6 +2,7 @@
 //! chooses the storage backend and wires the library crates together.
 
 mod config;
+mod listen;
 mod tokens;
 mod verify;
 
@@ -58,6 +59,10 @@ enum Command {
     /// standard input, its headers with -H. Exits 0 when it verifies, 1
     /// when it does not, 2 when the input cannot be used.
     Verify(verify::VerifyArgs),
+    /// Forward what reaches a relay URL on a Herald server to a server on
+    /// this machine (with --app, an application's deliveries), and its
+    /// answers back.
+    Listen(listen::ListenArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -80,6 +85,7 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Token { command } => tokens::run(command, &runtime()?)?,
         Command::Verify(args) => return Ok(verify::run(args)),
+        Command::Listen(args) => listen::run(args, &runtime()?)?,
     }
     Ok(ExitCode::SUCCESS)
 }

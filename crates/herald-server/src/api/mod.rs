@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
-use crate::{console, gateway};
+use crate::{console, gateway, listen};
 
 /// Both REST APIs and the public receiver as mounted; `guard` wraps the
 /// routes that need a token.
@@ -28,6 +28,8 @@ pub(crate) fn rest(
         // Public: a source's verifier authenticates its requests, and the
         // receiver reads the raw body itself, with the source's size limit.
         .routes(routes!(gateway::receive))
+        // Public: the session id in its URL is the capability to post.
+        .routes(routes!(listen::relay))
 }
 
 /// Every route of the REST APIs, for their description.
@@ -88,6 +90,10 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .routes(routes!(background_tasks::get))
         .routes(routes!(console::portal::access))
         .routes(routes!(console::portal::expire_all))
+        .routes(routes!(listen::create))
+        .routes(routes!(listen::poll))
+        .routes(routes!(listen::reply))
+        .routes(routes!(listen::delete))
 }
 
 /// Routes open without a token.

@@ -16,6 +16,7 @@ mod durability;
 mod endpoint_health;
 mod gateway;
 mod limits;
+mod listen;
 mod openapi;
 mod operations;
 mod python_sdk;

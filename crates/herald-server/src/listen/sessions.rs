@@ -1,0 +1,387 @@
+//! Listen sessions: requests that arrived at a session's relay URL, waiting
+//! for the `herald listen` process that polls it to answer them.
+//!
+//! Kept in memory on the node that serves them: a session is a developer's
+//! terminal, gone when it stops polling, and a request not answered within
+//! the relay's wait is answered `504` for the sender to retry.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, Notify};
+
+/// Sessions kept at once; creating one more drops those idle longest.
+const MAX_SESSIONS: usize = 1024;
+
+/// A session nobody polled for this long is dropped when room is needed.
+const IDLE_SESSION: Duration = Duration::from_secs(3600);
+
+/// A listener counts as connected this long after its last poll ended:
+/// `herald listen` polls again at once, so only a stopped one stays away.
+const LISTENER_GONE_AFTER: Duration = Duration::from_secs(10);
+
+/// Requests waiting for a poll per session, at most.
+const MAX_QUEUED: usize = 1000;
+
+/// A request that arrived at a relay URL.
+#[derive(Debug, Clone)]
+pub(crate) struct Relayed {
+    pub(crate) method: String,
+    pub(crate) query: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Bytes,
+}
+
+/// The local server's answer, as the listener reported it.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Why a request could not be relayed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RelayError {
+    /// Nobody is polling the session.
+    NoListener,
+    /// Too many requests wait for the listener already.
+    Full,
+    /// The listener took the request and did not answer in time.
+    TimedOut,
+}
+
+/// Every session of this node.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Sessions {
+    /// The session `id`, made if there is none.
+    pub(crate) fn open(&self, id: &str) -> Arc<Session> {
+        let mut sessions = lock(&self.sessions);
+        if let Some(session) = sessions.get(id) {
+            return session.clone();
+        }
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.retain(|_, session| session.last_seen().elapsed() < IDLE_SESSION);
+            if sessions.len() >= MAX_SESSIONS {
+                let oldest = sessions
+                    .iter()
+                    .min_by_key(|(_, session)| session.last_seen())
+                    .map(|(id, _)| id.clone());
+                if let Some(oldest) = oldest {
+                    sessions.remove(&oldest);
+                }
+            }
+        }
+        let session = Arc::new(Session::default());
+        sessions.insert(id.to_owned(), session.clone());
+        session
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
+        lock(&self.sessions).get(id).cloned()
+    }
+
+    /// Ends session `id`; whether there was one. Requests waiting for it
+    /// are answered at once (their waits see the replies dropped).
+    pub(crate) fn close(&self, id: &str) -> bool {
+        let removed = lock(&self.sessions).remove(id);
+        match removed {
+            Some(session) => {
+                session.end();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One session: what waits for its listener.
+pub(crate) struct Session {
+    state: Mutex<State>,
+    arrived: Notify,
+}
+
+struct State {
+    /// Not yet handed to a poll.
+    queued: VecDeque<(u64, Relayed, oneshot::Sender<Reply>)>,
+    /// Handed to a poll, waiting for the listener's answer.
+    taken: HashMap<u64, oneshot::Sender<Reply>>,
+    next_id: u64,
+    /// Polls waiting right now.
+    polling: usize,
+    /// When the session was made.
+    made: Instant,
+    /// When a poll last ended; `None` before the first.
+    last_seen: Option<Instant>,
+    /// Closed: nothing more is relayed.
+    ended: bool,
+}
+
+impl State {
+    /// Whether a listener polls the session (or did a moment ago).
+    fn listened(&self) -> bool {
+        let recently = self
+            .last_seen
+            .is_some_and(|seen| seen.elapsed() < LISTENER_GONE_AFTER);
+        !self.ended && (self.polling > 0 || recently)
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State {
+                queued: VecDeque::new(),
+                taken: HashMap::new(),
+                next_id: 1,
+                polling: 0,
+                made: Instant::now(),
+                last_seen: None,
+                ended: false,
+            }),
+            arrived: Notify::new(),
+        }
+    }
+}
+
+impl Session {
+    /// Answers every waiting request as unrelayable, and any later one.
+    fn end(&self) {
+        let mut state = lock(&self.state);
+        state.ended = true;
+        state.queued.clear();
+        state.taken.clear();
+    }
+
+    /// When the session was last used: a poll's end, or its making.
+    fn last_seen(&self) -> Instant {
+        let state = lock(&self.state);
+        state.last_seen.unwrap_or(state.made)
+    }
+
+    #[cfg(test)]
+    fn has_listener(&self) -> bool {
+        lock(&self.state).listened()
+    }
+
+    /// Hands `request` to the session's listener and waits up to `wait`
+    /// for its answer.
+    pub(crate) async fn relay(
+        &self,
+        request: Relayed,
+        wait: Duration,
+    ) -> Result<Reply, RelayError> {
+        let (reply, answer) = oneshot::channel();
+        let id = {
+            let mut state = lock(&self.state);
+            if !state.listened() {
+                return Err(RelayError::NoListener);
+            }
+            if state.queued.len() >= MAX_QUEUED {
+                return Err(RelayError::Full);
+            }
+            let id = state.next_id;
+            state.next_id += 1;
+            state.queued.push_back((id, request, reply));
+            id
+        };
+        self.arrived.notify_waiters();
+        let answered = tokio::time::timeout(wait, answer).await;
+        // Whatever happened, the request is no longer anyone's to answer.
+        {
+            let mut state = lock(&self.state);
+            state.queued.retain(|(queued, _, _)| *queued != id);
+            state.taken.remove(&id);
+        }
+        match answered {
+            Ok(Ok(reply)) => Ok(reply),
+            // The session was closed under it.
+            Ok(Err(_)) => Err(RelayError::NoListener),
+            Err(_) => Err(RelayError::TimedOut),
+        }
+    }
+
+    /// Takes up to `limit` waiting requests, waiting up to `wait` for the
+    /// first if there is none.
+    pub(crate) async fn poll(&self, limit: usize, wait: Duration) -> Vec<(u64, Relayed)> {
+        let _polling = Polling::start(self);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            // Registered before looking, so an arrival in between wakes it.
+            arrived.as_mut().enable();
+            let taken = self.take(limit);
+            if !taken.is_empty() || tokio::time::Instant::now() >= deadline {
+                return taken;
+            }
+            tokio::select! {
+                () = arrived => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    fn take(&self, limit: usize) -> Vec<(u64, Relayed)> {
+        let mut state = lock(&self.state);
+        let mut taken = Vec::new();
+        while taken.len() < limit {
+            let Some((id, request, reply)) = state.queued.pop_front() else {
+                break;
+            };
+            state.taken.insert(id, reply);
+            taken.push((id, request));
+        }
+        taken
+    }
+
+    /// Delivers the listener's answer to request `id`; whether it was
+    /// still waiting.
+    pub(crate) fn answer(&self, id: u64, reply: Reply) -> bool {
+        let waiting = lock(&self.state).taken.remove(&id);
+        waiting.is_some_and(|waiting| waiting.send(reply).is_ok())
+    }
+}
+
+/// A poll in progress, counted until it ends however it ends (answered,
+/// or its client went away).
+struct Polling<'a>(&'a Session);
+
+impl<'a> Polling<'a> {
+    fn start(session: &'a Session) -> Self {
+        lock(&session.state).polling += 1;
+        Self(session)
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        state.polling = state.polling.saturating_sub(1);
+        state.last_seen = Some(Instant::now());
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section leaves the maps consistent.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(query: &str) -> Relayed {
+        Relayed {
+            method: "POST".into(),
+            query: Some(query.into()),
+            headers: Vec::new(),
+            body: Bytes::from_static(b"{}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_relayed_to_a_session_nobody_polled() {
+        let session = Sessions::default().open("s1");
+        let relayed = session.relay(request(""), Duration::from_secs(5)).await;
+        assert_eq!(relayed.err(), Some(RelayError::NoListener));
+    }
+
+    /// A session whose listener polled a moment ago.
+    async fn listened(sessions: &Sessions) -> Arc<Session> {
+        let session = sessions.open("s1");
+        assert!(session.poll(1, Duration::ZERO).await.is_empty());
+        session
+    }
+
+    #[tokio::test]
+    async fn a_relayed_request_is_answered_with_what_the_listener_reports() {
+        let sessions = Sessions::default();
+        let session = listened(&sessions).await;
+        let relaying = {
+            let session = session.clone();
+            tokio::spawn(async move { session.relay(request("a=1"), Duration::from_secs(5)).await })
+        };
+        let taken = session.poll(10, Duration::from_secs(5)).await;
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].1.query.as_deref(), Some("a=1"));
+        let answered = session.answer(
+            taken[0].0,
+            Reply {
+                status: 201,
+                headers: vec![("x-local".into(), "yes".into())],
+                body: b"made".to_vec(),
+            },
+        );
+        assert!(answered);
+        let reply = relaying.await.expect("joins").expect("answered");
+        assert_eq!(reply.status, 201);
+        assert_eq!(reply.body, b"made");
+        // Answered once: a second answer finds nobody waiting.
+        assert!(!session.answer(
+            taken[0].0,
+            Reply {
+                status: 200,
+                headers: vec![],
+                body: vec![]
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_request_taken_and_not_answered_times_out_and_is_forgotten() {
+        let session = listened(&Sessions::default()).await;
+        let relaying = {
+            let session = session.clone();
+            tokio::spawn(async move { session.relay(request(""), Duration::from_millis(50)).await })
+        };
+        let taken = session.poll(10, Duration::from_secs(5)).await;
+        assert_eq!(taken.len(), 1);
+        assert_eq!(
+            relaying.await.expect("joins").err(),
+            Some(RelayError::TimedOut)
+        );
+        assert!(!session.answer(
+            taken[0].0,
+            Reply {
+                status: 200,
+                headers: vec![],
+                body: vec![]
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_poll_with_nothing_waiting_returns_empty_after_its_wait() {
+        let session = Sessions::default().open("s1");
+        assert!(session.poll(10, Duration::from_millis(20)).await.is_empty());
+        assert!(session.has_listener(), "it polled a moment ago");
+    }
+
+    #[tokio::test]
+    async fn closing_a_session_ends_the_requests_waiting_for_it() {
+        let sessions = Sessions::default();
+        let session = listened(&sessions).await;
+        let relaying = {
+            let session = session.clone();
+            tokio::spawn(async move { session.relay(request(""), Duration::from_secs(5)).await })
+        };
+        let taken = session.poll(10, Duration::from_secs(5)).await;
+        assert_eq!(taken.len(), 1);
+        assert!(sessions.close("s1"));
+        assert!(sessions.get("s1").is_none());
+        assert!(!session.has_listener());
+        assert_eq!(
+            relaying.await.expect("joins").err(),
+            Some(RelayError::NoListener)
+        );
+    }
+}

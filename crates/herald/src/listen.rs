@@ -1,0 +1,380 @@
+//! `herald listen`: forwards what reaches a listen session's relay URL to a
+//! server on this machine, and its answers back.
+//!
+//! With `--app`, the session's URL becomes an endpoint of that application
+//! for as long as the command runs, so a tenant's deliveries (signed, with
+//! the endpoint's secret printed for the local server to verify) arrive at
+//! `localhost` while it is being written.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use base64::Engine as _;
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+/// Local requests forwarded at once.
+const CONCURRENCY: usize = 16;
+
+/// How long the local server has to answer: inside the relay's own wait.
+const LOCAL_TIMEOUT: Duration = Duration::from_secs(9);
+
+/// What a poll asks the server to wait for, in seconds.
+const POLL_WAIT: u64 = 25;
+
+/// Local answers are passed back up to this size.
+const MAX_LOCAL_BODY: usize = 1024 * 1024;
+
+/// Headers the local request gets from the HTTP client, not the relay.
+const NOT_FORWARDED: [&str; 3] = ["host", "content-length", "connection"];
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListenArgs {
+    /// Where each request goes, e.g. http://localhost:3000/webhooks.
+    forward_to: String,
+    /// The Herald server to listen through.
+    #[arg(long, env = "HERALD_SERVER", default_value = "http://127.0.0.1:8071")]
+    server: String,
+    /// An API token of that server.
+    #[arg(long, env = "HERALD_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Add an endpoint for the session's URL to this application (id or
+    /// uid), deleted again when the command stops.
+    #[arg(long)]
+    app: Option<String>,
+    /// With --app: the event types the endpoint receives (all when none).
+    #[arg(long = "event-type", value_delimiter = ',')]
+    event_types: Vec<String>,
+    /// Take back a session of an earlier run, keeping its URL.
+    #[arg(long)]
+    session: Option<String>,
+}
+
+pub(crate) fn run(args: ListenArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    runtime.block_on(listen(args))
+}
+
+async fn listen(args: ListenArgs) -> anyhow::Result<()> {
+    let target = url::Url::parse(&args.forward_to)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+        .with_context(|| format!("{} is not an http(s) URL", args.forward_to))?;
+    let api = Api {
+        client: reqwest::Client::new(),
+        base: format!("{}/api/v1", args.server.trim_end_matches('/')),
+        token: args.token.clone(),
+    };
+    let session = api.open(args.session.as_deref()).await?;
+    println!("relay url: {}", session.url);
+    let endpoint = match &args.app {
+        Some(app) => {
+            let (endpoint, secret) = api
+                .add_endpoint(app, &session.url, &args.event_types)
+                .await?;
+            println!("endpoint: {endpoint}");
+            println!("secret: {secret}");
+            Some((app.clone(), endpoint))
+        }
+        None => None,
+    };
+    println!("forwarding to {target} (Ctrl-C to stop)");
+    let local = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(LOCAL_TIMEOUT)
+        .build()
+        .context("cannot make an HTTP client")?;
+    let forwarded = tokio::select! {
+        result = relay(&api, &session.id, &local, &target) => result,
+        () = stopped() => Ok(()),
+    };
+    // Clean up whatever ended the loop; a failure here is only reported.
+    if let Some((app, endpoint)) = endpoint {
+        if let Err(error) = api.delete(&format!("/app/{app}/endpoint/{endpoint}")).await {
+            eprintln!("could not delete endpoint {endpoint}: {error:#}");
+        }
+    }
+    if let Err(error) = api.delete(&format!("/listen/{}", session.id)).await {
+        eprintln!("could not close the session: {error:#}");
+    }
+    forwarded
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stopped() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = interrupt => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = interrupt.await;
+}
+
+/// Polls for requests and forwards each; returns only on an error that
+/// retrying cannot mend (a token the server refuses).
+async fn relay(
+    api: &Api,
+    session: &str,
+    local: &reqwest::Client,
+    target: &url::Url,
+) -> anyhow::Result<()> {
+    let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let requests = match api.poll(session).await {
+            Ok(requests) => requests,
+            Err(Failure::Refused(status)) => bail!("the server refused the token ({status})"),
+            Err(Failure::Gone) => {
+                // The server restarted (sessions live in its memory): open
+                // the same session again, so the URL keeps working.
+                if let Err(error) = api.open(Some(session)).await {
+                    eprintln!("cannot reopen the session: {error:#}");
+                    tokio::time::sleep(backoff).await;
+                }
+                continue;
+            }
+            Err(Failure::Other(error)) => {
+                eprintln!("cannot reach the server: {error:#}; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(500);
+        for request in requests {
+            let permit = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .context("forwarding stopped")?;
+            let (api, local, target) = (api.clone(), local.clone(), target.clone());
+            let session = session.to_owned();
+            tokio::spawn(async move {
+                let _permit = permit;
+                forward(&api, &session, &local, &target, request).await;
+            });
+        }
+    }
+}
+
+/// Sends one relayed request to the local server and its answer back.
+async fn forward(
+    api: &Api,
+    session: &str,
+    local: &reqwest::Client,
+    target: &url::Url,
+    request: Relayed,
+) {
+    let started = Instant::now();
+    let label = request
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("webhook-id"))
+        .map(|(_, value)| format!(" {value}"))
+        .unwrap_or_default();
+    let answer = match send_locally(local, target, &request).await {
+        Ok(answer) => {
+            println!(
+                "{} {target} -> {} ({} ms){label}",
+                request.method,
+                answer.0,
+                started.elapsed().as_millis()
+            );
+            answer
+        }
+        Err(error) => {
+            println!("{} {target} -> failed: {error:#}{label}", request.method);
+            let body = format!("herald listen could not reach {target}: {error:#}");
+            (
+                StatusCode::BAD_GATEWAY.as_u16(),
+                Vec::new(),
+                body.into_bytes(),
+            )
+        }
+    };
+    let (status, headers, body) = answer;
+    let reply = json!({
+        "status": status,
+        "headers": headers,
+        "body": base64::engine::general_purpose::STANDARD.encode(body),
+    });
+    let path = format!("/listen/{session}/request/{}/reply", request.id);
+    if let Err(error) = api.post(&path, &reply).await {
+        eprintln!("could not pass the answer back: {error:#}");
+    }
+}
+
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+async fn send_locally(
+    local: &reqwest::Client,
+    target: &url::Url,
+    request: &Relayed,
+) -> anyhow::Result<Answer> {
+    let mut url = target.clone();
+    if let Some(query) = request.query.as_deref().filter(|query| !query.is_empty()) {
+        let joined = match target.query() {
+            Some(own) => format!("{own}&{query}"),
+            None => query.to_owned(),
+        };
+        url.set_query(Some(&joined));
+    }
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .with_context(|| format!("{} is not an HTTP method", request.method))?;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(&request.body)
+        .context("the server sent a body that is not base64")?;
+    let mut outgoing = local.request(method, url).body(body);
+    for (name, value) in &request.headers {
+        if !NOT_FORWARDED.contains(&name.to_ascii_lowercase().as_str()) {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let response = outgoing.send().await?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+        .collect();
+    let mut body = response.bytes().await?.to_vec();
+    body.truncate(MAX_LOCAL_BODY);
+    Ok((status, headers, body))
+}
+
+#[derive(Debug, Deserialize)]
+struct Session {
+    id: String,
+    url: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Relayed {
+    id: String,
+    method: String,
+    query: Option<String>,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Polled {
+    data: Vec<Relayed>,
+}
+
+/// Why a call to the server failed.
+enum Failure {
+    /// 401 or 403: the token is wrong.
+    Refused(StatusCode),
+    /// 404: the server does not know the session.
+    Gone,
+    Other(anyhow::Error),
+}
+
+/// The server's API, as this command uses it.
+#[derive(Clone)]
+struct Api {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn open(&self, session: Option<&str>) -> anyhow::Result<Session> {
+        let body = session.map_or_else(|| json!({}), |id| json!({ "id": id }));
+        let answer = self.post("/listen", &body).await?;
+        serde_json::from_value(answer).context("the server's session answer is not one")
+    }
+
+    async fn add_endpoint(
+        &self,
+        app: &str,
+        url: &str,
+        event_types: &[String],
+    ) -> anyhow::Result<(String, String)> {
+        let mut body = json!({ "url": url, "description": "herald listen" });
+        if !event_types.is_empty() {
+            body["filterTypes"] = json!(event_types);
+        }
+        let endpoint = self.post(&format!("/app/{app}/endpoint"), &body).await?;
+        let id = endpoint["id"]
+            .as_str()
+            .context("the endpoint answer has no id")?
+            .to_owned();
+        let secret = self
+            .get(&format!("/app/{app}/endpoint/{id}/secret"))
+            .await?;
+        let key = secret["key"]
+            .as_str()
+            .context("the secret answer has no key")?
+            .to_owned();
+        Ok((id, key))
+    }
+
+    async fn poll(&self, session: &str) -> Result<Vec<Relayed>, Failure> {
+        let url = format!("{}/listen/{session}/request?wait={POLL_WAIT}", self.base);
+        let response = self
+            .client
+            .get(url)
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(POLL_WAIT + 15))
+            .send()
+            .await
+            .map_err(|error| Failure::Other(error.into()))?;
+        match response.status() {
+            status if status.is_success() => response
+                .json::<Polled>()
+                .await
+                .map(|polled| polled.data)
+                .map_err(|error| Failure::Other(error.into())),
+            StatusCode::NOT_FOUND => Err(Failure::Gone),
+            status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                Err(Failure::Refused(status))
+            }
+            status => Err(Failure::Other(anyhow::anyhow!(
+                "the server answered {status}"
+            ))),
+        }
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let request = self.client.get(format!("{}{path}", self.base));
+        self.call(request).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let request = self.client.post(format!("{}{path}", self.base)).json(body);
+        self.call(request).await
+    }
+
+    async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let request = self.client.delete(format!("{}{path}", self.base));
+        self.call(request).await
+    }
+
+    async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("the server answered {status}: {text}");
+        }
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).context("the server's answer is not JSON")
+    }
+}
