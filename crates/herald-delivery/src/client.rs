@@ -60,17 +60,31 @@ const AGENT: HeaderValue =
     HeaderValue::from_static(concat!("Herald-Webhooks/", env!("CARGO_PKG_VERSION")));
 
 impl Client {
+    /// A client trusting Mozilla's roots and `extra_roots` (DER), for
+    /// endpoints whose certificates come from a private authority.
     pub(crate) fn new(
         guard: Guard,
         timeout: Duration,
         body_cap: usize,
+        extra_roots: &[Vec<u8>],
     ) -> Result<Self, DeliveryError> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for root in extra_roots {
+            roots
+                .add(rustls::pki_types::CertificateDer::from(root.clone()))
+                .map_err(|error| {
+                    DeliveryError::Client(format!("an extra root certificate: {error}"))
+                })?;
+        }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map_err(|error| DeliveryError::Client(error.to_string()))?;
-        let tls = hyper_rustls::ConfigBuilderExt::with_webpki_roots(tls).with_no_client_auth();
+        .map_err(|error| DeliveryError::Client(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         Ok(Self::with_tls(guard, timeout, body_cap, tls))
     }
 
@@ -365,7 +379,7 @@ mod tests {
     /// A client that may reach loopback.
     fn client(timeout: Duration) -> Client {
         let guard = Guard::new(vec!["127.0.0.0/8".parse().expect("a network")]);
-        Client::new(guard, timeout, 64).expect("a client")
+        Client::new(guard, timeout, 64, &[]).expect("a client")
     }
 
     /// Long enough for anything a loaded machine does on loopback.
@@ -613,7 +627,7 @@ mod tests {
         );
 
         // The production client trusts the public authorities only.
-        let public = Client::new(loopback_guard(), PATIENT, 64).expect("a client");
+        let public = Client::new(loopback_guard(), PATIENT, 64, &[]).expect("a client");
         let untrusted = post(&public, &url).await;
         assert_eq!(
             untrusted.error,
@@ -625,8 +639,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_extra_root_makes_a_private_authoritys_endpoints_trusted() {
+        let (address, _heads) = tls_listener().await;
+        let extra = crate::certificates_in(include_bytes!("../testdata/ca.pem"))
+            .expect("the test authority's PEM");
+        assert_eq!(extra.len(), 1);
+        let client = Client::new(loopback_guard(), PATIENT, 64, &extra).expect("a client");
+        let url = format!("https://localhost:{}/hook", address.port());
+        let response = post(&client, &url).await;
+        assert_eq!(response.error, None, "{}", response.body);
+        assert_eq!(response.status, Some(200));
+    }
+
+    #[test]
+    fn a_file_without_certificates_is_refused_as_extra_roots() {
+        assert!(crate::certificates_in(b"not a certificate").is_err());
+        assert!(crate::certificates_in(include_bytes!("../testdata/leaf.key")).is_err());
+        let garbled = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
+        assert!(crate::certificates_in(garbled.as_bytes()).is_err());
+    }
+
+    #[tokio::test]
     async fn hostnames_resolving_to_blocked_addresses_are_refused_at_connect() {
-        let client = Client::new(Guard::default(), Duration::from_secs(5), 64).expect("a client");
+        let client =
+            Client::new(Guard::default(), Duration::from_secs(5), 64, &[]).expect("a client");
         let response = post(&client, "http://localhost:9/hook").await;
         assert_eq!(
             response.error,

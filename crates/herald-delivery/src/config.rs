@@ -23,6 +23,9 @@ pub struct DeliveryConfig {
     pub ssrf_allowlist: Vec<IpNet>,
     /// Response bodies are logged up to this many bytes.
     pub response_body_cap: usize,
+    /// Certificates (DER) trusted besides Mozilla's roots, for endpoints
+    /// behind a private authority; see [`crate::certificates_in`].
+    pub extra_roots: Vec<Vec<u8>>,
     /// Whether this node is the only one using the store (SQLite): then every
     /// lease found at start is an orphan of a crashed run and is released at
     /// once instead of waiting for it to expire.
@@ -49,6 +52,7 @@ impl Default for DeliveryConfig {
             request_timeout: Duration::from_secs(15),
             ssrf_allowlist: Vec::new(),
             response_body_cap: 4096,
+            extra_roots: Vec::new(),
             exclusive_store: true,
             sweep_interval: Duration::from_secs(1),
             retry_after_cap: Duration::from_secs(3600),

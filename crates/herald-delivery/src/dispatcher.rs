@@ -194,6 +194,7 @@ impl Engine {
             Guard::new(config.ssrf_allowlist.clone()),
             config.request_timeout,
             config.response_body_cap,
+            &config.extra_roots,
         )?;
         let budget_size = config.workers.max(1) * UNRECORDED_PER_WORKER;
         let shared = Shared {

@@ -51,6 +51,10 @@ pub(crate) struct Layer {
         value_delimiter = ','
     )]
     pub(crate) ssrf_allowlist: Option<Vec<String>>,
+    /// PEM files of authorities endpoints' certificates may come from,
+    /// besides the public ones (repeatable or comma-separated).
+    #[arg(long = "extra-ca", env = "HERALD_EXTRA_CA", value_delimiter = ',')]
+    pub(crate) extra_ca: Option<Vec<String>>,
     /// Largest message payload in bytes [default: 1048576].
     #[arg(long, env = "HERALD_MAX_PAYLOAD_BYTES")]
     pub(crate) max_payload_bytes: Option<usize>,
@@ -115,6 +119,7 @@ impl Layer {
             retry_jitter: self.retry_jitter.or(below.retry_jitter),
             request_timeout: self.request_timeout.or(below.request_timeout),
             ssrf_allowlist: self.ssrf_allowlist.or(below.ssrf_allowlist),
+            extra_ca: self.extra_ca.or(below.extra_ca),
             max_payload_bytes: self.max_payload_bytes.or(below.max_payload_bytes),
             rotation_grace: self.rotation_grace.or(below.rotation_grace),
             shutdown_grace: self.shutdown_grace.or(below.shutdown_grace),
@@ -200,6 +205,8 @@ pub(crate) struct Config {
     pub(crate) retry_schedule: RetrySchedule,
     pub(crate) request_timeout: Duration,
     pub(crate) ssrf_allowlist: Vec<IpNet>,
+    /// Certificates (DER) of `extra_ca`'s files.
+    pub(crate) extra_roots: Vec<Vec<u8>>,
     pub(crate) max_payload_bytes: usize,
     pub(crate) rotation_grace: Duration,
     pub(crate) shutdown_grace: Duration,
@@ -286,6 +293,15 @@ impl Config {
                     .with_context(|| format!("ssrf_allowlist: '{cidr}' is not a CIDR range"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut extra_roots = Vec::new();
+        for path in layer.extra_ca.unwrap_or_default() {
+            let path = path.trim();
+            let pem =
+                std::fs::read(path).with_context(|| format!("extra_ca: cannot read '{path}'"))?;
+            let certificates = herald_delivery::certificates_in(&pem)
+                .map_err(|error| anyhow::anyhow!("extra_ca: '{path}': {error}"))?;
+            extra_roots.extend(certificates);
+        }
         let workers = layer.workers.context("workers is not set")?;
         let per_endpoint_concurrency = layer
             .per_endpoint_concurrency
@@ -340,6 +356,7 @@ impl Config {
             retry_schedule,
             request_timeout: duration("request_timeout", layer.request_timeout)?,
             ssrf_allowlist,
+            extra_roots,
             max_payload_bytes: layer
                 .max_payload_bytes
                 .context("max_payload_bytes is not set")?,
@@ -433,6 +450,38 @@ mod tests {
         };
         let error = Config::load(flags, None).expect_err("bad cidr");
         assert!(error.to_string().contains("ssrf_allowlist"), "{error}");
+    }
+
+    #[test]
+    fn extra_authorities_are_read_from_pem_files_and_bad_ones_named() {
+        let authority = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../herald-delivery/testdata/ca.pem"
+        );
+        let flags = Layer {
+            extra_ca: Some(vec![authority.into()]),
+            ..Layer::default()
+        };
+        let config = Config::load(flags, None).expect("config loads");
+        assert_eq!(config.extra_roots.len(), 1);
+        assert!(Config::load(Layer::default(), None)
+            .expect("defaults load")
+            .extra_roots
+            .is_empty());
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "no certificate here").expect("write");
+        for path in [junk.display().to_string(), "/nonexistent/ca.pem".into()] {
+            let flags = Layer {
+                extra_ca: Some(vec![path.clone()]),
+                ..Layer::default()
+            };
+            let error = Config::load(flags, None).expect_err("not a usable PEM file");
+            let message = format!("{error:#}");
+            assert!(message.contains("extra_ca"), "{message}");
+            assert!(message.contains(&path), "{message}");
+        }
     }
 
     #[test]

@@ -152,6 +152,7 @@ async fn serve(config: Config, admin_token: Option<String>) -> anyhow::Result<()
         retry_schedule: config.retry_schedule,
         request_timeout: config.request_timeout,
         ssrf_allowlist: config.ssrf_allowlist,
+        extra_roots: config.extra_roots,
         response_body_cap: config.response_body_cap,
         retry_after_cap: config.retry_after_cap,
         health: config.health,
