@@ -41,6 +41,9 @@ pub struct DeliveryConfig {
     pub retention: Option<Duration>,
     /// How often the retention purge runs.
     pub purge_interval: Duration,
+    /// How long the attempts claimed ahead of an endpoint should keep it
+    /// busy at its pace (two to eight rounds of its concurrency).
+    pub claim_ahead: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -59,6 +62,7 @@ impl Default for DeliveryConfig {
             health: HealthConfig::default(),
             retention: Some(Duration::from_secs(90 * 24 * 3600)),
             purge_interval: Duration::from_secs(600),
+            claim_ahead: crate::slots::CLAIM_AHEAD,
         }
     }
 }
@@ -69,7 +73,8 @@ impl DeliveryConfig {
     /// ([`DeliveryConfig::gate_wait`], after which it hands the delivery
     /// back), at most three rounds waiting for a worker (the engine keeps
     /// no more than four claims per worker, one of them sending), its own
-    /// request, and a wide margin for the commit.
+    /// request, and a wide margin for the commit and for the wait for an
+    /// endpoint's rate slot (at most about 10 s).
     pub fn lease_duration(&self) -> Duration {
         self.gate_wait() + self.request_timeout * 4 + Duration::from_secs(30)
     }

@@ -211,7 +211,7 @@ impl Engine {
             metrics: Arc::new(EngineMetrics::default()),
             wake: Notify::new(),
             pool: Semaphore::new(config.workers.max(1)),
-            endpoints: Mutex::new(EndpointSlots::default()),
+            endpoints: Mutex::new(EndpointSlots::new(config.claim_ahead)),
             budget: Arc::new(Semaphore::new(budget_size)),
             budget_size,
             per_endpoint_concurrency: config.per_endpoint_concurrency.max(1),
@@ -420,7 +420,14 @@ async fn attempt_task(
         Ok(Ok(_endpoint_permit)) => {
             let started = Instant::now();
             let worked = shared.work(&claim, target).await;
-            lock(&shared.endpoints).note_pace(&claim.endpoint_id, started.elapsed());
+            // Only a request tells the endpoint's pace: a claim put off by
+            // an open circuit or a rate limit ends at once.
+            if worked
+                .as_ref()
+                .is_some_and(|worked| worked.finished.attempt.is_some())
+            {
+                lock(&shared.endpoints).note_pace(&claim.endpoint_id, started.elapsed());
+            }
             worked
         }
         Ok(Err(_)) => None,
@@ -449,13 +456,16 @@ struct Worked {
 
 impl Shared {
     /// Endpoints claims leave alone: those with as many rounds of their
-    /// concurrency outstanding as their pace allows (see [`crate::slots`]).
+    /// concurrency outstanding as their pace allows (see [`crate::slots`]),
+    /// or two rounds once half the claim budget is out, so a few fast
+    /// endpoints that turn slow at once cannot hold the whole budget.
     /// Endpoints with an open circuit are claimed: their deliveries are put
     /// off to when it closes, which takes them out of the due queue instead
     /// of leaving a growing heap of due work every claim would have to step
     /// over.
     fn busy_endpoints(&self) -> Vec<EndpointId> {
-        lock(&self.endpoints).busy(self.per_endpoint_concurrency)
+        let deep = self.budget.available_permits() > self.budget_size / 2;
+        lock(&self.endpoints).busy(self.per_endpoint_concurrency, deep)
     }
 
     fn reserve_endpoint(&self, endpoint: &EndpointId) -> Arc<Semaphore> {

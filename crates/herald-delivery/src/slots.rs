@@ -24,11 +24,12 @@ const MIN_ROUNDS: usize = 2;
 /// one endpoint can hold.
 const MAX_ROUNDS: usize = 8;
 
-/// How long the attempts claimed ahead of an endpoint should keep it busy:
-/// a few group commits under load, the time a claim takes to come back.
-const CLAIM_AHEAD: Duration = Duration::from_millis(20);
+/// How long the attempts claimed ahead of an endpoint should keep it busy
+/// by default: a few group commits under load, the time a claim takes to
+/// come back.
+pub(crate) const CLAIM_AHEAD: Duration = Duration::from_millis(20);
 
-/// How long an endpoint's pace is remembered after its last claim: an
+/// How long an endpoint's pace is remembered once it has no claim out: an
 /// endpoint whose claims ran out because claiming fell behind keeps its
 /// depth for the next, and one back after a quiet spell starts anew.
 const PACE_MEMORY: Duration = Duration::from_secs(60);
@@ -38,11 +39,12 @@ const PACES_KEPT: usize = 4096;
 
 /// In-flight bookkeeping per endpoint with claims out, and the pace of
 /// endpoints that had some lately.
-#[derive(Default)]
 pub(crate) struct EndpointSlots {
     slots: HashMap<EndpointId, Slot>,
     /// Paces of endpoints without claims out, with when they were put here.
     resting: HashMap<EndpointId, (Duration, Instant)>,
+    /// How long claims ahead of an endpoint should keep it busy.
+    ahead: Duration,
 }
 
 struct Slot {
@@ -56,6 +58,15 @@ struct Slot {
 }
 
 impl EndpointSlots {
+    /// Slots that claim `ahead` of each endpoint's pace.
+    pub(crate) fn new(ahead: Duration) -> Self {
+        Self {
+            slots: HashMap::new(),
+            resting: HashMap::new(),
+            ahead,
+        }
+    }
+
     /// Counts a claim against `endpoint`; answers its gate.
     pub(crate) fn reserve(&mut self, endpoint: &EndpointId, concurrency: usize) -> Arc<Semaphore> {
         let resting = &mut self.resting;
@@ -108,23 +119,32 @@ impl EndpointSlots {
         }
     }
 
-    /// Endpoints with as many claims out as their pace allows.
-    pub(crate) fn busy(&self, concurrency: usize) -> Vec<EndpointId> {
+    /// Endpoints with as many claims out as their pace allows (`deep`), or
+    /// as two rounds allow.
+    pub(crate) fn busy(&self, concurrency: usize, deep: bool) -> Vec<EndpointId> {
+        let ahead = self.ahead;
         self.slots
             .iter()
-            .filter(|(_, slot)| slot.claimed >= concurrency * rounds_ahead(slot.pace))
+            .filter(|(_, slot)| {
+                let rounds = if deep {
+                    rounds_ahead(slot.pace, ahead)
+                } else {
+                    MIN_ROUNDS
+                };
+                slot.claimed >= concurrency * rounds
+            })
             .map(|(id, _)| id.clone())
             .collect()
     }
 }
 
 /// Rounds of its concurrency an endpoint whose attempts take `pace` may
-/// have claimed at once.
-pub(crate) fn rounds_ahead(pace: Option<Duration>) -> usize {
+/// have claimed at once, to stay busy for `ahead`.
+fn rounds_ahead(pace: Option<Duration>, ahead: Duration) -> usize {
     let Some(pace) = pace else {
         return MIN_ROUNDS;
     };
-    let rounds = CLAIM_AHEAD.as_nanos() / pace.as_nanos().max(1);
+    let rounds = ahead.as_nanos() / pace.as_nanos().max(1);
     usize::try_from(rounds)
         .unwrap_or(MAX_ROUNDS)
         .clamp(MIN_ROUNDS, MAX_ROUNDS)
@@ -140,17 +160,26 @@ mod tests {
 
     #[test]
     fn fast_endpoints_are_claimed_deeper_than_slow_ones() {
-        assert_eq!(rounds_ahead(None), MIN_ROUNDS);
-        assert_eq!(rounds_ahead(Some(Duration::from_micros(500))), MAX_ROUNDS);
-        assert_eq!(rounds_ahead(Some(Duration::from_millis(5))), 4);
-        assert_eq!(rounds_ahead(Some(Duration::from_millis(50))), MIN_ROUNDS);
-        assert_eq!(rounds_ahead(Some(Duration::from_secs(2))), MIN_ROUNDS);
-        assert_eq!(rounds_ahead(Some(Duration::ZERO)), MAX_ROUNDS);
+        assert_eq!(rounds_ahead(None, CLAIM_AHEAD), MIN_ROUNDS);
+        assert_eq!(
+            rounds_ahead(Some(Duration::from_micros(500)), CLAIM_AHEAD),
+            MAX_ROUNDS
+        );
+        assert_eq!(rounds_ahead(Some(Duration::from_millis(5)), CLAIM_AHEAD), 4);
+        assert_eq!(
+            rounds_ahead(Some(Duration::from_millis(50)), CLAIM_AHEAD),
+            MIN_ROUNDS
+        );
+        assert_eq!(
+            rounds_ahead(Some(Duration::from_secs(2)), CLAIM_AHEAD),
+            MIN_ROUNDS
+        );
+        assert_eq!(rounds_ahead(Some(Duration::ZERO), CLAIM_AHEAD), MAX_ROUNDS);
     }
 
     #[test]
     fn an_endpoint_is_busy_once_its_pace_allows_no_more_claims() {
-        let mut slots = EndpointSlots::default();
+        let mut slots = EndpointSlots::new(CLAIM_AHEAD);
         let fast = endpoint("ep_fast");
         let slow = endpoint("ep_slow");
         for _ in 0..2 {
@@ -158,21 +187,25 @@ mod tests {
             slots.reserve(&slow, 1);
         }
         // Nothing finished yet: both have their two rounds out.
-        assert_eq!(slots.busy(1).len(), 2);
+        assert_eq!(slots.busy(1, true).len(), 2);
         slots.note_pace(&fast, Duration::from_micros(300));
         slots.note_pace(&slow, Duration::from_secs(1));
-        assert_eq!(slots.busy(1), vec![slow.clone()]);
+        assert_eq!(slots.busy(1, true), vec![slow.clone()]);
         for _ in 2..MAX_ROUNDS {
             slots.reserve(&fast, 1);
         }
-        let mut busy = slots.busy(1);
+        let mut busy = slots.busy(1, true);
         busy.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         assert_eq!(busy, vec![fast.clone(), slow]);
+        // With half the budget out, two rounds are all anyone gets.
+        let mut shallow = slots.busy(1, false);
+        shallow.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        assert_eq!(shallow.len(), 2);
     }
 
     #[test]
     fn a_few_slow_answers_move_the_pace_by_an_eighth_each() {
-        let mut slots = EndpointSlots::default();
+        let mut slots = EndpointSlots::new(CLAIM_AHEAD);
         let ep = endpoint("ep_1");
         slots.reserve(&ep, 4);
         slots.note_pace(&ep, Duration::from_millis(1));
@@ -185,7 +218,7 @@ mod tests {
 
     #[test]
     fn an_endpoint_keeps_its_pace_between_bursts_of_claims() {
-        let mut slots = EndpointSlots::default();
+        let mut slots = EndpointSlots::new(CLAIM_AHEAD);
         let ep = endpoint("ep_1");
         slots.reserve(&ep, 1);
         slots.note_pace(&ep, Duration::from_micros(100));
@@ -195,18 +228,18 @@ mod tests {
             slots.reserve(&ep, 1);
         }
         assert!(
-            slots.busy(1).is_empty(),
+            slots.busy(1, true).is_empty(),
             "its pace allows more than two rounds"
         );
         for _ in MIN_ROUNDS..MAX_ROUNDS {
             slots.reserve(&ep, 1);
         }
-        assert_eq!(slots.busy(1), vec![ep]);
+        assert_eq!(slots.busy(1, true), vec![ep]);
     }
 
     #[test]
     fn resting_paces_are_bounded() {
-        let mut slots = EndpointSlots::default();
+        let mut slots = EndpointSlots::new(CLAIM_AHEAD);
         for n in 0..PACES_KEPT + 10 {
             let ep = endpoint(&format!("ep_{n}"));
             slots.reserve(&ep, 1);

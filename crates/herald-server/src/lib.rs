@@ -104,6 +104,13 @@ pub async fn serve(
         herald_delivery::ssrf::Guard::new(delivery_allowlist),
     );
     let engine_task = tokio::spawn(engine.run(shutdown.clone(), drain));
+    // Long polls of listen sessions would hold the graceful shutdown up.
+    let listen = state.listen.clone();
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        listen.end_all();
+    });
     let stop = shutdown.clone();
     // The peer address reaches handlers (the gateway's IP allowlist).
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();

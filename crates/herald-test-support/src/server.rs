@@ -46,6 +46,9 @@ pub struct TestServerOptions {
     pub retention: Option<Duration>,
     /// A clock the test moves by hand; the system's when `None`.
     pub clock: Option<Arc<ManualClock>>,
+    /// How far ahead of an endpoint's pace it is claimed (the engine's
+    /// default when `None`).
+    pub claim_ahead: Option<Duration>,
 }
 
 impl Default for TestServerOptions {
@@ -69,6 +72,7 @@ impl Default for TestServerOptions {
             app_rate_limit: None,
             retention: None,
             clock: None,
+            claim_ahead: None,
         }
     }
 }
@@ -137,6 +141,9 @@ impl TestServer {
             retry_after_cap: options.retry_after_cap,
             retention: options.retention,
             purge_interval: Duration::from_millis(200),
+            claim_ahead: options
+                .claim_ahead
+                .unwrap_or(DeliveryConfig::default().claim_ahead),
             sweep_interval: Duration::from_millis(200),
             ..DeliveryConfig::default()
         };

@@ -25,8 +25,12 @@ const LOCAL_TIMEOUT: Duration = Duration::from_secs(9);
 /// What a poll asks the server to wait for, in seconds.
 const POLL_WAIT: u64 = 25;
 
-/// Local answers are passed back up to this size.
-const MAX_LOCAL_BODY: usize = 1024 * 1024;
+/// Local answers are passed back up to this size (the attempt log keeps
+/// far less, and the reply, base64-encoded, must fit the server's limit).
+const MAX_LOCAL_BODY: usize = 64 * 1024;
+
+/// How long each clean-up call may take when the command stops.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Headers the local request gets from the HTTP client, not the relay.
 const NOT_FORWARDED: [&str; 3] = ["host", "content-length", "connection"];
@@ -67,51 +71,58 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
         base: format!("{}/api/v1", args.server.trim_end_matches('/')),
         token: args.token.clone(),
     };
-    let session = api.open(args.session.as_deref()).await?;
-    println!("relay url: {}", session.url);
-    let endpoint = match &args.app {
-        Some(app) => {
-            let (endpoint, secret) = api
-                .add_endpoint(app, &session.url, &args.event_types)
-                .await?;
-            println!("endpoint: {endpoint}");
-            println!("secret: {secret}");
-            Some((app.clone(), endpoint))
-        }
-        None => None,
-    };
-    println!("forwarding to {target} (Ctrl-C to stop)");
     let local = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(LOCAL_TIMEOUT)
         .build()
         .context("cannot make an HTTP client")?;
+    let session = api.open(args.session.as_deref()).await?;
+    println!("relay url: {}", session.url);
+    let mut endpoint = None;
     let forwarded = tokio::select! {
-        result = relay(&api, &session.id, &local, &target) => result,
+        result = async {
+            if let Some(app) = &args.app {
+                let (id, secret) = api
+                    .add_endpoint(app, &session.url, &args.event_types)
+                    .await?;
+                println!("endpoint: {id}");
+                println!("secret: {secret}");
+                endpoint = Some((app.clone(), id));
+            }
+            println!("forwarding to {target} (Ctrl-C to stop)");
+            relay(&api, &session.id, &local, &target).await
+        } => result,
         () = stopped() => Ok(()),
     };
-    // Clean up whatever ended the loop; a failure here is only reported.
-    if let Some((app, endpoint)) = endpoint {
-        if let Err(error) = api.delete(&format!("/app/{app}/endpoint/{endpoint}")).await {
-            eprintln!("could not delete endpoint {endpoint}: {error:#}");
+    // Clean up whatever ended the loop, briefly: a failure here is only
+    // reported.
+    if let Some((app, id)) = endpoint {
+        let path = format!("/app/{app}/endpoint/{id}");
+        if let Err(error) = api.delete_within(&path, CLEANUP_TIMEOUT).await {
+            eprintln!("could not delete endpoint {id}: {error:#}");
         }
     }
-    if let Err(error) = api.delete(&format!("/listen/{}", session.id)).await {
+    let path = format!("/listen/{}", session.id);
+    if let Err(error) = api.delete_within(&path, CLEANUP_TIMEOUT).await {
         eprintln!("could not close the session: {error:#}");
     }
     forwarded
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C, SIGTERM, or the terminal closing (SIGHUP).
 async fn stopped() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+        if let (Ok(mut terminate), Ok(mut hangup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
             tokio::select! {
                 _ = interrupt => {}
                 _ = terminate.recv() => {}
+                _ = hangup.recv() => {}
             }
             return;
         }
@@ -134,12 +145,14 @@ async fn relay(
             Ok(requests) => requests,
             Err(Failure::Refused(status)) => bail!("the server refused the token ({status})"),
             Err(Failure::Gone) => {
-                // The server restarted (sessions live in its memory): open
-                // the same session again, so the URL keeps working.
+                // The server restarted (sessions live in its memory), or
+                // the poll reached another node: open the same session
+                // again, so the URL keeps working, and not in a tight loop.
                 if let Err(error) = api.open(Some(session)).await {
                     eprintln!("cannot reopen the session: {error:#}");
-                    tokio::time::sleep(backoff).await;
                 }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
             Err(Failure::Other(error)) => {
@@ -222,7 +235,7 @@ async fn send_locally(
 ) -> anyhow::Result<Answer> {
     let mut url = target.clone();
     if let Some(query) = request.query.as_deref().filter(|query| !query.is_empty()) {
-        let joined = match target.query() {
+        let joined = match target.query().filter(|own| !own.is_empty()) {
             Some(own) => format!("{own}&{query}"),
             None => query.to_owned(),
         };
@@ -356,17 +369,23 @@ impl Api {
         self.call(request).await
     }
 
-    async fn delete(&self, path: &str) -> anyhow::Result<Value> {
-        let request = self.client.delete(format!("{}{path}", self.base));
+    async fn delete_within(&self, path: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let request = self
+            .client
+            .delete(format!("{}{path}", self.base))
+            .timeout(timeout);
         self.call(request).await
     }
 
+    /// Sends `request` with the token (within 30 s unless it has a
+    /// timeout of its own); answers its JSON, `Null` when empty.
     async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let response = request
-            .bearer_auth(&self.token)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await?;
+        let (client, request) = request.bearer_auth(&self.token).build_split();
+        let mut request = request?;
+        if request.timeout().is_none() {
+            *request.timeout_mut() = Some(Duration::from_secs(30));
+        }
+        let response = client.execute(request).await?;
         let status = response.status();
         let text = response.text().await?;
         if !status.is_success() {

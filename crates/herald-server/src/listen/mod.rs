@@ -52,6 +52,11 @@ fn passes_on(name: &str) -> bool {
     !HOP_BY_HOP.contains(&name) && name != "host"
 }
 
+/// Headers that stay on this side of the relay: a browser's cookies for
+/// this origin (the console's session) never reach a listener, and a local
+/// server's cookies are never set on this origin.
+const KEPT_BACK: [&str; 2] = ["cookie", "set-cookie"];
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct ListenIn {
@@ -119,7 +124,7 @@ pub(crate) struct PollOut {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct ReplyIn {
-    /// The local server's status code, 100 to 599.
+    /// The local server's status code, 200 to 599.
     status: u16,
     #[serde(default)]
     headers: Vec<(String, String)>,
@@ -169,7 +174,9 @@ pub(crate) async fn create(
         }
         None => (new_session_id(), StatusCode::CREATED),
     };
-    state.listen.open(&id);
+    // Opened by its listener, which polls next: requests that arrive in
+    // between wait for that poll instead of being turned away.
+    state.listen.open(&id).touch();
     let url = relay_url(&state, &id);
     Ok((status, Json(ListenOut { id, url })))
 }
@@ -239,8 +246,8 @@ pub(crate) async fn reply(
     Path(ReplyPath { session, request }): Path<ReplyPath>,
     Json(body): Json<ReplyIn>,
 ) -> Result<StatusCode, ApiError> {
-    if !(100..=599).contains(&body.status) {
-        return Err(ApiError::invalid("status", "must be 100 to 599"));
+    if !(200..=599).contains(&body.status) {
+        return Err(ApiError::invalid("status", "must be 200 to 599"));
     }
     for (index, (name, value)) in body.headers.iter().enumerate() {
         if HeaderName::from_bytes(name.as_bytes()).is_err() || HeaderValue::from_str(value).is_err()
@@ -328,6 +335,8 @@ pub(crate) async fn relay(
     };
     let (parts, body) = request.into_parts();
     let limit = state.config.max_payload_bytes;
+    // Any read failure is answered as too large, as the gateway does: the
+    // other causes (the sender hung up) leave nobody to read the answer.
     let Ok(body) = axum::body::to_bytes(body, limit).await else {
         return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -338,7 +347,7 @@ pub(crate) async fn relay(
     let headers = parts
         .headers
         .iter()
-        .filter(|(name, _)| passes_on(name.as_str()))
+        .filter(|(name, _)| passes_on(name.as_str()) && !KEPT_BACK.contains(&name.as_str()))
         .map(|(name, value)| {
             (
                 name.as_str().to_owned(),
@@ -372,14 +381,23 @@ pub(crate) async fn relay(
     }
 }
 
+/// The local server's answer as the relay's. It is served from this
+/// server's origin, the console's too, so nothing in it may act there: its
+/// cookies are dropped, and a browser must neither run it as a page nor
+/// guess its type.
 fn answer(reply: Reply) -> Response {
+    // Checked to be 200 to 599 when the listener posted it.
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = Response::new(Body::from(reply.body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     for (name, value) in reply.headers {
         let lower = name.to_ascii_lowercase();
-        if !passes_on(&lower) {
+        let ours = ["content-security-policy", "x-content-type-options"];
+        if !passes_on(&lower)
+            || KEPT_BACK.contains(&lower.as_str())
+            || ours.contains(&lower.as_str())
+        {
             continue;
         }
         // Checked when the listener posted them.
@@ -390,6 +408,14 @@ fn answer(reply: Reply) -> Response {
             headers.append(name, value);
         }
     }
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 

@@ -25,6 +25,10 @@ const LISTENER_GONE_AFTER: Duration = Duration::from_secs(10);
 /// Requests waiting for a poll per session, at most.
 const MAX_QUEUED: usize = 1000;
 
+/// Bytes of request bodies waiting for a poll per session, at most: the
+/// relay URL is public, and what waits is held in memory.
+const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+
 /// A request that arrived at a relay URL.
 #[derive(Debug, Clone)]
 pub(crate) struct Relayed {
@@ -67,20 +71,34 @@ impl Sessions {
             return session.clone();
         }
         if sessions.len() >= MAX_SESSIONS {
-            sessions.retain(|_, session| session.last_seen().elapsed() < IDLE_SESSION);
+            // Sessions being polled right now are never the ones to go.
+            let idle = |session: &Session| !session.polled_now();
+            sessions.retain(|_, session| {
+                !idle(session) || session.last_seen().elapsed() < IDLE_SESSION
+            });
             if sessions.len() >= MAX_SESSIONS {
                 let oldest = sessions
                     .iter()
+                    .filter(|(_, session)| idle(session))
                     .min_by_key(|(_, session)| session.last_seen())
                     .map(|(id, _)| id.clone());
-                if let Some(oldest) = oldest {
-                    sessions.remove(&oldest);
+                if let Some(oldest) = oldest.and_then(|id| sessions.remove(&id)) {
+                    oldest.end();
                 }
             }
         }
         let session = Arc::new(Session::default());
         sessions.insert(id.to_owned(), session.clone());
         session
+    }
+
+    /// Ends every session (the server is stopping): long polls return at
+    /// once instead of holding the shutdown up.
+    pub(crate) fn end_all(&self) {
+        let sessions: Vec<_> = lock(&self.sessions).drain().collect();
+        for (_, session) in sessions {
+            session.end();
+        }
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
@@ -110,6 +128,8 @@ pub(crate) struct Session {
 struct State {
     /// Not yet handed to a poll.
     queued: VecDeque<(u64, Relayed, oneshot::Sender<Reply>)>,
+    /// Body bytes in `queued`.
+    queued_bytes: usize,
     /// Handed to a poll, waiting for the listener's answer.
     taken: HashMap<u64, oneshot::Sender<Reply>>,
     next_id: u64,
@@ -138,6 +158,7 @@ impl Default for Session {
         Self {
             state: Mutex::new(State {
                 queued: VecDeque::new(),
+                queued_bytes: 0,
                 taken: HashMap::new(),
                 next_id: 1,
                 polling: 0,
@@ -151,12 +172,27 @@ impl Default for Session {
 }
 
 impl Session {
-    /// Answers every waiting request as unrelayable, and any later one.
+    /// Answers every waiting request as unrelayable, and any later one,
+    /// and ends the polls waiting.
     fn end(&self) {
-        let mut state = lock(&self.state);
-        state.ended = true;
-        state.queued.clear();
-        state.taken.clear();
+        {
+            let mut state = lock(&self.state);
+            state.ended = true;
+            state.queued.clear();
+            state.queued_bytes = 0;
+            state.taken.clear();
+        }
+        self.arrived.notify_waiters();
+    }
+
+    fn polled_now(&self) -> bool {
+        lock(&self.state).polling > 0
+    }
+
+    /// Counts the session as listened to from now: its listener just
+    /// opened it and is about to poll.
+    pub(crate) fn touch(&self) {
+        lock(&self.state).last_seen = Some(Instant::now());
     }
 
     /// When the session was last used: a poll's end, or its making.
@@ -183,22 +219,21 @@ impl Session {
             if !state.listened() {
                 return Err(RelayError::NoListener);
             }
-            if state.queued.len() >= MAX_QUEUED {
+            let bytes = state.queued_bytes + request.body.len();
+            if state.queued.len() >= MAX_QUEUED || bytes > MAX_QUEUED_BYTES {
                 return Err(RelayError::Full);
             }
             let id = state.next_id;
             state.next_id += 1;
+            state.queued_bytes = bytes;
             state.queued.push_back((id, request, reply));
             id
         };
+        // However this wait ends (answered, timed out, or the sender gone
+        // and this future dropped), the request is forgotten.
+        let _waiting = Waiting { session: self, id };
         self.arrived.notify_waiters();
         let answered = tokio::time::timeout(wait, answer).await;
-        // Whatever happened, the request is no longer anyone's to answer.
-        {
-            let mut state = lock(&self.state);
-            state.queued.retain(|(queued, _, _)| *queued != id);
-            state.taken.remove(&id);
-        }
         match answered {
             Ok(Ok(reply)) => Ok(reply),
             // The session was closed under it.
@@ -218,7 +253,8 @@ impl Session {
             // Registered before looking, so an arrival in between wakes it.
             arrived.as_mut().enable();
             let taken = self.take(limit);
-            if !taken.is_empty() || tokio::time::Instant::now() >= deadline {
+            let ended = lock(&self.state).ended;
+            if !taken.is_empty() || ended || tokio::time::Instant::now() >= deadline {
                 return taken;
             }
             tokio::select! {
@@ -235,6 +271,7 @@ impl Session {
             let Some((id, request, reply)) = state.queued.pop_front() else {
                 break;
             };
+            state.queued_bytes = state.queued_bytes.saturating_sub(request.body.len());
             state.taken.insert(id, reply);
             taken.push((id, request));
         }
@@ -246,6 +283,25 @@ impl Session {
     pub(crate) fn answer(&self, id: u64, reply: Reply) -> bool {
         let waiting = lock(&self.state).taken.remove(&id);
         waiting.is_some_and(|waiting| waiting.send(reply).is_ok())
+    }
+}
+
+/// A relayed request waiting for its answer; forgets it when dropped.
+struct Waiting<'a> {
+    session: &'a Session,
+    id: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.session.state);
+        let id = self.id;
+        if let Some(index) = state.queued.iter().position(|(queued, _, _)| *queued == id) {
+            if let Some((_, request, _)) = state.queued.remove(index) {
+                state.queued_bytes = state.queued_bytes.saturating_sub(request.body.len());
+            }
+        }
+        state.taken.remove(&id);
     }
 }
 
@@ -364,6 +420,64 @@ mod tests {
         let session = Sessions::default().open("s1");
         assert!(session.poll(10, Duration::from_millis(20)).await.is_empty());
         assert!(session.has_listener(), "it polled a moment ago");
+    }
+
+    #[tokio::test]
+    async fn a_relay_whose_sender_went_away_leaves_nothing_behind() {
+        let session = listened(&Sessions::default()).await;
+        let relaying = {
+            let session = session.clone();
+            tokio::spawn(
+                async move { session.relay(request("a=1"), Duration::from_secs(60)).await },
+            )
+        };
+        eventually_queued(&session, 1).await;
+        relaying.abort();
+        let _ = relaying.await;
+        let state = lock(&session.state);
+        assert!(state.queued.is_empty());
+        assert_eq!(state.queued_bytes, 0);
+    }
+
+    #[tokio::test]
+    async fn bodies_waiting_for_a_listener_are_bounded_in_bytes() {
+        let session = listened(&Sessions::default()).await;
+        let mut big = request("");
+        big.body = Bytes::from(vec![b'x'; MAX_QUEUED_BYTES / 2 + 1]);
+        let first = {
+            let (session, big) = (session.clone(), big.clone());
+            tokio::spawn(async move { session.relay(big, Duration::from_secs(60)).await })
+        };
+        eventually_queued(&session, 1).await;
+        let second = session.relay(big, Duration::from_secs(60)).await;
+        assert_eq!(second.err(), Some(RelayError::Full));
+        first.abort();
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_ends_its_polls_at_once() {
+        let sessions = Sessions::default();
+        let session = sessions.open("s1");
+        let polling = {
+            let session = session.clone();
+            tokio::spawn(async move { session.poll(10, Duration::from_secs(60)).await })
+        };
+        while !session.polled_now() {
+            tokio::task::yield_now().await;
+        }
+        sessions.end_all();
+        let taken = tokio::time::timeout(Duration::from_secs(5), polling)
+            .await
+            .expect("the poll ended with the session")
+            .expect("joins");
+        assert!(taken.is_empty());
+        assert!(sessions.get("s1").is_none());
+    }
+
+    async fn eventually_queued(session: &Session, count: usize) {
+        while lock(&session.state).queued.len() < count {
+            tokio::task::yield_now().await;
+        }
     }
 
     #[tokio::test]

@@ -445,6 +445,9 @@ herald_test_support::test_on_both_backends! {
             per_endpoint_concurrency: 1,
             // Claims wait at most two timeouts (2 s) for the endpoint.
             request_timeout: Duration::from_secs(1),
+            // Any pace a loopback receiver has, even on a loaded machine,
+            // gets the deepest queue.
+            claim_ahead: Some(Duration::from_secs(10)),
             health: herald_delivery::HealthConfig {
                 breaker_threshold: u32::MAX,
                 ..herald_delivery::HealthConfig::default()
