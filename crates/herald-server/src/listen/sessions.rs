@@ -351,6 +351,14 @@ mod tests {
         assert_eq!(relayed.err(), Some(RelayError::NoListener));
     }
 
+    fn empty_reply() -> Reply {
+        Reply {
+            status: 200,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
     /// A session whose listener polled a moment ago.
     async fn listened(sessions: &Sessions) -> Arc<Session> {
         let session = sessions.open("s1");
@@ -382,14 +390,7 @@ mod tests {
         assert_eq!(reply.status, 201);
         assert_eq!(reply.body, b"made");
         // Answered once: a second answer finds nobody waiting.
-        assert!(!session.answer(
-            taken[0].0,
-            Reply {
-                status: 200,
-                headers: vec![],
-                body: vec![]
-            }
-        ));
+        assert!(!session.answer(taken[0].0, empty_reply()));
     }
 
     #[tokio::test]
@@ -405,14 +406,7 @@ mod tests {
             relaying.await.expect("joins").err(),
             Some(RelayError::TimedOut)
         );
-        assert!(!session.answer(
-            taken[0].0,
-            Reply {
-                status: 200,
-                headers: vec![],
-                body: vec![]
-            }
-        ));
+        assert!(!session.answer(taken[0].0, empty_reply()));
     }
 
     #[tokio::test]
