@@ -529,10 +529,19 @@ impl Shared {
                 .filter(|_| claim.trigger == TriggerType::Scheduled);
             // A rate slot too far off would outlast the lease: come back
             // for it later instead of holding the claim.
-            let throttled_until = endpoint.rate_limit.and_then(|_| {
-                let wait = self.rates.backlog(&endpoint.id);
-                (wait > RATE_WAIT_BUDGET).then(|| now.plus(wait))
-            });
+            let mut rate_wait = None;
+            let throttled_until = match (open_until, endpoint.rate_limit) {
+                (None, Some(per_second)) => {
+                    match self.take_rate_slot(&endpoint.id, per_second, now).await {
+                        Ok(wait) => {
+                            rate_wait = Some(wait);
+                            None
+                        }
+                        Err(until) => Some(until),
+                    }
+                }
+                _ => None,
+            };
             if let Some(until) = open_until.or(throttled_until) {
                 // Put off without an attempt and without using up a retry.
                 let outcome = claim.outcome(
@@ -547,8 +556,8 @@ impl Shared {
                     endpoint: Some(endpoint.clone()),
                 });
             }
-            if let Some(per_second) = endpoint.rate_limit {
-                self.rates.wait(&endpoint.id, per_second).await;
+            if let Some(wait) = rate_wait {
+                tokio::time::sleep(wait).await;
             }
         }
         let _worker = self.pool.acquire().await.ok()?;
@@ -580,6 +589,46 @@ impl Shared {
             message: Some(message),
             endpoint,
         })
+    }
+
+    /// Takes `endpoint`'s next delivery slot at `per_second`, shared with
+    /// the other nodes when the store is, answering how long to wait for
+    /// it; or, when the next slot is further off than
+    /// [`RATE_WAIT_BUDGET`], nothing is taken and the answer (`Err`) is
+    /// when to come back.
+    async fn take_rate_slot(
+        &self,
+        endpoint: &EndpointId,
+        per_second: u32,
+        now: Timestamp,
+    ) -> Result<Duration, Timestamp> {
+        if self.store.is_shared() {
+            let now_micros = now.0.saturating_mul(1000);
+            let budget = i64::try_from(RATE_WAIT_BUDGET.as_micros()).unwrap_or(i64::MAX);
+            let horizon = now_micros.saturating_add(budget);
+            match self
+                .store
+                .take_rate_slot(endpoint, per_second, now_micros, horizon)
+                .await
+            {
+                Ok(Some(slot)) => {
+                    let ahead = u64::try_from(slot.at_micros - now_micros).unwrap_or(0);
+                    return if slot.taken {
+                        Ok(Duration::from_micros(ahead))
+                    } else {
+                        Err(now.plus(Duration::from_micros(ahead)))
+                    };
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    // Better this node's own spacing than none.
+                    tracing::warn!(%error, %endpoint, "cannot take a shared rate slot");
+                }
+            }
+        }
+        self.rates
+            .take(endpoint, per_second, RATE_WAIT_BUDGET)
+            .map_err(|wait| now.plus(wait))
     }
 
     /// Records a worked claim, then acts on what it showed: endpoint health

@@ -4,7 +4,7 @@
 use deadpool_postgres::GenericClient;
 use herald_core::model::Endpoint;
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
-use herald_store::QueueDepth;
+use herald_store::{QueueDepth, RateSlot};
 
 use crate::error::Result;
 use crate::rows::{self, as_bigint};
@@ -112,6 +112,46 @@ pub(crate) async fn purge_before(
         removed += client.execute(sql, &[&purged]).await?;
     }
     Ok(removed)
+}
+
+/// See `Store::take_rate_slot`. One statement: the row lock of the upsert
+/// orders nodes taking slots of one endpoint at once.
+pub(crate) async fn take_rate_slot(
+    client: &impl GenericClient,
+    endpoint: &EndpointId,
+    per_second: u32,
+    now_micros: i64,
+    horizon_micros: i64,
+) -> Result<RateSlot> {
+    let interval = 1_000_000 / i64::from(per_second.max(1));
+    let taken = client
+        .query_opt(
+            "INSERT INTO endpoint_rate_slots AS slots (endpoint_id, next_slot)
+             VALUES ($1, $2::BIGINT + $3::BIGINT)
+             ON CONFLICT (endpoint_id) DO UPDATE
+                 SET next_slot = GREATEST(slots.next_slot, $2::BIGINT) + $3::BIGINT
+                 WHERE GREATEST(slots.next_slot, $2::BIGINT) <= $4::BIGINT
+             RETURNING next_slot - $3::BIGINT",
+            &[&endpoint.as_str(), &now_micros, &interval, &horizon_micros],
+        )
+        .await?;
+    if let Some(row) = taken {
+        return Ok(RateSlot {
+            at_micros: row.get(0),
+            taken: true,
+        });
+    }
+    let next: Option<i64> = client
+        .query_opt(
+            "SELECT next_slot FROM endpoint_rate_slots WHERE endpoint_id = $1",
+            &[&endpoint.as_str()],
+        )
+        .await?
+        .map(|row| row.get(0));
+    Ok(RateSlot {
+        at_micros: next.unwrap_or(now_micros),
+        taken: false,
+    })
 }
 
 pub(crate) async fn queue_depths(

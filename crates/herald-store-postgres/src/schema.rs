@@ -250,6 +250,14 @@ CREATE INDEX inbound_requests_msg ON inbound_requests (msg_id COLLATE "C")
     WHERE msg_id IS NOT NULL;
 ALTER TABLE portal_expiry ALTER COLUMN app_id TYPE TEXT COLLATE "C";
 "#,
+    // 13: endpoints' rate limits hold across nodes: the next free delivery
+    // slot of each rate-limited endpoint, in microseconds.
+    r#"
+CREATE TABLE endpoint_rate_slots (
+    endpoint_id TEXT COLLATE "C" PRIMARY KEY REFERENCES endpoints (id) ON DELETE CASCADE,
+    next_slot BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

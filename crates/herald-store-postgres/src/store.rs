@@ -12,7 +12,7 @@ use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use herald_store::{
     replay_id_range, ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket,
     DeliveryOutcome, DeliveryStats, IdempotencyClaim, IdempotencyTerms, MessageFilter, Page,
-    PageRequest, QueueDepth, Recorded, Store, StoreError, TaskFilter,
+    PageRequest, QueueDepth, RateSlot, Recorded, Store, StoreError, TaskFilter,
 };
 use tokio::sync::Notify;
 
@@ -437,6 +437,24 @@ impl Store for PostgresStore {
         Ok(transaction!(self, |transaction| {
             housekeeping::purge_before(&transaction, cutoff, limit).await?
         })?)
+    }
+
+    async fn take_rate_slot(
+        &self,
+        endpoint: &EndpointId,
+        per_second: u32,
+        now_micros: i64,
+        horizon_micros: i64,
+    ) -> StoreResult<Option<RateSlot>> {
+        let slot = housekeeping::take_rate_slot(
+            &self.client().await?,
+            endpoint,
+            per_second,
+            now_micros,
+            horizon_micros,
+        )
+        .await?;
+        Ok(Some(slot))
     }
 
     async fn queue_depths(&self, limit: usize, now: Timestamp) -> StoreResult<Vec<QueueDepth>> {

@@ -147,6 +147,16 @@ pub struct DeliveryOutcome {
     pub lease_token: i64,
 }
 
+/// A delivery slot of a rate-limited endpoint, in microseconds since the
+/// Unix epoch (a millisecond is too coarse for rates above 1,000/s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSlot {
+    pub at_micros: i64,
+    /// Whether the slot was taken for the caller; `false` when the next
+    /// free slot lies past the horizon asked for, and nothing was taken.
+    pub taken: bool,
+}
+
 /// The backlog of one endpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueDepth {

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use crate::{
     ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
     HandOffTerms, HandedOff, IdempotencyClaim, IdempotencyTerms, MessageFilter, Page, PageRequest,
-    QueueDepth, Recorded, SourceStore, StoreError, TaskFilter,
+    QueueDepth, RateSlot, Recorded, SourceStore, StoreError, TaskFilter,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -265,6 +265,23 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     /// add work (the engine's own wake-ups then cover everything).
     fn remote_wakeups(&self) -> Option<Arc<Notify>> {
         None
+    }
+
+    /// Takes the next delivery slot of `endpoint`, rate-limited to
+    /// `per_second`, for every node using the store at once: `now`, or one
+    /// interval (1 s / `per_second`) after the slot taken before it if that
+    /// is later — unless that is after `horizon_micros`, when nothing is
+    /// taken and the answer says when the next slot is. `None` when one
+    /// node owns the store: the engine spaces attempts in its memory.
+    async fn take_rate_slot(
+        &self,
+        endpoint: &EndpointId,
+        per_second: u32,
+        now_micros: i64,
+        horizon_micros: i64,
+    ) -> Result<Option<RateSlot>> {
+        let _ = (endpoint, per_second, now_micros, horizon_micros);
+        Ok(None)
     }
 
     // Endpoint health and housekeeping.

@@ -335,3 +335,66 @@ async fn a_node_is_woken_when_another_commits_due_work() {
         .await
         .expect("the other node is woken by the new message");
 }
+
+#[tokio::test]
+async fn an_endpoints_rate_slots_are_shared_by_every_node() {
+    let Some((_schema, nodes)) = nodes(2).await else {
+        return;
+    };
+    let (_, endpoints) = app_with_endpoints(&nodes[0], 2).await;
+    let (limited, other) = (&endpoints[0].id, &endpoints[1].id);
+    let now = T0.0 * 1000;
+    let horizon = now + 1_000_000;
+    // Ten per second, taken by the two nodes in turn, at the same moment:
+    // one slot every 100 ms, whichever node takes it.
+    let mut slots = Vec::new();
+    for turn in 0..6 {
+        let slot = nodes[turn % 2]
+            .take_rate_slot(limited, 10, now, horizon)
+            .await
+            .expect("take_rate_slot")
+            .expect("a shared store keeps slots");
+        assert!(slot.taken);
+        slots.push(slot.at_micros - now);
+    }
+    assert_eq!(slots, [0, 100_000, 200_000, 300_000, 400_000, 500_000]);
+
+    // Another endpoint has slots of its own.
+    let first = nodes[1]
+        .take_rate_slot(other, 10, now, horizon)
+        .await
+        .expect("take_rate_slot")
+        .expect("a slot");
+    assert_eq!((first.at_micros, first.taken), (now, true));
+
+    // Past the horizon nothing is taken; the answer says when to come back.
+    let near = now + 550_000;
+    let refused = nodes[0]
+        .take_rate_slot(limited, 10, now, near)
+        .await
+        .expect("take_rate_slot")
+        .expect("a slot");
+    assert_eq!((refused.at_micros, refused.taken), (now + 600_000, false));
+    let taken = nodes[1]
+        .take_rate_slot(limited, 10, now, horizon)
+        .await
+        .expect("take_rate_slot")
+        .expect("a slot");
+    assert_eq!((taken.at_micros, taken.taken), (now + 600_000, true));
+
+    // Once time has passed the slots taken, the next is now again.
+    let later = now + 5_000_000;
+    let fresh = nodes[0]
+        .take_rate_slot(limited, 10, later, later + 1_000_000)
+        .await
+        .expect("take_rate_slot")
+        .expect("a slot");
+    assert_eq!((fresh.at_micros, fresh.taken), (later, true));
+
+    // Deleting the endpoint deletes its slots with it (the row refers to
+    // the endpoint: without the cascade this delete would fail).
+    nodes[0]
+        .delete_endpoint(&endpoints[0].app_id, limited, T0)
+        .await
+        .expect("delete_endpoint");
+}
