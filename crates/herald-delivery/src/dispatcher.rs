@@ -421,10 +421,11 @@ async fn attempt_task(
             let started = Instant::now();
             let worked = shared.work(&claim, target).await;
             // Only a request tells the endpoint's pace: a claim put off by
-            // an open circuit or a rate limit ends at once.
+            // an open circuit or a rate limit, or logged as refused because
+            // the endpoint is disabled, ends at once.
             if worked
                 .as_ref()
-                .is_some_and(|worked| worked.finished.attempt.is_some())
+                .is_some_and(|worked| worked.finished.verdict.is_some())
             {
                 lock(&shared.endpoints).note_pace(&claim.endpoint_id, started.elapsed());
             }

@@ -27,7 +27,7 @@ const POLL_WAIT: u64 = 25;
 
 /// Local answers are passed back up to this size (the attempt log keeps
 /// far less, and the reply, base64-encoded, must fit the server's limit).
-const MAX_LOCAL_BODY: usize = 64 * 1024;
+const MAX_LOCAL_BODY: usize = 32 * 1024;
 
 /// How long each clean-up call may take when the command stops.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,58 +76,110 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
         .timeout(LOCAL_TIMEOUT)
         .build()
         .context("cannot make an HTTP client")?;
+    // Registered before anything is made on the server, so a Ctrl-C from
+    // now on is answered by cleaning up, not by the default exit.
+    let mut stop = Stop::register()?;
     let session = api.open(args.session.as_deref()).await?;
-    println!("relay url: {}", session.url);
+    say(&format!("relay url: {}", session.url));
     let mut endpoint = None;
-    let forwarded = tokio::select! {
-        result = async {
-            if let Some(app) = &args.app {
-                let (id, secret) = api
-                    .add_endpoint(app, &session.url, &args.event_types)
-                    .await?;
-                println!("endpoint: {id}");
-                println!("secret: {secret}");
-                endpoint = Some((app.clone(), id));
-            }
-            println!("forwarding to {target} (Ctrl-C to stop)");
-            relay(&api, &session.id, &local, &target).await
-        } => result,
-        () = stopped() => Ok(()),
-    };
+    let mut forwarded = Ok(());
+    if let Some(app) = &args.app {
+        // Not cut short by a signal: an endpoint made must be known to be
+        // deleted again.
+        match api.add_endpoint(app, &session.url, &args.event_types).await {
+            Ok(id) => endpoint = Some((app.clone(), id)),
+            Err(error) => forwarded = Err(error),
+        }
+    }
+    if let (Some((app, id)), Ok(())) = (&endpoint, &forwarded) {
+        match api.get(&format!("/app/{app}/endpoint/{id}/secret")).await {
+            Ok(secret) => match secret["key"].as_str() {
+                Some(key) => {
+                    say(&format!("endpoint: {id}"));
+                    say(&format!("secret: {key}"));
+                }
+                None => forwarded = Err(anyhow::anyhow!("the secret answer has no key")),
+            },
+            Err(error) => forwarded = Err(error),
+        }
+    }
+    if forwarded.is_ok() {
+        say(&format!("forwarding to {target} (Ctrl-C to stop)"));
+        forwarded = tokio::select! {
+            result = relay(&api, &session.id, &local, &target) => result,
+            () = stop.wait() => Ok(()),
+        };
+    }
     // Clean up whatever ended the loop, briefly: a failure here is only
     // reported.
     if let Some((app, id)) = endpoint {
         let path = format!("/app/{app}/endpoint/{id}");
         if let Err(error) = api.delete_within(&path, CLEANUP_TIMEOUT).await {
-            eprintln!("could not delete endpoint {id}: {error:#}");
+            complain(&format!("could not delete endpoint {id}: {error:#}"));
         }
     }
     let path = format!("/listen/{}", session.id);
     if let Err(error) = api.delete_within(&path, CLEANUP_TIMEOUT).await {
-        eprintln!("could not close the session: {error:#}");
+        complain(&format!("could not close the session: {error:#}"));
     }
     forwarded
 }
 
-/// Resolves on Ctrl-C, SIGTERM, or the terminal closing (SIGHUP).
-async fn stopped() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Prints a line; a closed terminal (after SIGHUP) is not an error.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// Prints a line to standard error, as [`say`] does.
+fn complain(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The signals that stop the command: Ctrl-C, SIGTERM, and the terminal
+/// closing (SIGHUP).
+struct Stop {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let (Ok(mut terminate), Ok(mut hangup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
+    signals: [tokio::signal::unix::Signal; 3],
+}
+
+impl Stop {
+    fn register() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signals = [
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ];
+            let [interrupt, terminate, hangup] = signals;
+            Ok(Self {
+                signals: [
+                    interrupt.context("cannot listen for Ctrl-C")?,
+                    terminate.context("cannot listen for SIGTERM")?,
+                    hangup.context("cannot listen for SIGHUP")?,
+                ],
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        {
+            let [interrupt, terminate, hangup] = &mut self.signals;
             tokio::select! {
-                _ = interrupt => {}
+                _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
                 _ = hangup.recv() => {}
             }
-            return;
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = interrupt.await;
 }
 
 /// Polls for requests and forwards each; returns only on an error that
@@ -149,14 +201,14 @@ async fn relay(
                 // the poll reached another node: open the same session
                 // again, so the URL keeps working, and not in a tight loop.
                 if let Err(error) = api.open(Some(session)).await {
-                    eprintln!("cannot reopen the session: {error:#}");
+                    complain(&format!("cannot reopen the session: {error:#}"));
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
             Err(Failure::Other(error)) => {
-                eprintln!("cannot reach the server: {error:#}; retrying");
+                complain(&format!("cannot reach the server: {error:#}; retrying"));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
@@ -196,16 +248,19 @@ async fn forward(
         .unwrap_or_default();
     let answer = match send_locally(local, target, &request).await {
         Ok(answer) => {
-            println!(
+            say(&format!(
                 "{} {target} -> {} ({} ms){label}",
                 request.method,
                 answer.0,
                 started.elapsed().as_millis()
-            );
+            ));
             answer
         }
         Err(error) => {
-            println!("{} {target} -> failed: {error:#}{label}", request.method);
+            say(&format!(
+                "{} {target} -> failed: {error:#}{label}",
+                request.method
+            ));
             let body = format!("herald listen could not reach {target}: {error:#}");
             (
                 StatusCode::BAD_GATEWAY.as_u16(),
@@ -222,7 +277,7 @@ async fn forward(
     });
     let path = format!("/listen/{session}/request/{}/reply", request.id);
     if let Err(error) = api.post(&path, &reply).await {
-        eprintln!("could not pass the answer back: {error:#}");
+        complain(&format!("could not pass the answer back: {error:#}"));
     }
 }
 
@@ -259,8 +314,17 @@ async fn send_locally(
         .iter()
         .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
         .collect();
-    let mut body = response.bytes().await?.to_vec();
-    body.truncate(MAX_LOCAL_BODY);
+    // Read up to the cap only: a local server streaming a large answer is
+    // not held in memory.
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_LOCAL_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_LOCAL_BODY {
+            break;
+        }
+    }
     Ok((status, headers, body))
 }
 
@@ -313,7 +377,7 @@ impl Api {
         app: &str,
         url: &str,
         event_types: &[String],
-    ) -> anyhow::Result<(String, String)> {
+    ) -> anyhow::Result<String> {
         let mut body = json!({ "url": url, "description": "herald listen" });
         if !event_types.is_empty() {
             body["filterTypes"] = json!(event_types);
@@ -321,16 +385,8 @@ impl Api {
         let endpoint = self.post(&format!("/app/{app}/endpoint"), &body).await?;
         let id = endpoint["id"]
             .as_str()
-            .context("the endpoint answer has no id")?
-            .to_owned();
-        let secret = self
-            .get(&format!("/app/{app}/endpoint/{id}/secret"))
-            .await?;
-        let key = secret["key"]
-            .as_str()
-            .context("the secret answer has no key")?
-            .to_owned();
-        Ok((id, key))
+            .context("the endpoint answer has no id")?;
+        Ok(id.to_owned())
     }
 
     async fn poll(&self, session: &str) -> Result<Vec<Relayed>, Failure> {

@@ -25,7 +25,7 @@ use crate::error::ApiError;
 use crate::error::ErrorOut;
 use crate::extract::{Json, Query};
 use crate::state::AppState;
-use sessions::{RelayError, Relayed, Reply};
+use sessions::{OpenError, RelayError, Relayed, Reply};
 
 /// How long the relay waits for the local answer: inside the delivery
 /// engine's default timeout (15 s), so a slow local server shows as this
@@ -52,10 +52,27 @@ fn passes_on(name: &str) -> bool {
     !HOP_BY_HOP.contains(&name) && name != "host"
 }
 
-/// Headers that stay on this side of the relay: a browser's cookies for
-/// this origin (the console's session) never reach a listener, and a local
-/// server's cookies are never set on this origin.
-const KEPT_BACK: [&str; 2] = ["cookie", "set-cookie"];
+/// A browser's cookies for this origin (the console's session) never
+/// reach a listener.
+const KEPT_BACK: &str = "cookie";
+
+/// The only headers of a local answer passed back (besides `x-…` ones):
+/// the answer is served from this server's origin, the console's too, so
+/// nothing that acts on an origin (cookies, `Clear-Site-Data`, redirects,
+/// `Link` preloads) may come through.
+const ANSWER_HEADERS: [&str; 7] = [
+    "content-type",
+    "content-language",
+    "cache-control",
+    "etag",
+    "last-modified",
+    "retry-after",
+    "www-authenticate",
+];
+
+fn answer_passes(name: &str) -> bool {
+    ANSWER_HEADERS.contains(&name) || name.starts_with("x-") && name != "x-content-type-options"
+}
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -145,6 +162,7 @@ pub(crate) struct ReplyIn {
         (status = 201, description = "A new session", body = ListenOut),
         (status = 200, description = "The session asked for, kept", body = ListenOut),
         (status = 422, description = "`id` is not a session id", body = ErrorOut),
+        (status = 503, description = "Every session is in use, or the server is stopping", body = ErrorOut),
     )
 )]
 pub(crate) async fn create(
@@ -176,7 +194,11 @@ pub(crate) async fn create(
     };
     // Opened by its listener, which polls next: requests that arrive in
     // between wait for that poll instead of being turned away.
-    state.listen.open(&id).touch();
+    let session = state.listen.open(&id).map_err(|error| match error {
+        OpenError::Full => ApiError::Unavailable("every listen session of this server is in use"),
+        OpenError::Stopping => ApiError::Unavailable("the server is stopping"),
+    })?;
+    session.touch();
     let url = relay_url(&state, &id);
     Ok((status, Json(ListenOut { id, url })))
 }
@@ -347,7 +369,7 @@ pub(crate) async fn relay(
     let headers = parts
         .headers
         .iter()
-        .filter(|(name, _)| passes_on(name.as_str()) && !KEPT_BACK.contains(&name.as_str()))
+        .filter(|(name, _)| passes_on(name.as_str()) && name.as_str() != KEPT_BACK)
         .map(|(name, value)| {
             (
                 name.as_str().to_owned(),
@@ -382,8 +404,8 @@ pub(crate) async fn relay(
 }
 
 /// The local server's answer as the relay's. It is served from this
-/// server's origin, the console's too, so nothing in it may act there: its
-/// cookies are dropped, and a browser must neither run it as a page nor
+/// server's origin, the console's too, so nothing in it may act there: only
+/// harmless headers pass, and a browser must neither run it as a page nor
 /// guess its type.
 fn answer(reply: Reply) -> Response {
     // Checked to be 200 to 599 when the listener posted it.
@@ -393,11 +415,7 @@ fn answer(reply: Reply) -> Response {
     let headers = response.headers_mut();
     for (name, value) in reply.headers {
         let lower = name.to_ascii_lowercase();
-        let ours = ["content-security-policy", "x-content-type-options"];
-        if !passes_on(&lower)
-            || KEPT_BACK.contains(&lower.as_str())
-            || ours.contains(&lower.as_str())
-        {
+        if !answer_passes(&lower) {
             continue;
         }
         // Checked when the listener posted them.

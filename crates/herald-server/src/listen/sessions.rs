@@ -6,6 +6,7 @@
 //! the relay's wait is answered `504` for the sender to retry.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,9 @@ const MAX_QUEUED: usize = 1000;
 /// Bytes of request bodies waiting for a poll per session, at most: the
 /// relay URL is public, and what waits is held in memory.
 const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+
+/// Bytes of request bodies waiting over all sessions, at most.
+const MAX_TOTAL_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
 /// A request that arrived at a relay URL.
 #[derive(Debug, Clone)]
@@ -57,58 +61,85 @@ pub(crate) enum RelayError {
     TimedOut,
 }
 
+/// Why no session could be opened.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum OpenError {
+    /// As many sessions as allowed are in use.
+    Full,
+    /// The server is stopping.
+    Stopping,
+}
+
 /// Every session of this node.
 #[derive(Default)]
 pub(crate) struct Sessions {
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    registry: Mutex<Registry>,
+    /// Body bytes waiting over all sessions.
+    total_queued: Arc<AtomicUsize>,
+}
+
+#[derive(Default)]
+struct Registry {
+    sessions: HashMap<String, Arc<Session>>,
+    /// Set once the server stops: nothing opens after.
+    stopped: bool,
 }
 
 impl Sessions {
     /// The session `id`, made if there is none.
-    pub(crate) fn open(&self, id: &str) -> Arc<Session> {
-        let mut sessions = lock(&self.sessions);
+    pub(crate) fn open(&self, id: &str) -> Result<Arc<Session>, OpenError> {
+        let mut registry = lock(&self.registry);
+        if registry.stopped {
+            return Err(OpenError::Stopping);
+        }
+        let sessions = &mut registry.sessions;
         if let Some(session) = sessions.get(id) {
-            return session.clone();
+            return Ok(session.clone());
         }
         if sessions.len() >= MAX_SESSIONS {
-            // Sessions being polled right now are never the ones to go.
-            let idle = |session: &Session| !session.polled_now();
+            // A session in use (polled, listened to, or with requests
+            // waiting) is never the one to go.
             sessions.retain(|_, session| {
-                !idle(session) || session.last_seen().elapsed() < IDLE_SESSION
+                session.in_use() || session.last_seen().elapsed() < IDLE_SESSION
             });
             if sessions.len() >= MAX_SESSIONS {
                 let oldest = sessions
                     .iter()
-                    .filter(|(_, session)| idle(session))
+                    .filter(|(_, session)| !session.in_use())
                     .min_by_key(|(_, session)| session.last_seen())
                     .map(|(id, _)| id.clone());
-                if let Some(oldest) = oldest.and_then(|id| sessions.remove(&id)) {
-                    oldest.end();
+                match oldest.and_then(|id| sessions.remove(&id)) {
+                    Some(oldest) => oldest.end(),
+                    None => return Err(OpenError::Full),
                 }
             }
         }
-        let session = Arc::new(Session::default());
+        let session = Arc::new(Session::new(self.total_queued.clone()));
         sessions.insert(id.to_owned(), session.clone());
-        session
+        Ok(session)
     }
 
-    /// Ends every session (the server is stopping): long polls return at
-    /// once instead of holding the shutdown up.
+    /// Ends every session and opens no more (the server is stopping): long
+    /// polls return at once instead of holding the shutdown up.
     pub(crate) fn end_all(&self) {
-        let sessions: Vec<_> = lock(&self.sessions).drain().collect();
+        let sessions: Vec<_> = {
+            let mut registry = lock(&self.registry);
+            registry.stopped = true;
+            registry.sessions.drain().collect()
+        };
         for (_, session) in sessions {
             session.end();
         }
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
-        lock(&self.sessions).get(id).cloned()
+        lock(&self.registry).sessions.get(id).cloned()
     }
 
     /// Ends session `id`; whether there was one. Requests waiting for it
     /// are answered at once (their waits see the replies dropped).
     pub(crate) fn close(&self, id: &str) -> bool {
-        let removed = lock(&self.sessions).remove(id);
+        let removed = lock(&self.registry).sessions.remove(id);
         match removed {
             Some(session) => {
                 session.end();
@@ -123,6 +154,8 @@ impl Sessions {
 pub(crate) struct Session {
     state: Mutex<State>,
     arrived: Notify,
+    /// Body bytes waiting over all sessions (shared with them).
+    total_queued: Arc<AtomicUsize>,
 }
 
 struct State {
@@ -153,8 +186,8 @@ impl State {
     }
 }
 
-impl Default for Session {
-    fn default() -> Self {
+impl Session {
+    fn new(total_queued: Arc<AtomicUsize>) -> Self {
         Self {
             state: Mutex::new(State {
                 queued: VecDeque::new(),
@@ -167,7 +200,14 @@ impl Default for Session {
                 ended: false,
             }),
             arrived: Notify::new(),
+            total_queued,
         }
+    }
+
+    /// Counts `bytes` of bodies as no longer waiting.
+    fn dequeued(&self, state: &mut State, bytes: usize) {
+        state.queued_bytes = state.queued_bytes.saturating_sub(bytes);
+        self.total_queued.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
@@ -179,14 +219,23 @@ impl Session {
             let mut state = lock(&self.state);
             state.ended = true;
             state.queued.clear();
-            state.queued_bytes = 0;
+            let bytes = state.queued_bytes;
+            self.dequeued(&mut state, bytes);
             state.taken.clear();
         }
         self.arrived.notify_waiters();
     }
 
+    #[cfg(test)]
     fn polled_now(&self) -> bool {
         lock(&self.state).polling > 0
+    }
+
+    /// Whether the session is being used: polled, listened to a moment
+    /// ago, or with requests waiting.
+    fn in_use(&self) -> bool {
+        let state = lock(&self.state);
+        state.listened() || !state.queued.is_empty() || !state.taken.is_empty()
     }
 
     /// Counts the session as listened to from now: its listener just
@@ -219,13 +268,19 @@ impl Session {
             if !state.listened() {
                 return Err(RelayError::NoListener);
             }
-            let bytes = state.queued_bytes + request.body.len();
-            if state.queued.len() >= MAX_QUEUED || bytes > MAX_QUEUED_BYTES {
+            let size = request.body.len();
+            let bytes = state.queued_bytes + size;
+            let total = self.total_queued.load(Ordering::Relaxed) + size;
+            if state.queued.len() >= MAX_QUEUED
+                || bytes > MAX_QUEUED_BYTES
+                || total > MAX_TOTAL_QUEUED_BYTES
+            {
                 return Err(RelayError::Full);
             }
             let id = state.next_id;
             state.next_id += 1;
             state.queued_bytes = bytes;
+            self.total_queued.fetch_add(size, Ordering::Relaxed);
             state.queued.push_back((id, request, reply));
             id
         };
@@ -271,7 +326,7 @@ impl Session {
             let Some((id, request, reply)) = state.queued.pop_front() else {
                 break;
             };
-            state.queued_bytes = state.queued_bytes.saturating_sub(request.body.len());
+            self.dequeued(&mut state, request.body.len());
             state.taken.insert(id, reply);
             taken.push((id, request));
         }
@@ -298,7 +353,7 @@ impl Drop for Waiting<'_> {
         let id = self.id;
         if let Some(index) = state.queued.iter().position(|(queued, _, _)| *queued == id) {
             if let Some((_, request, _)) = state.queued.remove(index) {
-                state.queued_bytes = state.queued_bytes.saturating_sub(request.body.len());
+                self.session.dequeued(&mut state, request.body.len());
             }
         }
         state.taken.remove(&id);
@@ -346,7 +401,7 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_is_relayed_to_a_session_nobody_polled() {
-        let session = Sessions::default().open("s1");
+        let session = Sessions::default().open("s1").expect("opens");
         let relayed = session.relay(request(""), Duration::from_secs(5)).await;
         assert_eq!(relayed.err(), Some(RelayError::NoListener));
     }
@@ -361,7 +416,7 @@ mod tests {
 
     /// A session whose listener polled a moment ago.
     async fn listened(sessions: &Sessions) -> Arc<Session> {
-        let session = sessions.open("s1");
+        let session = sessions.open("s1").expect("opens");
         assert!(session.poll(1, Duration::ZERO).await.is_empty());
         session
     }
@@ -411,7 +466,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_poll_with_nothing_waiting_returns_empty_after_its_wait() {
-        let session = Sessions::default().open("s1");
+        let session = Sessions::default().open("s1").expect("opens");
         assert!(session.poll(10, Duration::from_millis(20)).await.is_empty());
         assert!(session.has_listener(), "it polled a moment ago");
     }
@@ -451,7 +506,7 @@ mod tests {
     #[tokio::test]
     async fn ending_a_session_ends_its_polls_at_once() {
         let sessions = Sessions::default();
-        let session = sessions.open("s1");
+        let session = sessions.open("s1").expect("opens");
         let polling = {
             let session = session.clone();
             tokio::spawn(async move { session.poll(10, Duration::from_secs(60)).await })
@@ -466,6 +521,44 @@ mod tests {
             .expect("joins");
         assert!(taken.is_empty());
         assert!(sessions.get("s1").is_none());
+    }
+
+    #[tokio::test]
+    async fn bodies_waiting_are_bounded_over_all_sessions_too() {
+        let sessions = Sessions::default();
+        let mut body = request("");
+        // Shared, not copied: the test holds one such body in memory.
+        body.body = Bytes::from(vec![b'x'; MAX_QUEUED_BYTES - 1]);
+        let mut waiting = Vec::new();
+        let per_session = MAX_TOTAL_QUEUED_BYTES / (MAX_QUEUED_BYTES - 1);
+        for n in 0..=per_session {
+            let session = sessions.open(&format!("s{n}")).expect("opens");
+            session.touch();
+            if n < per_session {
+                let (relaying, body) = (session.clone(), body.clone());
+                waiting.push(tokio::spawn(async move {
+                    relaying.relay(body, Duration::from_secs(60)).await
+                }));
+                eventually_queued(&session, 1).await;
+            } else {
+                let over = session.relay(body.clone(), Duration::from_secs(60)).await;
+                assert_eq!(over.err(), Some(RelayError::Full));
+            }
+        }
+        for relay in waiting {
+            relay.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_in_use_are_not_evicted_and_none_open_once_stopping() {
+        let sessions = Sessions::default();
+        for n in 0..MAX_SESSIONS {
+            sessions.open(&format!("s{n}")).expect("opens").touch();
+        }
+        assert_eq!(sessions.open("one-more").err(), Some(OpenError::Full));
+        sessions.end_all();
+        assert_eq!(sessions.open("s1").err(), Some(OpenError::Stopping));
     }
 
     async fn eventually_queued(session: &Session, count: usize) {

@@ -225,7 +225,9 @@ async fn a_relayed_request_reaches_the_poller_whole_and_its_reply_reaches_the_se
         "headers": [
             ["x-local", "yes"],
             ["content-length", "999"],
-            ["set-cookie", "herald_console=planted; Path=/console"],
+            ["Set-Cookie", "herald_console=planted; Path=/console"],
+            ["clear-site-data", "\"cookies\""],
+            ["location", "https://elsewhere.example/"],
             ["content-type", "text/html"],
         ],
         "body": engine.encode("done"),
@@ -239,7 +241,10 @@ async fn a_relayed_request_reaches_the_poller_whole_and_its_reply_reaches_the_se
     assert_eq!(answer.headers()["x-local"], "yes");
     // Served from the console's origin: it may neither set cookies there
     // nor run as a page.
-    assert!(answer.headers().get("set-cookie").is_none());
+    for acting in ["set-cookie", "clear-site-data", "location"] {
+        assert!(answer.headers().get(acting).is_none(), "{acting} passed");
+    }
+    assert_eq!(answer.headers()["content-type"], "text/html");
     assert_eq!(
         answer.headers()["content-security-policy"],
         "sandbox; default-src 'none'"
