@@ -79,7 +79,12 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
     // Registered before anything is made on the server, so a Ctrl-C from
     // now on is answered by cleaning up, not by the default exit.
     let mut stop = Stop::register()?;
-    let session = api.open(args.session.as_deref()).await?;
+    // Nothing is made yet that needs cleaning up: a signal ends the wait
+    // for a server that does not answer.
+    let session = tokio::select! {
+        session = api.open(args.session.as_deref()) => session?,
+        () = stop.wait() => return Ok(()),
+    };
     say(&format!("relay url: {}", session.url));
     let mut endpoint = None;
     let mut forwarded = Ok(());
