@@ -1,15 +1,51 @@
 //! Request rate limits: one token bucket per key (an inbound source, an
-//! application's message API), in memory.
+//! application's message API).
 //!
-//! In memory is enough for one node: a limit protects this node and the
-//! destinations behind it, and forgetting the buckets on restart only lets
-//! one extra burst through. A bucket holds `rate` tokens (one second's
-//! worth), refilled continuously.
+//! On one node the buckets live in memory: forgetting them on restart only
+//! lets one extra burst through. Nodes sharing a store take their tokens
+//! from buckets in it ([`take`]), so N nodes together keep to the limit; a
+//! node that cannot reach them falls back on its own. A bucket holds
+//! `rate` tokens (one second's worth), refilled continuously.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use herald_store::RateToken;
+
+use crate::state::AppState;
+
+/// Takes a token for `key` (`shared_key` in the store) at `rate` per
+/// second; when the bucket is empty, answers how long until the next one.
+pub(crate) async fn take<K: Hash + Eq + Clone>(
+    state: &AppState,
+    local: &RateLimiter<K>,
+    key: &K,
+    shared_key: &str,
+    rate: u32,
+) -> Result<(), Duration> {
+    if state.store.is_shared() {
+        let now_micros = state.clock.now().0.saturating_mul(1000);
+        match state
+            .store
+            .take_rate_token(shared_key, rate, now_micros)
+            .await
+        {
+            Ok(Some(RateToken::Taken)) => return Ok(()),
+            Ok(Some(RateToken::Empty { wait_micros })) => {
+                return Err(Duration::from_micros(
+                    u64::try_from(wait_micros).unwrap_or(1),
+                ))
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot take a shared rate token; this node's bucket decides");
+            }
+        }
+    }
+    local.check(key, rate, Instant::now())
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {

@@ -4,7 +4,7 @@
 use deadpool_postgres::GenericClient;
 use herald_core::model::Endpoint;
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
-use herald_store::{QueueDepth, RateSlot};
+use herald_store::{QueueDepth, RateSlot, RateToken};
 
 use crate::error::Result;
 use crate::rows::{self, as_bigint};
@@ -151,6 +151,49 @@ pub(crate) async fn take_rate_slot(
     Ok(RateSlot {
         at_micros: next.unwrap_or(now_micros),
         taken: false,
+    })
+}
+
+/// See `Store::take_rate_token`: the bucket refilled to `now` and a token
+/// taken in one upsert, whose row lock orders nodes at the same bucket. A
+/// node whose clock is behind refills nothing rather than going back.
+pub(crate) async fn take_rate_token(
+    client: &impl GenericClient,
+    key: &str,
+    rate: u32,
+    now_micros: i64,
+) -> Result<RateToken> {
+    let rate = f64::from(rate.max(1));
+    let taken = client
+        .query_opt(
+            "INSERT INTO rate_buckets AS buckets (key, tokens, refilled_at)
+             VALUES ($1, $2::FLOAT8 - 1, $3::BIGINT)
+             ON CONFLICT (key) DO UPDATE
+                 SET tokens = LEAST($2::FLOAT8, buckets.tokens
+                         + GREATEST($3::BIGINT - buckets.refilled_at, 0) * $2::FLOAT8 / 1e6) - 1,
+                     refilled_at = GREATEST(buckets.refilled_at, $3::BIGINT)
+                 WHERE LEAST($2::FLOAT8, buckets.tokens
+                         + GREATEST($3::BIGINT - buckets.refilled_at, 0) * $2::FLOAT8 / 1e6) >= 1
+             RETURNING tokens",
+            &[&key, &rate, &now_micros],
+        )
+        .await?;
+    if taken.is_some() {
+        return Ok(RateToken::Taken);
+    }
+    let row = client
+        .query_opt(
+            "SELECT tokens, refilled_at FROM rate_buckets WHERE key = $1",
+            &[&key],
+        )
+        .await?;
+    let (tokens, refilled_at): (f64, i64) =
+        row.map_or((0.0, now_micros), |row| (row.get(0), row.get(1)));
+    let elapsed = (now_micros - refilled_at).max(0) as f64;
+    let now_tokens = (tokens + elapsed * rate / 1e6).min(rate);
+    let wait = ((1.0 - now_tokens).max(0.0) / rate * 1e6).ceil() as i64;
+    Ok(RateToken::Empty {
+        wait_micros: wait.max(1),
     })
 }
 

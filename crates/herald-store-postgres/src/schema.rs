@@ -258,6 +258,15 @@ CREATE TABLE endpoint_rate_slots (
     next_slot BIGINT NOT NULL
 );
 "#,
+    // 14: applications' message rates and sources' request rates hold
+    // across nodes: one token bucket per key (`app:…`, `source:…`).
+    r#"
+CREATE TABLE rate_buckets (
+    key TEXT COLLATE "C" PRIMARY KEY,
+    tokens DOUBLE PRECISION NOT NULL,
+    refilled_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

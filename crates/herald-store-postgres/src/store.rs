@@ -12,7 +12,7 @@ use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, Timestamp};
 use herald_store::{
     replay_id_range, ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket,
     DeliveryOutcome, DeliveryStats, IdempotencyClaim, IdempotencyTerms, MessageFilter, Page,
-    PageRequest, QueueDepth, RateSlot, Recorded, Store, StoreError, TaskFilter,
+    PageRequest, QueueDepth, RateSlot, RateToken, Recorded, Store, StoreError, TaskFilter,
 };
 use tokio::sync::Notify;
 
@@ -455,6 +455,17 @@ impl Store for PostgresStore {
         )
         .await?;
         Ok(Some(slot))
+    }
+
+    async fn take_rate_token(
+        &self,
+        key: &str,
+        rate: u32,
+        now_micros: i64,
+    ) -> StoreResult<Option<RateToken>> {
+        let token =
+            housekeeping::take_rate_token(&self.client().await?, key, rate, now_micros).await?;
+        Ok(Some(token))
     }
 
     async fn queue_depths(&self, limit: usize, now: Timestamp) -> StoreResult<Vec<QueueDepth>> {

@@ -157,6 +157,17 @@ pub struct RateSlot {
     pub taken: bool,
 }
 
+/// What taking a token from a shared rate bucket came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateToken {
+    Taken,
+    /// The bucket is empty; the next token comes in this many
+    /// microseconds.
+    Empty {
+        wait_micros: i64,
+    },
+}
+
 /// The backlog of one endpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueDepth {

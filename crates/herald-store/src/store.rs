@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use crate::{
     ApiToken, AttemptFilter, Claim, CreatedMessage, DeliveryBucket, DeliveryOutcome, DeliveryStats,
     HandOffTerms, HandedOff, IdempotencyClaim, IdempotencyTerms, MessageFilter, Page, PageRequest,
-    QueueDepth, RateSlot, Recorded, SourceStore, StoreError, TaskFilter,
+    QueueDepth, RateSlot, RateToken, Recorded, SourceStore, StoreError, TaskFilter,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -281,6 +281,20 @@ pub trait Store: SourceStore + Send + Sync + 'static {
         horizon_micros: i64,
     ) -> Result<Option<RateSlot>> {
         let _ = (endpoint, per_second, now_micros, horizon_micros);
+        Ok(None)
+    }
+
+    /// Takes a token from the rate bucket `key` — `rate` tokens a second,
+    /// holding at most one second's worth — for every node using the store
+    /// at once. `None` when one node owns the store: the buckets are then
+    /// kept in its memory.
+    async fn take_rate_token(
+        &self,
+        key: &str,
+        rate: u32,
+        now_micros: i64,
+    ) -> Result<Option<RateToken>> {
+        let _ = (key, rate, now_micros);
         Ok(None)
     }
 

@@ -268,13 +268,13 @@ async fn app_for_create(
 
 /// Takes one message from `app`'s budget: its own `rateLimit` (messages
 /// per second), else the server-wide default.
-fn check_app_rate(state: &AppState, app: &App) -> Result<(), ApiError> {
+async fn check_app_rate(state: &AppState, app: &App) -> Result<(), ApiError> {
     let Some(limit) = app.rate_limit.or(state.config.app_rate_limit) else {
         return Ok(());
     };
-    state
-        .app_limiter
-        .check(&app.id, limit, std::time::Instant::now())
+    let shared_key = format!("app:{}", app.id);
+    crate::rate_limit::take(state, &state.app_limiter, &app.id, &shared_key, limit)
+        .await
         .map_err(|wait| ApiError::RateLimited {
             limit,
             retry_after_secs: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
@@ -353,7 +353,7 @@ pub(crate) async fn create(
         message.payload_expires_at = Some(expires_at);
     }
     let app = app_for_create(&state, &app, input.application).await?;
-    check_app_rate(&state, &app)?;
+    check_app_rate(&state, &app).await?;
     message.app_id = app.id;
     let started = std::time::Instant::now();
     // With room in the engine, the new deliveries go straight to their

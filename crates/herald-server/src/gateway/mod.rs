@@ -21,7 +21,6 @@ pub(crate) mod source_config;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -244,7 +243,11 @@ pub(crate) async fn receive(
         }
     };
 
-    if let Err(rejection) = guard(&state, &source, &settings, &arrival) {
+    let guarded = match guard(&settings, &arrival) {
+        Ok(()) => rate_guard(&state, &source, &settings).await,
+        Err(rejection) => Err(rejection),
+    };
+    if let Err(rejection) = guarded {
         return reject(&state, &source, &settings, &arrival, &bytes, rejection).await;
     }
 
@@ -303,13 +306,8 @@ pub(crate) async fn receive(
     accept(&state, &source, &settings, &arrival, &bytes, json_body).await
 }
 
-/// The address and rate guards, after the body was read.
-fn guard(
-    state: &AppState,
-    source: &Source,
-    settings: &SourceSettings,
-    arrival: &Arrival,
-) -> Result<(), Rejection> {
+/// The address guard, after the body was read.
+fn guard(settings: &SourceSettings, arrival: &Arrival) -> Result<(), Rejection> {
     if !settings.allowed_ips.is_empty() {
         let allowed = arrival.remote.is_some_and(|address| {
             let ip = address.ip().to_canonical();
@@ -328,12 +326,21 @@ fn guard(
             ));
         }
     }
+    Ok(())
+}
+
+/// The source's rate guard, after its address guard.
+async fn rate_guard(
+    state: &AppState,
+    source: &Source,
+    settings: &SourceSettings,
+) -> Result<(), Rejection> {
     if let Some(rate) = settings.rate_limit {
-        if let Err(wait) = state
-            .gateway
-            .limiter
-            .check(&source.id, rate, Instant::now())
-        {
+        let shared_key = format!("source:{}", source.id);
+        let taken =
+            crate::rate_limit::take(state, &state.gateway.limiter, &source.id, &shared_key, rate)
+                .await;
+        if let Err(wait) = taken {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let mut rejection = Rejection::new(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -8,7 +8,7 @@ use herald_core::model::{App, DeliveryStatus, Endpoint, Message, Metadata};
 use herald_core::{
     AppId, EndpointId, EndpointUrl, EventTypeName, MessageId, SigningKey, Timestamp,
 };
-use herald_store::Store;
+use herald_store::{RateToken, Store};
 use herald_store_postgres::testing::TestSchema;
 use herald_store_postgres::PostgresStore;
 
@@ -397,4 +397,47 @@ async fn an_endpoints_rate_slots_are_shared_by_every_node() {
         .delete_endpoint(&endpoints[0].app_id, limited, T0)
         .await
         .expect("delete_endpoint");
+}
+
+#[tokio::test]
+async fn a_rate_bucket_is_shared_by_every_node() {
+    let Some((_schema, nodes)) = nodes(2).await else {
+        return;
+    };
+    let take = |node: usize, now: i64| {
+        let node = &nodes[node];
+        async move {
+            node.take_rate_token("app:app_1", 3, now)
+                .await
+                .expect("take_rate_token")
+                .expect("a shared store keeps buckets")
+        }
+    };
+    let now = T0.0 * 1000;
+    // Three a second: a burst of three over both nodes, then empty.
+    for turn in 0..3 {
+        assert_eq!(take(turn % 2, now).await, RateToken::Taken, "token {turn}");
+    }
+    assert_eq!(
+        take(1, now).await,
+        RateToken::Empty {
+            wait_micros: 333_334
+        },
+        "the next token comes a third of a second later"
+    );
+    // A third of a second on, one more; a node whose clock lags refills
+    // nothing and takes nothing.
+    assert_eq!(take(0, now + 340_000).await, RateToken::Taken);
+    assert!(matches!(
+        take(1, now + 100_000).await,
+        RateToken::Empty { .. }
+    ));
+    // Other keys have buckets of their own.
+    assert_eq!(
+        nodes[1]
+            .take_rate_token("source:src_1", 1, now)
+            .await
+            .expect("take_rate_token"),
+        Some(RateToken::Taken)
+    );
 }
