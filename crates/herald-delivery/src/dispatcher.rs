@@ -613,11 +613,14 @@ impl Shared {
                 .await
             {
                 Ok(Some(slot)) => {
-                    let ahead = u64::try_from(slot.at_micros - now_micros).unwrap_or(0);
+                    // From now, not from before the call: the call's own
+                    // time (a wait for a connection) is already spent.
+                    let after = self.clock.now().0.saturating_mul(1000);
+                    let ahead = u64::try_from(slot.at_micros - after).unwrap_or(0);
                     return if slot.taken {
                         Ok(Duration::from_micros(ahead))
                     } else {
-                        Err(now.plus(Duration::from_micros(ahead)))
+                        Err(Timestamp(slot.at_micros / 1000 + 1))
                     };
                 }
                 Ok(None) => {}

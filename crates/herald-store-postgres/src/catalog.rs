@@ -107,6 +107,7 @@ pub(crate) async fn delete_app(client: &impl GenericClient, id: &AppId) -> Resul
         "DELETE FROM attempts WHERE app_id = $1",
         "DELETE FROM messages WHERE app_id = $1",
         "DELETE FROM portal_expiry WHERE app_id = $1",
+        "DELETE FROM rate_buckets WHERE key = 'app:' || $1",
     ] {
         client.execute(sql, &[&id.as_str()]).await?;
     }

@@ -103,7 +103,16 @@ pub(crate) async fn purge_before(
             &[&cutoff.0, &limit],
         )
         .await?;
-    let mut removed = attempts + tasks + keys;
+    // A bucket left alone for a second is full, the same as no row: those
+    // of keys quiet since the cutoff go.
+    let buckets = client
+        .execute(
+            "DELETE FROM rate_buckets WHERE key IN (
+                 SELECT key FROM rate_buckets WHERE refilled_at < $1 LIMIT $2)",
+            &[&cutoff.0.saturating_mul(1000), &limit],
+        )
+        .await?;
+    let mut removed = attempts + tasks + keys + buckets;
     for sql in [
         "DELETE FROM attempts WHERE msg_id = ANY($1)",
         "DELETE FROM deliveries WHERE msg_id = ANY($1)",

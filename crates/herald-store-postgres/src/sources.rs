@@ -163,6 +163,7 @@ async fn delete_source(client: &impl GenericClient, id: &SourceId) -> Result<()>
         "DELETE FROM sources WHERE id = $1",
         "DELETE FROM inbound_requests WHERE source_id = $1",
         "DELETE FROM inbound_dedupe WHERE source_id = $1",
+        "DELETE FROM rate_buckets WHERE key = 'source:' || $1",
     ] {
         client.execute(sql, &[&id.as_str()]).await?;
     }

@@ -425,13 +425,58 @@ async fn a_rate_bucket_is_shared_by_every_node() {
         },
         "the next token comes a third of a second later"
     );
-    // A third of a second on, one more; a node whose clock lags refills
-    // nothing and takes nothing.
+    // A third of a second on, one more.
     assert_eq!(take(0, now + 340_000).await, RateToken::Taken);
-    assert!(matches!(
-        take(1, now + 100_000).await,
-        RateToken::Empty { .. }
-    ));
+
+    // A node whose clock lags half a second neither refills the bucket
+    // backwards nor moves its refill time back.
+    let skewed = |node: usize, at: i64| {
+        let node = &nodes[node];
+        async move {
+            node.take_rate_token("app:app_2", 2, at)
+                .await
+                .expect("take_rate_token")
+                .expect("a bucket")
+        }
+    };
+    assert_eq!(skewed(0, now + 1_000_000).await, RateToken::Taken);
+    assert_eq!(skewed(1, now + 500_000).await, RateToken::Taken);
+    assert_eq!(
+        skewed(0, now + 1_000_000).await,
+        RateToken::Empty {
+            wait_micros: 500_000
+        }
+    );
+
+    // Taken at the same moment by both nodes, a burst gets exactly the
+    // bucket's tokens.
+    let burst = |node: usize| {
+        let node = &nodes[node];
+        async move {
+            node.take_rate_token("source:src_burst", 4, now)
+                .await
+                .expect("take_rate_token")
+                .expect("a bucket")
+        }
+    };
+    let taken = tokio::join!(
+        burst(0),
+        burst(1),
+        burst(0),
+        burst(1),
+        burst(0),
+        burst(1),
+        burst(0),
+        burst(1)
+    );
+    let taken = [
+        taken.0, taken.1, taken.2, taken.3, taken.4, taken.5, taken.6, taken.7,
+    ];
+    let granted = taken
+        .iter()
+        .filter(|token| **token == RateToken::Taken)
+        .count();
+    assert_eq!(granted, 4, "{taken:?}");
     // Other keys have buckets of their own.
     assert_eq!(
         nodes[1]
@@ -440,4 +485,26 @@ async fn a_rate_bucket_is_shared_by_every_node() {
             .expect("take_rate_token"),
         Some(RateToken::Taken)
     );
+}
+
+#[tokio::test]
+async fn a_deleted_apps_rate_bucket_goes_with_it() {
+    let Some((_schema, nodes)) = nodes(1).await else {
+        return;
+    };
+    let store = &nodes[0];
+    let (app, _) = app_with_endpoints(store, 0).await;
+    let key = format!("app:{}", app.id);
+    let now = T0.0 * 1000;
+    let take = || async {
+        store
+            .take_rate_token(&key, 1, now)
+            .await
+            .expect("take_rate_token")
+            .expect("a bucket")
+    };
+    assert_eq!(take().await, RateToken::Taken);
+    assert!(matches!(take().await, RateToken::Empty { .. }));
+    store.delete_app(&app.id).await.expect("delete_app");
+    assert_eq!(take().await, RateToken::Taken, "a fresh bucket");
 }
