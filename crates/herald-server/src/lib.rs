@@ -57,16 +57,6 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(console::routes(&state))
         .merge(rest)
-        // Behind a token like the API: its labels name apps, endpoints and
-        // sources (whose ids are their public URLs). Prometheus sends one
-        // with `authorization: {credentials: …}` in its scrape config.
-        .route(
-            "/metrics",
-            axum::routing::get(metrics::scrape).route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                auth::require_token,
-            )),
-        )
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -94,7 +94,25 @@ impl Metrics {
     }
 }
 
-/// Answers the current figures.
+/// Answers the current figures, in the Prometheus text format.
+///
+/// Behind a token like the API: its labels name apps, endpoints and
+/// sources (whose ids are their public URLs). Prometheus sends one with
+/// `authorization: {credentials: …}` in its scrape config.
+#[utoipa::path(
+    get,
+    operation_id = "metrics.scrape",
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (
+            status = 200,
+            description = "Counters, histograms and backlog gauges (Prometheus text format)",
+            content_type = "text/plain",
+            body = String
+        ),
+    )
+)]
 pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
     let metrics = &state.metrics;
     let now = state.clock.now();

@@ -28,6 +28,9 @@ pub(crate) fn rest(
         // Public: a source's verifier authenticates its requests, and the
         // receiver reads the raw body itself, with the source's size limit.
         .routes(routes!(gateway::receive))
+        .merge(guard(
+            OpenApiRouter::new().routes(routes!(crate::metrics::scrape)),
+        ))
         // Public: the session id in its URL is the capability to post.
         .routes(routes!(listen::relay))
 }

@@ -48,6 +48,12 @@ use crate::state::AppState;
             description = "Inbound sources, their destinations, request logs and the receiver"
         ),
         (name = "health", description = "Liveness, readiness and this document"),
+        (
+            name = "listen",
+            description = "Listen sessions: a relay URL answered by `herald listen` on a \
+                developer's machine"
+        ),
+        (name = "operations", description = "Prometheus metrics"),
     )
 )]
 struct Base;

@@ -18,6 +18,7 @@ const OPENAPI_CORE_VERSION: &str = "0.23.1";
 
 /// Operations DESIGN.md §3 promises, as the document must name them.
 const PROMISED: &[(&str, &str)] = &[
+    ("get", "/metrics"),
     ("post", "/api/v1/app"),
     ("get", "/api/v1/app"),
     ("get", "/api/v1/app/{app}"),
