@@ -638,6 +638,88 @@ mod tests {
         assert_eq!(untrusted.status, None);
     }
 
+    /// An HTTPS receiver that offers HTTP/2 (ALPN `h2`, then HTTP/1.1) and
+    /// speaks only HTTP/2: it answers `201` with `h2` and passes on each
+    /// request's method, path and body.
+    async fn h2_listener() -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<(String, String, Vec<u8>)>,
+    ) {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let chain = vec![
+            CertificateDer::from_pem_slice(include_bytes!("../testdata/leaf.pem"))
+                .expect("the leaf certificate"),
+        ];
+        let key = PrivateKeyDer::from_pem_slice(include_bytes!("../testdata/leaf.key"))
+            .expect("the leaf key");
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("a server configuration");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let (requests, received) = tokio::sync::mpsc::unbounded_channel();
+        let address = listener(move |stream| {
+            let (acceptor, requests) = (acceptor.clone(), requests.clone());
+            async move {
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let Ok(mut connection) = h2::server::handshake(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok((request, mut respond))) = connection.accept().await {
+                        let (head, mut body) = request.into_parts();
+                        let mut bytes = Vec::new();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                            bytes.extend_from_slice(&chunk);
+                        }
+                        let _ = requests.send((
+                            head.method.to_string(),
+                            head.uri.path().to_owned(),
+                            bytes,
+                        ));
+                        let answer = http::Response::builder()
+                            .status(201)
+                            .body(())
+                            .expect("a response head");
+                        if let Ok(mut stream) = respond.send_response(answer, false) {
+                            let _ = stream.send_data(Bytes::from_static(b"h2"), true);
+                        }
+                    }
+                });
+            }
+        })
+        .await;
+        (address, received)
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_offering_http2_is_delivered_to_over_http2() {
+        let (address, mut requests) = h2_listener().await;
+        let extra = crate::certificates_in(include_bytes!("../testdata/ca.pem"))
+            .expect("the test authority's PEM");
+        let client = Client::new(loopback_guard(), PATIENT, 64, &extra).expect("a client");
+        let url = format!("https://localhost:{}/hook", address.port());
+        let response = post(&client, &url).await;
+        // Only an HTTP/2 exchange can get this answer: the server speaks
+        // nothing else.
+        assert_eq!(response.error, None, "{}", response.body);
+        assert_eq!(response.status, Some(201));
+        assert_eq!(response.body, "h2");
+        let (method, path, body) = requests.recv().await.expect("the request");
+        assert_eq!((method.as_str(), path.as_str()), ("POST", "/hook"));
+        assert_eq!(body, b"{}");
+    }
+
     #[tokio::test]
     async fn an_extra_root_makes_a_private_authoritys_endpoints_trusted() {
         let (address, _heads) = tls_listener().await;
