@@ -537,13 +537,9 @@ mod tests {
         assert_eq!(dns.error, Some(AttemptError::Dns), "{}", dns.body);
     }
 
-    /// An HTTPS receiver on loopback with a certificate for `localhost`
-    /// and 127.0.0.1 from the test authority in `testdata/` (valid until
-    /// 2126); it answers `ok` and passes on each request's head.
-    async fn tls_listener() -> (
-        std::net::SocketAddr,
-        tokio::sync::mpsc::UnboundedReceiver<String>,
-    ) {
+    /// TLS for a test receiver: the certificate for `localhost` and
+    /// 127.0.0.1 from the test authority in `testdata/`, offering `alpn`.
+    fn tls_acceptor(alpn: Vec<Vec<u8>>) -> tokio_rustls::TlsAcceptor {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -553,7 +549,7 @@ mod tests {
         ];
         let key = PrivateKeyDer::from_pem_slice(include_bytes!("../testdata/leaf.key"))
             .expect("the leaf key");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
@@ -561,7 +557,18 @@ mod tests {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .expect("a server configuration");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        config.alpn_protocols = alpn;
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// An HTTPS receiver on loopback with a certificate for `localhost`
+    /// and 127.0.0.1 from the test authority in `testdata/` (valid until
+    /// 2126); it answers `ok` and passes on each request's head.
+    async fn tls_listener() -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        let acceptor = tls_acceptor(Vec::new());
         let (heads, received) = tokio::sync::mpsc::unbounded_channel();
         let address = listener(move |stream| {
             let (acceptor, heads) = (acceptor.clone(), heads.clone());
@@ -645,25 +652,7 @@ mod tests {
         std::net::SocketAddr,
         tokio::sync::mpsc::UnboundedReceiver<(String, String, Vec<u8>)>,
     ) {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-        let chain = vec![
-            CertificateDer::from_pem_slice(include_bytes!("../testdata/leaf.pem"))
-                .expect("the leaf certificate"),
-        ];
-        let key = PrivateKeyDer::from_pem_slice(include_bytes!("../testdata/leaf.key"))
-            .expect("the leaf key");
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("a server configuration");
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = tls_acceptor(vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
         let (requests, received) = tokio::sync::mpsc::unbounded_channel();
         let address = listener(move |stream| {
             let (acceptor, requests) = (acceptor.clone(), requests.clone());
