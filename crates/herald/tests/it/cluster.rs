@@ -25,9 +25,11 @@ const SENDERS: usize = 24;
 /// behind (at most four claims per worker) is small too.
 const WORKERS: usize = 16;
 
-fn start_node(url: &str) -> Herald {
+/// Node `index` on `url`, its database connections named after it so the
+/// test can tell when a killed node's last statement has finished.
+fn start_node(url: &str, index: usize) -> Herald {
     Herald::start(
-        Path::new(url),
+        Path::new(&format!("{url}&application_name={}", node_name(index))),
         &[
             "--workers",
             &WORKERS.to_string(),
@@ -80,9 +82,9 @@ async fn three_nodes_deliver_every_message_to_every_endpoint_when_one_is_killed_
         return;
     };
     let nodes = [
-        start_node(&schema.url),
-        start_node(&schema.url),
-        start_node(&schema.url),
+        start_node(&schema.url, 0),
+        start_node(&schema.url, 1),
+        start_node(&schema.url, 2),
     ];
     let apis: Vec<Api> = nodes
         .iter()
@@ -209,12 +211,25 @@ async fn three_nodes_deliver_every_message_to_every_endpoint_when_one_is_killed_
         Some((index, held))
     })
     .await;
+    assert!(
+        connections_of(&database, index).await > 0,
+        "the nodes' connections carry their names"
+    );
     victim.store(index, Ordering::Relaxed);
     let mut nodes: Vec<Option<Herald>> = nodes.into_iter().map(Some).collect();
     nodes[index].take().expect("the victim runs").kill();
     let killed_at = Instant::now();
     // Every attempt the victim made began before this moment.
     let killed_ms = unix_millis();
+    // A statement the victim sent before it died still runs to its end (a
+    // claim, a recorded attempt, a delivery handed back): only once the
+    // database has closed its last connection is what it held final.
+    eventually(
+        "the killed node's connections are closed",
+        DEADLINE,
+        || async { (connections_of(&database, index).await == 0).then_some(()) },
+    )
+    .await;
     // What the victim held when it died: it can record nothing from now on.
     let orphans = leases_of(&database, pids[index]).await;
     assert!(
@@ -330,6 +345,23 @@ async fn three_nodes_deliver_every_message_to_every_endpoint_when_one_is_killed_
         );
     }
     drop(nodes);
+}
+
+/// The name node `index` gives its database connections.
+fn node_name(index: usize) -> String {
+    format!("herald-cluster-node-{index}")
+}
+
+/// How many connections node `index` has open to the database.
+async fn connections_of(database: &tokio_postgres::Client, index: usize) -> i64 {
+    database
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&node_name(index)],
+        )
+        .await
+        .expect("the database's connections")
+        .get(0)
 }
 
 /// A delivery: (message id, endpoint id).
@@ -480,7 +512,7 @@ async fn a_token_made_with_the_cli_works_on_every_node_until_revoked() {
     let Some(schema) = TestSchema::create().await else {
         return;
     };
-    let nodes = [start_node(&schema.url), start_node(&schema.url)];
+    let nodes = [start_node(&schema.url, 0), start_node(&schema.url, 1)];
     let output = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["token", "create", "--database", &schema.url])
         .output()
