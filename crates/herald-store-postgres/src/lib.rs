@@ -47,6 +47,7 @@ mod error;
 mod group_commit;
 mod housekeeping;
 mod idempotency;
+mod liveness;
 mod messages;
 mod paging;
 mod queue;
@@ -68,6 +69,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use connect::ConnectError;
+pub use liveness::NODE_SILENCE;
 
 use crate::connect::Target;
 use crate::error::Result;
@@ -216,6 +218,7 @@ impl PostgresStore {
             tokio::spawn(wakeups::listen(
                 inner.config.clone(),
                 inner.schema.clone(),
+                inner.node.clone(),
                 inner.remote_work.clone(),
                 inner.stop.clone(),
             ));

@@ -257,12 +257,20 @@ pub(crate) async fn release_leases(
     now: Timestamp,
     all: bool,
 ) -> Result<u64> {
+    // Leases run out by the nodes' clock, as they were taken; a node is
+    // dead by the database's, as it beat (see `crate::liveness`).
     let statement = client
         .prepare_cached(
             "UPDATE deliveries SET status = 1, lease_until = NULL, lease_token = NULL,
                  lease_owner = NULL, updated_at = $1
-             WHERE status = 3 AND ($2 OR lease_until < $1)",
+             WHERE status = 3 AND ($2 OR lease_until < $1 OR lease_owner IN (
+                 SELECT id FROM nodes
+                 WHERE heartbeat_at < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT - $3
+             ))",
         )
         .await?;
-    Ok(client.execute(&statement, &[&now.0, &all]).await?)
+    let silence = crate::liveness::silence_ms();
+    Ok(client
+        .execute(&statement, &[&now.0, &all, &silence])
+        .await?)
 }

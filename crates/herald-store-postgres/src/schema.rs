@@ -267,6 +267,15 @@ CREATE TABLE rate_buckets (
     refilled_at BIGINT NOT NULL
 );
 "#,
+    // 15: nodes running a delivery engine, with when each last said it was
+    // alive (the database's clock, in milliseconds): the leases of a node
+    // that stopped beating are freed without waiting for them to run out.
+    r#"
+CREATE TABLE nodes (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    heartbeat_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

@@ -14,6 +14,10 @@
 //! backoff, and the engine is woken after each reconnect because
 //! notifications sent meanwhile are gone. Wake-ups are only a shortcut:
 //! the engine's sweep finds due work without them, just later.
+//!
+//! The same connection carries the node's heartbeat (see
+//! [`crate::liveness`]): only a node whose engine listens holds leases, and
+//! a beat that fails means the connection is lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,13 +28,10 @@ use tokio_postgres::{AsyncMessage, Config, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::describe;
+use crate::liveness::{self, HEARTBEAT};
 
 /// The channel every Herald node listens on; the payload is the schema.
 const CHANNEL: &str = "herald_work";
-
-/// How often an idle listening connection is checked, so a connection that
-/// died silently is replaced.
-const HEALTH_CHECK: Duration = Duration::from_secs(30);
 
 /// Sends a notification for each burst of pulses on `work_added`.
 pub(crate) async fn announce(
@@ -62,12 +63,13 @@ pub(crate) async fn announce(
 pub(crate) async fn listen(
     config: Config,
     schema: String,
+    node: String,
     remote_work: Arc<Notify>,
     stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match listen_once(&config, &schema, &remote_work, &stop).await {
+        match listen_once(&config, &schema, &node, &remote_work, &stop).await {
             Ok(()) => return, // stopped
             Err(ListenError::BeforeListening(error)) => {
                 tracing::warn!(%error, "cannot listen for other nodes' work; retrying");
@@ -93,6 +95,7 @@ enum ListenError {
 async fn listen_once(
     config: &Config,
     schema: &str,
+    node: &str,
     remote_work: &Arc<Notify>,
     stop: &CancellationToken,
 ) -> Result<(), ListenError> {
@@ -119,7 +122,12 @@ async fn listen_once(
         }
     });
     // LISTEN takes an identifier, not a parameter; the channel is a constant.
-    if let Err(error) = client.batch_execute("LISTEN herald_work").await {
+    let started = async {
+        client.batch_execute("LISTEN herald_work").await?;
+        liveness::beat(&client, node).await?;
+        liveness::forget_long_gone(&client).await
+    };
+    if let Err(error) = started.await {
         driver.abort();
         return Err(ListenError::BeforeListening(describe(&error)));
     }
@@ -135,11 +143,13 @@ async fn listen_once(
             ended = &mut driver => {
                 return Err(ListenError::Lost(ended.unwrap_or_else(|error| error.to_string())));
             }
-            () = tokio::time::sleep(HEALTH_CHECK) => {
-                let check = tokio::time::timeout(HEALTH_CHECK, client.simple_query("SELECT 1")).await;
-                if !matches!(check, Ok(Ok(_))) {
+            () = tokio::time::sleep(HEARTBEAT) => {
+                // A beat also proves the connection alive, so one that died
+                // silently is replaced.
+                let beat = tokio::time::timeout(HEARTBEAT, liveness::beat(&client, node)).await;
+                if !matches!(beat, Ok(Ok(()))) {
                     driver.abort();
-                    return Err(ListenError::Lost("health check failed".to_owned()));
+                    return Err(ListenError::Lost("heartbeat failed".to_owned()));
                 }
             }
         }

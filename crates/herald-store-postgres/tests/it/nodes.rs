@@ -226,6 +226,93 @@ async fn leases_held_by_other_nodes_count_toward_the_per_endpoint_cap() {
 }
 
 #[tokio::test]
+async fn a_silent_nodes_leases_are_freed_before_they_run_out() {
+    let Some((schema, mut nodes)) = nodes(2).await else {
+        return;
+    };
+    // Both run engines: they listen for wake-ups, and so beat.
+    for node in &nodes {
+        let wakeups = node.remote_wakeups().expect("a shared store listens");
+        tokio::time::timeout(Duration::from_secs(10), wakeups.notified())
+            .await
+            .expect("the listener starts");
+    }
+    let (app, endpoints) = app_with_endpoints(&nodes[0], 1).await;
+    for offset in 0..2 {
+        nodes[0]
+            .create_message(message(&app.id, offset), None)
+            .await
+            .expect("create_message");
+    }
+    let now = Timestamp(T0.0 + 1000);
+    let lease = Timestamp(now.0 + LEASE);
+    // The endpoint's cap (two) counts both nodes' leases.
+    let held = nodes[0]
+        .claim_due(now, 1, 2, &[], lease)
+        .await
+        .expect("claim_due");
+    let kept = nodes[1]
+        .claim_due(now, 1, 2, &[], lease)
+        .await
+        .expect("claim_due");
+    assert_eq!((held.len(), kept.len()), (1, 1), "each node leases one");
+    assert_eq!(
+        nodes[1].release_leases(now, false).await.expect("sweep"),
+        0,
+        "live nodes keep their leases until they run out"
+    );
+
+    // The first node stops beating (its tasks end with it), and the
+    // database is told it has been silent for longer than allowed.
+    let silent = nodes.remove(0);
+    drop(silent);
+    let (database, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let owner: String = database
+        .query_one(
+            "SELECT lease_owner FROM deliveries WHERE msg_id = $1",
+            &[&held[0].msg_id.as_str()],
+        )
+        .await
+        .expect("the lease's owner")
+        .get(0);
+    let silence =
+        i64::try_from(herald_store_postgres::NODE_SILENCE.as_millis() * 2).expect("milliseconds");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // A beat the stopping node had under way may land after the first
+    // rewind; rewinding again wins once its task has ended.
+    let released = loop {
+        database
+            .execute(
+                "UPDATE nodes SET heartbeat_at = heartbeat_at - $2 WHERE id = $1",
+                &[&owner, &silence],
+            )
+            .await
+            .expect("rewind the silent node's heartbeat");
+        let released = nodes[0].release_leases(now, false).await.expect("sweep");
+        if released > 0 || std::time::Instant::now() > deadline {
+            break released;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(released, 1, "only the silent node's lease is freed");
+    let taken_over = nodes[0]
+        .claim_due(now, 10, 10, &[], lease)
+        .await
+        .expect("claim_due");
+    assert_eq!(
+        taken_over
+            .iter()
+            .map(|claim| (&claim.msg_id, &claim.endpoint_id))
+            .collect::<Vec<_>>(),
+        vec![(&held[0].msg_id, &endpoints[0].id)],
+        "the silent node's delivery is leased again long before its lease would have run out"
+    );
+}
+
+#[tokio::test]
 async fn an_outcome_is_fenced_even_when_two_nodes_pick_the_same_lease_end() {
     let Some((_schema, nodes)) = nodes(2).await else {
         return;

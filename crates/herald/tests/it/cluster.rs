@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_store_postgres::testing::{server_url, TestSchema};
+use herald_store_postgres::NODE_SILENCE;
 use herald_test_support::{eventually, Api, Behaviour, Receiver};
 use reqwest::Method;
 use serde_json::json;
@@ -30,14 +31,9 @@ const WORKERS: usize = 16;
 fn start_node(url: &str, index: usize) -> Herald {
     Herald::start(
         Path::new(&format!("{url}&application_name={}", node_name(index))),
-        &[
-            "--workers",
-            &WORKERS.to_string(),
-            // The lease is derived from the request timeout (6 × timeout +
-            // 30 s): 1 s keeps the wait for a dead node's leases at 36 s.
-            "--request-timeout",
-            "1s",
-        ],
+        // The default request timeout, so leases last two minutes: a
+        // dead node's deliveries must be taken over long before that.
+        &["--workers", &WORKERS.to_string()],
         &[("HERALD_ADMIN_TOKEN", TOKEN)],
     )
 }
@@ -262,8 +258,8 @@ async fn three_nodes_deliver_every_message_to_every_endpoint_when_one_is_killed_
         })
         .collect();
     let receivers = [("all", &everything), ("created", &created), ("paid", &paid)];
-    // A dead node's leases run out after 36 s; the survivors then take its
-    // deliveries over. Generous for a 2-core machine running 3 nodes.
+    // The survivors free a dead node's leases once it has been silent for
+    // `NODE_SILENCE`, and take its deliveries over.
     let (counts, taken_over) = eventually(
         "every acknowledged message reaches every matching endpoint",
         Duration::from_secs(300),
@@ -287,11 +283,16 @@ async fn three_nodes_deliver_every_message_to_every_endpoint_when_one_is_killed_
     let duplicates = delivered - counts.len();
     let unacknowledged = counts.len() - expected.len();
     let lost_answers = lost_answers.load(Ordering::Relaxed);
+    // When the orphans were taken over, in seconds after the kill.
+    let seconds_after_kill =
+        |at: Option<&i64>| at.map_or(f64::NAN, |at| (at - killed_ms) as f64 / 1000.0);
+    let first_takeover = seconds_after_kill(taken_over.values().min());
+    let last_takeover = seconds_after_kill(taken_over.values().max());
     eprintln!(
         "cluster: {} messages acknowledged, {} deliveries owed, {} requests received, \
-         {} duplicates ({:.3}%), {} deliveries of {} creates whose answer the kill cut off, \
-         the killed node held {} leases, all delivered and its {} orphans taken over {:.1}s \
-         after the kill",
+         {} duplicates ({:.3}%), {} deliveries of {} creates whose answer the kill cut off; \
+         the killed node held {} leases, its {} orphans were taken over {:.1}–{:.1}s after \
+         the kill, and everything had arrived {:.1}s after it",
         acknowledged.len(),
         expected.len(),
         delivered,
@@ -301,6 +302,8 @@ async fn three_nodes_deliver_every_message_to_every_endpoint_when_one_is_killed_
         lost_answers,
         held,
         orphans.len(),
+        first_takeover,
+        last_takeover,
         killed_at.elapsed().as_secs_f64()
     );
     // A create the victim committed but could not answer was sent again
@@ -317,8 +320,8 @@ async fn three_nodes_deliver_every_message_to_every_endpoint_when_one_is_killed_
         "the killed node held {} leases, more than its claims allow",
         orphans.len()
     );
-    // An attempt that failed (an answer slowed past the 1 s timeout on a
-    // loaded machine) may have arrived all the same; its retry is another
+    // An attempt that failed (an answer slowed past the request timeout on
+    // a loaded machine) may have arrived all the same; its retry is another
     // copy that the kill did not cause.
     let retries: i64 = database
         .query_one(
@@ -335,13 +338,28 @@ async fn three_nodes_deliver_every_message_to_every_endpoint_when_one_is_killed_
          and the {retries} retries",
         orphans.len()
     );
-    // A lease is honoured until it runs out, even when its holder is dead:
-    // no survivor attempted an orphan before the victim's lease on it ended.
+    // A dead node's leases are freed once the database has not heard from
+    // it for `NODE_SILENCE`, not before (it might only have been slow), and
+    // long before they would have run out.
+    let last_beat: i64 = database
+        .query_one(
+            "SELECT heartbeat_at FROM nodes WHERE id LIKE $1",
+            &[&format!("pid{}-%", pids[index])],
+        )
+        .await
+        .expect("the killed node beat while it ran")
+        .get(0);
+    let silence = i64::try_from(NODE_SILENCE.as_millis()).expect("milliseconds");
     for (delivery, lease_until) in &orphans {
         let first = taken_over[delivery];
         assert!(
-            first >= *lease_until,
-            "{delivery:?} was attempted at {first}, before the victim's lease ran out at {lease_until}"
+            first >= last_beat + silence,
+            "{delivery:?} was attempted at {first}, before its node had been silent for \
+             {silence} ms (last beat {last_beat})"
+        );
+        assert!(
+            first < *lease_until,
+            "{delivery:?} waited for its dead node's lease to run out at {lease_until}"
         );
     }
     drop(nodes);

@@ -1,0 +1,68 @@
+//! Which nodes are alive: each node running a delivery engine beats every
+//! [`HEARTBEAT`] on the connection it listens for wake-ups on, and the
+//! lease sweep of any node frees the leases of a node silent for longer
+//! than [`NODE_SILENCE`].
+//!
+//! Without it a node that died held its leases until they ran out: the
+//! lease covers the longest a live attempt can take (two minutes with the
+//! default 15 s request timeout), and meanwhile those leases also counted
+//! toward their endpoints' concurrency on every other node, so a crash
+//! stalled its busiest endpoints across the cluster for that long.
+//!
+//! Beats are stamped and judged by the database's clock, so the nodes'
+//! clocks play no part. A node cut off from the database for longer than
+//! the silence still finishes the attempts it had started; another node
+//! may then attempt the same deliveries (at least once, as after any lease
+//! lost), and the late node's outcomes are refused by their lease tokens.
+//! A node that never beat (an older version, during an upgrade) keeps its
+//! leases until they run out, as before.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+/// How often a node says it is alive.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// How long a node may be silent before its leases are freed: five beats,
+/// so a slow beat or two under load is not a death.
+pub const NODE_SILENCE: Duration = Duration::from_secs(10);
+
+/// How long the row of a node silent since is kept (so a dead node can
+/// still be told apart from one that never beat).
+const FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// [`NODE_SILENCE`] in milliseconds, as SQL compares it.
+pub(crate) fn silence_ms() -> i64 {
+    millis(NODE_SILENCE)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Says `node` is alive now.
+pub(crate) async fn beat(client: &Client, node: &str) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO nodes (id, heartbeat_at)
+             VALUES ($1, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at",
+            &[&node],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Forgets nodes silent for a week: each process start is a node of its
+/// own, and nothing of theirs is leased any more.
+pub(crate) async fn forget_long_gone(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM nodes
+             WHERE heartbeat_at < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT - $1",
+            &[&millis(FORGET_AFTER)],
+        )
+        .await
+        .map(|_| ())
+}
