@@ -5,8 +5,9 @@
 //! * work is leased with `SELECT … FOR UPDATE SKIP LOCKED`; a lease carries
 //!   its end, a fencing token from a sequence (unique over every claim on
 //!   every node) and its node, so a node killed mid-attempt only delays its
-//!   deliveries until the lease runs out, and a late outcome never
-//!   overwrites a newer claim's ([`queue`]);
+//!   deliveries until the others see it has stopped beating ([`liveness`])
+//!   or the lease runs out, and a late outcome never overwrites a newer
+//!   claim's ([`queue`]);
 //! * claims take a transaction-scoped advisory lock, so each sees every
 //!   committed lease and an endpoint's deliveries leased by other nodes
 //!   count toward its per-endpoint cap;
@@ -105,6 +106,8 @@ struct Inner {
     /// Starts the listener the first time an engine asks for wake-ups, so
     /// a store nobody waits on holds no extra connection.
     listening: Once,
+    /// When a claim last said this node is alive (see [`liveness`]).
+    claims_beat: liveness::Pace,
     config: tokio_postgres::Config,
     stop: CancellationToken,
     /// Stops the notifier and the listener when the last clone is dropped.
@@ -195,6 +198,7 @@ impl PostgresStore {
                 work_added,
                 remote_work,
                 listening: Once::new(),
+                claims_beat: liveness::Pace::default(),
                 config,
                 stop: stop.clone(),
                 _tasks: stop.drop_guard(),

@@ -1,7 +1,12 @@
 //! Which nodes are alive: each node running a delivery engine beats every
-//! [`HEARTBEAT`] on the connection it listens for wake-ups on, and the
-//! lease sweep of any node frees the leases of a node silent for longer
-//! than [`NODE_SILENCE`].
+//! [`HEARTBEAT`] on the connection it listens for wake-ups on, and with
+//! its claims (at most once a second); the lease sweep of every other node
+//! frees the leases of a node silent for longer than [`NODE_SILENCE`].
+//!
+//! Silent means behind both the database's clock and the newest beat of
+//! any node by that much: when every node is silent at once, the database
+//! (or the way to it) was down, not the nodes, and nothing is freed. A
+//! node never frees its own leases this way.
 //!
 //! Without it a node that died held its leases until they ran out: the
 //! lease covers the longest a live attempt can take (two minutes with the
@@ -17,7 +22,8 @@
 //! A node that never beat (an older version, during an upgrade) keeps its
 //! leases until they run out, as before.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
@@ -25,7 +31,7 @@ use tokio_postgres::Client;
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// How long a node may be silent before its leases are freed: five beats,
-/// so a slow beat or two under load is not a death.
+/// and more than the listener's longest wait before reconnecting (5 s).
 pub const NODE_SILENCE: Duration = Duration::from_secs(10);
 
 /// How long the row of a node silent since is kept (so a dead node can
@@ -41,17 +47,36 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Says `node` is alive now.
+/// How often a claim beats too.
+const CLAIMS_BEAT: Duration = Duration::from_secs(1);
+
+/// Spaces the beats that ride on claims, which come many a second.
+#[derive(Default)]
+pub(crate) struct Pace(Mutex<Option<Instant>>);
+
+impl Pace {
+    /// Whether a claim should beat now; if so, counts it as done.
+    pub(crate) fn due(&self) -> bool {
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < CLAIMS_BEAT) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+}
+
+/// Says node `$1` is alive now.
+pub(crate) const BEAT: &str = "INSERT INTO nodes (id, heartbeat_at)
+     VALUES ($1, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)
+     ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at";
+
+/// Says `node` is alive now, on a connection of its own.
 pub(crate) async fn beat(client: &Client, node: &str) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            "INSERT INTO nodes (id, heartbeat_at)
-             VALUES ($1, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at",
-            &[&node],
-        )
-        .await
-        .map(|_| ())
+    client.execute(BEAT, &[&node]).await.map(|_| ())
 }
 
 /// Forgets nodes silent for a week: each process start is a node of its

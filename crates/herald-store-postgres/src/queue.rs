@@ -30,7 +30,8 @@ const CLAIM_WINDOW: usize = 4;
 /// hundred milliseconds), so claims no longer hold the claim lock, and
 /// every node's claims wait, through a disk flush each. What that risks:
 /// * a Herald node killed with `kill -9` loses nothing: the commit
-///   happened in the database, and the lease expires as before;
+///   happened in the database, and the lease is freed once the node is
+///   seen to be silent (or it runs out);
 /// * PostgreSQL crashing (or the machine losing power) may lose the last
 ///   claims committed before it. Those deliveries come back as they were
 ///   before the claim, pending and due, and are sent again: a duplicate,
@@ -254,23 +255,27 @@ pub(crate) async fn record_attempt(
 
 pub(crate) async fn release_leases(
     client: &impl GenericClient,
+    node: &str,
     now: Timestamp,
     all: bool,
 ) -> Result<u64> {
     // Leases run out by the nodes' clock, as they were taken; a node is
-    // dead by the database's, as it beat (see `crate::liveness`).
+    // silent by the database's, as it beat (see `crate::liveness`).
     let statement = client
         .prepare_cached(
             "UPDATE deliveries SET status = 1, lease_until = NULL, lease_token = NULL,
                  lease_owner = NULL, updated_at = $1
              WHERE status = 3 AND ($2 OR lease_until < $1 OR lease_owner IN (
                  SELECT id FROM nodes
-                 WHERE heartbeat_at < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT - $3
+                 WHERE id <> $4
+                     AND heartbeat_at
+                         < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT - $3
+                     AND heartbeat_at < (SELECT MAX(heartbeat_at) FROM nodes) - $3
              ))",
         )
         .await?;
     let silence = crate::liveness::silence_ms();
     Ok(client
-        .execute(&statement, &[&now.0, &all, &silence])
+        .execute(&statement, &[&now.0, &all, &silence, &node])
         .await?)
 }

@@ -18,7 +18,9 @@ use tokio::sync::Notify;
 
 use crate::error::StoreResult;
 use crate::group_commit::{Write, Written};
-use crate::{catalog, housekeeping, idempotency, messages, queue, tasks, tokens, PostgresStore};
+use crate::{
+    catalog, housekeeping, idempotency, liveness, messages, queue, tasks, tokens, PostgresStore,
+};
 
 /// Deliveries re-queued per transaction by `recover`.
 const RECOVER_CHUNK: usize = 5_000;
@@ -353,6 +355,12 @@ impl Store for PostgresStore {
         lease_until: Timestamp,
     ) -> StoreResult<Vec<Claim>> {
         Ok(transaction!(self, |transaction| {
+            // A node that claims is alive, whatever became of the
+            // connection it listens and beats on.
+            if self.inner.claims_beat.due() {
+                let beat = transaction.prepare_cached(liveness::BEAT).await?;
+                transaction.execute(&beat, &[&self.inner.node]).await?;
+            }
             queue::claim_due(
                 &transaction,
                 &self.inner.node,
@@ -394,7 +402,8 @@ impl Store for PostgresStore {
     }
 
     async fn release_leases(&self, now: Timestamp, all: bool) -> StoreResult<u64> {
-        let released = queue::release_leases(&self.client().await?, now, all).await?;
+        let released =
+            queue::release_leases(&self.client().await?, &self.inner.node, now, all).await?;
         if released > 0 {
             self.announce_work();
         }

@@ -227,19 +227,29 @@ async fn leases_held_by_other_nodes_count_toward_the_per_endpoint_cap() {
 
 #[tokio::test]
 async fn a_silent_nodes_leases_are_freed_before_they_run_out() {
-    let Some((schema, mut nodes)) = nodes(2).await else {
+    let Some(schema) = TestSchema::create().await else {
         return;
     };
-    // Both run engines: they listen for wake-ups, and so beat.
-    for node in &nodes {
+    // Two nodes that run engines (they listen, and so beat), each on
+    // connections named after it, and a third that only sweeps.
+    let named = |name: &str| format!("{}&application_name={}-{name}", schema.url, schema.name);
+    let mut engines = Vec::new();
+    for name in ["first", "second"] {
+        let node = PostgresStore::connect(&named(name))
+            .await
+            .expect("a node connects");
         let wakeups = node.remote_wakeups().expect("a shared store listens");
         tokio::time::timeout(Duration::from_secs(10), wakeups.notified())
             .await
             .expect("the listener starts");
+        engines.push(node);
     }
-    let (app, endpoints) = app_with_endpoints(&nodes[0], 1).await;
+    let sweeper = PostgresStore::connect(&schema.url)
+        .await
+        .expect("a node connects");
+    let (app, endpoints) = app_with_endpoints(&sweeper, 1).await;
     for offset in 0..2 {
-        nodes[0]
+        sweeper
             .create_message(message(&app.id, offset), None)
             .await
             .expect("create_message");
@@ -247,58 +257,96 @@ async fn a_silent_nodes_leases_are_freed_before_they_run_out() {
     let now = Timestamp(T0.0 + 1000);
     let lease = Timestamp(now.0 + LEASE);
     // The endpoint's cap (two) counts both nodes' leases.
-    let held = nodes[0]
-        .claim_due(now, 1, 2, &[], lease)
-        .await
-        .expect("claim_due");
-    let kept = nodes[1]
-        .claim_due(now, 1, 2, &[], lease)
-        .await
-        .expect("claim_due");
-    assert_eq!((held.len(), kept.len()), (1, 1), "each node leases one");
+    let mut held = Vec::new();
+    for node in &engines {
+        let claims = node
+            .claim_due(now, 1, 2, &[], lease)
+            .await
+            .expect("claim_due");
+        assert_eq!(claims.len(), 1, "each node leases one");
+        held.extend(claims);
+    }
     assert_eq!(
-        nodes[1].release_leases(now, false).await.expect("sweep"),
+        sweeper.release_leases(now, false).await.expect("sweep"),
         0,
         "live nodes keep their leases until they run out"
     );
 
-    // The first node stops beating (its tasks end with it), and the
-    // database is told it has been silent for longer than allowed.
-    let silent = nodes.remove(0);
-    drop(silent);
+    // Both stop beating: their tasks end with them, and their connections
+    // close once the last statement they sent has run.
+    drop(engines);
     let (database, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
         .await
         .expect("connect");
     tokio::spawn(connection);
-    let owner: String = database
-        .query_one(
-            "SELECT lease_owner FROM deliveries WHERE msg_id = $1",
-            &[&held[0].msg_id.as_str()],
-        )
-        .await
-        .expect("the lease's owner")
-        .get(0);
-    let silence =
-        i64::try_from(herald_store_postgres::NODE_SILENCE.as_millis() * 2).expect("milliseconds");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    // A beat the stopping node had under way may land after the first
-    // rewind; rewinding again wins once its task has ended.
-    let released = loop {
-        database
-            .execute(
-                "UPDATE nodes SET heartbeat_at = heartbeat_at - $2 WHERE id = $1",
-                &[&owner, &silence],
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let open: i64 = database
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name LIKE $1",
+                &[&format!("{}-%", schema.name)],
             )
             .await
-            .expect("rewind the silent node's heartbeat");
-        let released = nodes[0].release_leases(now, false).await.expect("sweep");
-        if released > 0 || std::time::Instant::now() > deadline {
-            break released;
+            .expect("the database's connections")
+            .get(0);
+        if open == 0 {
+            break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stopped nodes' connections close"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut owners = Vec::new();
+    for claim in &held {
+        let owner: String = database
+            .query_one(
+                "SELECT lease_owner FROM deliveries WHERE msg_id = $1",
+                &[&claim.msg_id.as_str()],
+            )
+            .await
+            .expect("the lease's owner")
+            .get(0);
+        owners.push(owner);
+    }
+    let silence =
+        i64::try_from(herald_store_postgres::NODE_SILENCE.as_millis()).expect("milliseconds");
+    // Sets each node's last beat that many milliseconds back (by the
+    // database's clock), then sweeps.
+    let silent_for = |first: i64, second: i64| {
+        let (database, owners, sweeper) = (&database, &owners, &sweeper);
+        async move {
+            for (owner, ago) in owners.iter().zip([first, second]) {
+                database
+                    .execute(
+                        "UPDATE nodes SET heartbeat_at =
+                             (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT - $2
+                         WHERE id = $1",
+                        &[owner, &ago],
+                    )
+                    .await
+                    .expect("set a node's last beat");
+            }
+            sweeper.release_leases(now, false).await.expect("sweep")
+        }
     };
-    assert_eq!(released, 1, "only the silent node's lease is freed");
-    let taken_over = nodes[0]
+    assert_eq!(
+        silent_for(silence + 3_000, silence + 3_000).await,
+        0,
+        "when every node fell silent at once the database was away, not the nodes"
+    );
+    assert_eq!(
+        silent_for(silence - 3_000, 0).await,
+        0,
+        "a node a little less silent than allowed keeps its leases"
+    );
+    assert_eq!(
+        silent_for(silence + 3_000, 0).await,
+        1,
+        "only the silent node's lease is freed"
+    );
+    let taken_over = sweeper
         .claim_due(now, 10, 10, &[], lease)
         .await
         .expect("claim_due");
