@@ -42,8 +42,12 @@ where
         ($($case:ident),* $(,)?) => {$(
             // Shown with the panic when a case fails, so the failing case is named.
             eprintln!("conformance case: {}", stringify!($case));
-            let store = fresh_store().await;
-            $case(&store).await;
+            // A block per case: each store (and its connections) goes
+            // before the next is opened.
+            {
+                let store = fresh_store().await;
+                $case(&store).await;
+            }
         )*};
     }
     run!(

@@ -24,6 +24,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Connections a test server's PostgreSQL store keeps at most.
+const TEST_POOL_SIZE: usize = 6;
+
 /// The admin token every test server accepts.
 pub const TEST_TOKEN: &str = "test-admin-token";
 
@@ -115,7 +118,9 @@ impl TestServer {
                 let schema = TestSchema::create()
                     .await
                     .expect("the test checked that PostgreSQL is there");
-                let store = PostgresStore::connect(&schema.url)
+                // Tests run side by side on one server of 100 connections;
+                // a test's few requests at a time need few.
+                let store = PostgresStore::connect_with(&schema.url, TEST_POOL_SIZE)
                     .await
                     .expect("the store connects to its fresh schema");
                 (Arc::new(store), Some(schema))

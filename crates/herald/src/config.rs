@@ -29,6 +29,10 @@ pub(crate) struct Layer {
     /// A postgres:// URL; the same as giving it as --database.
     #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true)]
     pub(crate) database_url: Option<String>,
+    /// Most PostgreSQL connections a node keeps, the one it listens on
+    /// aside [default: 16].
+    #[arg(long, env = "HERALD_DATABASE_POOL_SIZE")]
+    pub(crate) database_pool_size: Option<usize>,
     /// Attempts in flight at once [default: 128].
     #[arg(long, env = "HERALD_WORKERS")]
     pub(crate) workers: Option<usize>,
@@ -111,6 +115,7 @@ impl Layer {
             database,
             database_url,
             listen: self.listen.or(below.listen),
+            database_pool_size: self.database_pool_size.or(below.database_pool_size),
             workers: self.workers.or(below.workers),
             per_endpoint_concurrency: self
                 .per_endpoint_concurrency
@@ -200,6 +205,8 @@ pub(crate) enum LogFormat {
 pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
     pub(crate) database: Database,
+    /// Connections a PostgreSQL node pools (unused on SQLite).
+    pub(crate) database_pool_size: usize,
     pub(crate) workers: usize,
     pub(crate) per_endpoint_concurrency: usize,
     pub(crate) retry_schedule: RetrySchedule,
@@ -302,6 +309,13 @@ impl Config {
                 .map_err(|error| anyhow::anyhow!("extra_ca: '{path}': {error}"))?;
             extra_roots.extend(certificates);
         }
+        let database_pool_size = layer
+            .database_pool_size
+            .context("database_pool_size is not set")?;
+        // Writes and claims each hold a connection while others wait.
+        if database_pool_size < 2 {
+            bail!("database_pool_size must be at least 2");
+        }
         let workers = layer.workers.context("workers is not set")?;
         let per_endpoint_concurrency = layer
             .per_endpoint_concurrency
@@ -351,6 +365,7 @@ impl Config {
         Ok(Config {
             listen,
             database,
+            database_pool_size,
             workers,
             per_endpoint_concurrency,
             retry_schedule,
@@ -391,6 +406,10 @@ mod tests {
         assert_eq!(config.request_timeout, Duration::from_secs(15));
         assert!(config.ssrf_allowlist.is_empty());
         assert_eq!(config.public_url, None, "derived from the bound address");
+        assert_eq!(
+            config.database_pool_size,
+            herald_store_postgres::DEFAULT_POOL_SIZE
+        );
     }
 
     #[test]
@@ -450,6 +469,13 @@ mod tests {
         };
         let error = Config::load(flags, None).expect_err("bad cidr");
         assert!(error.to_string().contains("ssrf_allowlist"), "{error}");
+
+        let flags = Layer {
+            database_pool_size: Some(1),
+            ..Layer::default()
+        };
+        let error = Config::load(flags, None).expect_err("a pool of one");
+        assert!(error.to_string().contains("database_pool_size"), "{error}");
     }
 
     #[test]

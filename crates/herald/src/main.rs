@@ -112,7 +112,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             Ok(Arc::new(store))
         }
         Database::Postgres(url) => {
-            let store = PostgresStore::connect(url)
+            let store = PostgresStore::connect_with(url, config.database_pool_size)
                 .await
                 .context("cannot start on PostgreSQL")?;
             Ok(Arc::new(store))

@@ -28,6 +28,8 @@ const WORKERS: usize = 16;
 
 /// Node `index` on `url`, its database connections named after it so the
 /// test can tell when a killed node's last statement has finished.
+/// The default request timeout, so leases last two minutes: a dead node's
+/// deliveries must be taken over long before that.
 fn start_node(schema: &TestSchema, index: usize) -> Herald {
     Herald::start(
         Path::new(&format!(
@@ -35,9 +37,13 @@ fn start_node(schema: &TestSchema, index: usize) -> Herald {
             schema.url,
             node_name(schema, index)
         )),
-        // The default request timeout, so leases last two minutes: a
-        // dead node's deliveries must be taken over long before that.
-        &["--workers", &WORKERS.to_string()],
+        &[
+            "--workers",
+            &WORKERS.to_string(),
+            // Other tests share the PostgreSQL server's 100 connections.
+            "--database-pool-size",
+            "6",
+        ],
         &[("HERALD_ADMIN_TOKEN", TOKEN)],
     )
 }
