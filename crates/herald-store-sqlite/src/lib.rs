@@ -13,6 +13,7 @@ mod idempotency;
 mod messages;
 mod page_cache;
 mod paging;
+mod payload;
 mod queue;
 mod readers;
 mod rows;

@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::catalog::fan_out_targets;
 use crate::error::backend;
 use crate::paging::Select;
+use crate::payload;
 use crate::rows::{self, to_json};
 
 /// Which endpoints a new message is fanned out to.
@@ -101,7 +102,7 @@ fn create(
             message.app_id.as_str(),
             message.event_type.as_str(),
             message.event_id,
-            message.payload,
+            payload::encode(&message.payload),
             to_json(&channels),
             to_json(&message.tags),
             idempotency_key,

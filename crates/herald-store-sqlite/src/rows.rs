@@ -16,6 +16,7 @@ use rusqlite::Row;
 use serde::de::DeserializeOwned;
 
 use crate::error::backend;
+use crate::payload;
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -153,7 +154,7 @@ pub(crate) fn message_at(row: &Row<'_>, at: usize) -> Result<Message, StoreError
         app_id: AppId::from_stored(column(row, at + 1)?),
         event_type: EventTypeName::parse(&column::<String>(row, at + 2)?).map_err(corrupt)?,
         event_id: column(row, at + 3)?,
-        payload: column(row, at + 4)?,
+        payload: payload::decode(row.get_ref(at + 4).map_err(backend)?)?,
         channels: names(Some(column(row, at + 5)?), Channel::parse)?.unwrap_or_default(),
         tags: json(&column::<String>(row, at + 6)?)?,
         created_at: Timestamp(column(row, at + 7)?),

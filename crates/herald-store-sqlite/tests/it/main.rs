@@ -207,3 +207,80 @@ async fn new_deliveries_are_handed_off_when_the_terms_allow_and_resume_after_a_r
         "the handed-off delivery is claimed after a restart, got {claims:?}"
     );
 }
+
+#[tokio::test]
+async fn large_payloads_are_stored_compressed_and_read_back_whole() {
+    let dir = TempDir::new().expect("cannot create a temporary directory");
+    let path = dir.path().join("herald.db");
+    let app = conformance::new_app(None);
+    let endpoint = conformance::new_endpoint(&app.id);
+    // An invoice with many lines: large and repetitive, as webhooks are.
+    let lines: Vec<String> = (0..300)
+        .map(|n| {
+            format!(
+                r#"{{"id":"il_{n:05}","amount":{},"currency":"eur"}}"#,
+                n * 100
+            )
+        })
+        .collect();
+    let mut message = conformance::new_message(&app.id, "invoice.paid", conformance::T0);
+    message.payload = format!(r#"{{"object":"invoice","lines":[{}]}}"#, lines.join(","));
+    {
+        let store = SqliteStore::open(&path).expect("cannot open the database");
+        store
+            .create_app(app.clone())
+            .await
+            .expect("create_app failed");
+        store
+            .create_endpoint(endpoint.clone())
+            .await
+            .expect("create_endpoint failed");
+        store
+            .create_message(message.clone(), None)
+            .await
+            .expect("create_message failed");
+    }
+    let (kind, stored): (String, usize) = rusqlite::Connection::open(&path)
+        .expect("open the file")
+        .query_row(
+            "SELECT typeof(payload), length(payload) FROM messages WHERE id = ?1",
+            [message.id.as_str()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the stored payload");
+    assert_eq!(kind, "blob", "a large payload is stored compressed");
+    assert!(
+        stored * 3 < message.payload.len(),
+        "{stored} bytes stored for a payload of {}",
+        message.payload.len()
+    );
+
+    // Read back by a store that has nothing cached.
+    let store = SqliteStore::open(&path).expect("cannot reopen the database");
+    let found = store
+        .message_by_ref(&app.id, message.id.as_str())
+        .await
+        .expect("message_by_ref failed")
+        .expect("the message is there");
+    assert_eq!(found.payload, message.payload);
+    let claims = store
+        .claim_due(
+            Timestamp(conformance::T0.0 + 1),
+            10,
+            10,
+            &[],
+            Timestamp(conformance::T0.0 + 60_000),
+        )
+        .await
+        .expect("claim_due failed");
+    assert_eq!(claims.len(), 1, "its delivery is due");
+    let (sent, _) = store
+        .claim_target(&claims[0])
+        .await
+        .expect("claim_target failed")
+        .expect("the message is there");
+    assert_eq!(
+        sent.payload, message.payload,
+        "what is sent is the payload whole"
+    );
+}
