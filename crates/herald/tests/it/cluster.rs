@@ -28,8 +28,6 @@ const WORKERS: usize = 16;
 
 /// Node `index` on `url`, its database connections named after it so the
 /// test can tell when a killed node's last statement has finished.
-/// The default request timeout, so leases last two minutes: a dead node's
-/// deliveries must be taken over long before that.
 fn start_node(schema: &TestSchema, index: usize) -> Herald {
     Herald::start(
         Path::new(&format!(
@@ -43,6 +41,11 @@ fn start_node(schema: &TestSchema, index: usize) -> Herald {
             // Other tests share the PostgreSQL server's 100 connections.
             "--database-pool-size",
             "6",
+            // Leases last 6 × the timeout + 30 s, a minute here: a dead
+            // node's deliveries must be taken over long before that (and an
+            // attempt a store hiccup left unrecorded waits no longer).
+            "--request-timeout",
+            "5s",
         ],
         &[("HERALD_ADMIN_TOKEN", TOKEN)],
     )
