@@ -123,7 +123,8 @@ impl PostgresStore {
         Self::connect_with(url, DEFAULT_POOL_SIZE).await
     }
 
-    /// [`PostgresStore::connect`] with at most `pool_size` connections.
+    /// [`PostgresStore::connect`] with at most `pool_size` connections (six
+    /// at the least).
     pub async fn connect_with(
         url: &str,
         pool_size: usize,
@@ -173,7 +174,9 @@ impl PostgresStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(pool_size.max(2))
+            // The group-commit writers may hold a connection each; claims
+            // and reads need theirs beside them.
+            .max_size(pool_size.max(group_commit::WRITERS + 2))
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(timeout * 2))
             .wait_timeout(Some(Duration::from_secs(30)))

@@ -3,10 +3,12 @@
 //! its claims (at most once a second); the lease sweep of every other node
 //! frees the leases of a node silent for longer than [`NODE_SILENCE`].
 //!
-//! Silent means behind both the database's clock and the newest beat of
-//! any node by that much: when every node is silent at once, the database
-//! (or the way to it) was down, not the nodes, and nothing is freed. A
-//! node never frees its own leases this way.
+//! A node is judged silent only while another has been beating without a
+//! gap for at least that long, which proves the database could be reached
+//! all that time: when every node fell silent at once, the database (or
+//! the way to it) was down, not the nodes, and after it comes back every
+//! node has the same time to beat again before anyone is judged. A node
+//! never frees its own leases this way.
 //!
 //! Without it a node that died held its leases until they ran out: the
 //! lease covers the longest a live attempt can take (two minutes with the
@@ -34,6 +36,10 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
 /// and more than the listener's longest wait before reconnecting (5 s).
 pub const NODE_SILENCE: Duration = Duration::from_secs(10);
 
+/// The longest pause between beats that still counts as beating without
+/// a gap: two and a half beats.
+const GAP: Duration = Duration::from_millis(5_000);
+
 /// How long the row of a node silent since is kept (so a dead node can
 /// still be told apart from one that never beat).
 const FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -41,6 +47,11 @@ const FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 /// [`NODE_SILENCE`] in milliseconds, as SQL compares it.
 pub(crate) fn silence_ms() -> i64 {
     millis(NODE_SILENCE)
+}
+
+/// [`GAP`] in milliseconds, as SQL compares it.
+pub(crate) fn gap_ms() -> i64 {
+    millis(GAP)
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -69,14 +80,18 @@ impl Pace {
     }
 }
 
-/// Says node `$1` is alive now.
-pub(crate) const BEAT: &str = "INSERT INTO nodes (id, heartbeat_at)
-     VALUES ($1, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)
-     ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at";
+/// Says node `$1` is alive now; a beat more than `$2` ms after the last
+/// starts a new run of beats.
+pub(crate) const BEAT: &str = "INSERT INTO nodes (id, heartbeat_at, since)
+     SELECT $1, now, now FROM (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS now) c
+     ON CONFLICT (id) DO UPDATE SET
+         since = CASE WHEN nodes.heartbeat_at < EXCLUDED.heartbeat_at - $2
+             THEN EXCLUDED.heartbeat_at ELSE nodes.since END,
+         heartbeat_at = EXCLUDED.heartbeat_at";
 
 /// Says `node` is alive now, on a connection of its own.
 pub(crate) async fn beat(client: &Client, node: &str) -> Result<(), tokio_postgres::Error> {
-    client.execute(BEAT, &[&node]).await.map(|_| ())
+    client.execute(BEAT, &[&node, &gap_ms()]).await.map(|_| ())
 }
 
 /// Forgets nodes silent for a week: each process start is a node of its

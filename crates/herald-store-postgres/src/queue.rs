@@ -8,6 +8,7 @@ use herald_store::{Claim, DeliveryOutcome, Recorded};
 
 use crate::catalog::endpoint_by_id;
 use crate::error::Result;
+use crate::liveness;
 use crate::rows::{self, as_bigint, as_int, code, count};
 use crate::schema::LOCK_CLASS_CLAIM;
 
@@ -136,6 +137,15 @@ pub(crate) async fn claim_due(
     Ok(claims.into_iter().map(|(_, claim)| claim).collect())
 }
 
+/// Says `node` is alive, in the caller's transaction (see `crate::liveness`).
+pub(crate) async fn beat(client: &impl GenericClient, node: &str) -> Result<()> {
+    let statement = client.prepare_cached(liveness::BEAT).await?;
+    client
+        .execute(&statement, &[&node, &liveness::gap_ms()])
+        .await?;
+    Ok(())
+}
+
 pub(crate) async fn next_due_at(client: &impl GenericClient) -> Result<Option<Timestamp>> {
     let statement = client
         .prepare_cached("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 1")
@@ -260,22 +270,28 @@ pub(crate) async fn release_leases(
     all: bool,
 ) -> Result<u64> {
     // Leases run out by the nodes' clock, as they were taken; a node is
-    // silent by the database's, as it beat (see `crate::liveness`).
+    // silent by the database's, as it beat, and only while another node
+    // has beaten without a gap all that time (see `crate::liveness`).
     let statement = client
         .prepare_cached(
             "UPDATE deliveries SET status = 1, lease_until = NULL, lease_token = NULL,
                  lease_owner = NULL, updated_at = $1
              WHERE status = 3 AND ($2 OR lease_until < $1 OR lease_owner IN (
-                 SELECT id FROM nodes
-                 WHERE id <> $4
-                     AND heartbeat_at
-                         < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT - $3
-                     AND heartbeat_at < (SELECT MAX(heartbeat_at) FROM nodes) - $3
+                 SELECT silent.id
+                 FROM nodes silent,
+                     (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS now) c
+                 WHERE silent.id <> $4 AND silent.heartbeat_at < c.now - $3
+                     AND EXISTS (
+                         SELECT 1 FROM nodes witness
+                         WHERE witness.id <> silent.id
+                             AND witness.heartbeat_at >= c.now - $5
+                             AND witness.since <= c.now - $3
+                     )
              ))",
         )
         .await?;
-    let silence = crate::liveness::silence_ms();
+    let (silence, gap) = (liveness::silence_ms(), liveness::gap_ms());
     Ok(client
-        .execute(&statement, &[&now.0, &all, &silence, &node])
+        .execute(&statement, &[&now.0, &all, &silence, &node, &gap])
         .await?)
 }

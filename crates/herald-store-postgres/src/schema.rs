@@ -268,12 +268,14 @@ CREATE TABLE rate_buckets (
 );
 "#,
     // 15: nodes running a delivery engine, with when each last said it was
-    // alive (the database's clock, in milliseconds): the leases of a node
-    // that stopped beating are freed without waiting for them to run out.
+    // alive and since when it has without a gap (the database's clock, in
+    // milliseconds): the leases of a node that stopped beating are freed
+    // without waiting for them to run out.
     r#"
 CREATE TABLE nodes (
     id TEXT COLLATE "C" PRIMARY KEY,
-    heartbeat_at BIGINT NOT NULL
+    heartbeat_at BIGINT NOT NULL,
+    since BIGINT NOT NULL
 );
 "#,
 ];

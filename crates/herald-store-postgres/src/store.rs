@@ -18,9 +18,7 @@ use tokio::sync::Notify;
 
 use crate::error::StoreResult;
 use crate::group_commit::{Write, Written};
-use crate::{
-    catalog, housekeeping, idempotency, liveness, messages, queue, tasks, tokens, PostgresStore,
-};
+use crate::{catalog, housekeeping, idempotency, messages, queue, tasks, tokens, PostgresStore};
 
 /// Deliveries re-queued per transaction by `recover`.
 const RECOVER_CHUNK: usize = 5_000;
@@ -355,13 +353,7 @@ impl Store for PostgresStore {
         lease_until: Timestamp,
     ) -> StoreResult<Vec<Claim>> {
         Ok(transaction!(self, |transaction| {
-            // A node that claims is alive, whatever became of the
-            // connection it listens and beats on.
-            if self.inner.claims_beat.due() {
-                let beat = transaction.prepare_cached(liveness::BEAT).await?;
-                transaction.execute(&beat, &[&self.inner.node]).await?;
-            }
-            queue::claim_due(
+            let claims = queue::claim_due(
                 &transaction,
                 &self.inner.node,
                 now,
@@ -370,7 +362,15 @@ impl Store for PostgresStore {
                 saturated,
                 lease_until,
             )
-            .await?
+            .await?;
+            if self.inner.claims_beat.due() {
+                // A node that claims is alive, whatever became of the
+                // connection it listens and beats on. After the claim lock
+                // is taken, so the node's row (which its listener beats
+                // too) is held only until this commit.
+                queue::beat(&transaction, &self.inner.node).await?;
+            }
+            claims
         })?)
     }
 

@@ -42,7 +42,8 @@ impl ToSql for Stored<'_> {
 
 /// `payload` as it is best stored: compressed if that saves an eighth.
 pub(crate) fn encode(payload: &str) -> Stored<'_> {
-    if payload.len() < THRESHOLD {
+    // Beyond what `decode` trusts a size claim for, it stays plain.
+    if payload.len() < THRESHOLD || payload.len() > MAX_PLAIN {
         return Stored::Plain(payload);
     }
     let block = lz4_flex::compress_prepend_size(payload.as_bytes());

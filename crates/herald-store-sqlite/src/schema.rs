@@ -246,12 +246,28 @@ CREATE TABLE portal_expiry (
     grace_until INTEGER NOT NULL
 );
 "#,
+    // 17: changes no table. Payloads may now be stored compressed (see
+    // `payload.rs`), which versions before it cannot read; they know 16
+    // migrations, and versions from this one on refuse a newer schema.
+    "SELECT 1;",
 ];
 
 /// Brings the schema up to date.
 pub(crate) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     let applied: usize =
         connection.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))? as usize;
+    if applied > MIGRATIONS.len() {
+        // A newer Herald wrote this file: its rows may be in forms this
+        // version would misread.
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "the database was written by a newer Herald (schema {applied}; this one \
+                 knows {})",
+                MIGRATIONS.len()
+            )),
+        ));
+    }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
         let transaction = connection.transaction()?;
         transaction.execute_batch(migration)?;

@@ -30,7 +30,7 @@ pub(crate) struct Layer {
     #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true)]
     pub(crate) database_url: Option<String>,
     /// Most PostgreSQL connections a node keeps, the one it listens on
-    /// aside [default: 16].
+    /// aside; at least 6 [default: 16].
     #[arg(long, env = "HERALD_DATABASE_POOL_SIZE")]
     pub(crate) database_pool_size: Option<usize>,
     /// Attempts in flight at once [default: 128].
@@ -312,9 +312,10 @@ impl Config {
         let database_pool_size = layer
             .database_pool_size
             .context("database_pool_size is not set")?;
-        // Writes and claims each hold a connection while others wait.
-        if database_pool_size < 2 {
-            bail!("database_pool_size must be at least 2");
+        // Four group-commit writers may each hold one while claims and
+        // reads need theirs.
+        if database_pool_size < 6 {
+            bail!("database_pool_size must be at least 6");
         }
         let workers = layer.workers.context("workers is not set")?;
         let per_endpoint_concurrency = layer
@@ -471,10 +472,10 @@ mod tests {
         assert!(error.to_string().contains("ssrf_allowlist"), "{error}");
 
         let flags = Layer {
-            database_pool_size: Some(1),
+            database_pool_size: Some(5),
             ..Layer::default()
         };
-        let error = Config::load(flags, None).expect_err("a pool of one");
+        let error = Config::load(flags, None).expect_err("a pool too small");
         assert!(error.to_string().contains("database_pool_size"), "{error}");
     }
 

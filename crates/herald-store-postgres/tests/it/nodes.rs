@@ -312,39 +312,47 @@ async fn a_silent_nodes_leases_are_freed_before_they_run_out() {
     }
     let silence =
         i64::try_from(herald_store_postgres::NODE_SILENCE.as_millis()).expect("milliseconds");
-    // Sets each node's last beat that many milliseconds back (by the
-    // database's clock), then sweeps.
-    let silent_for = |first: i64, second: i64| {
+    // Sets, for each node, how many milliseconds ago (by the database's
+    // clock) it last beat and since when it had beaten without a gap, then
+    // sweeps.
+    let beats = |first: (i64, i64), second: (i64, i64)| {
         let (database, owners, sweeper) = (&database, &owners, &sweeper);
         async move {
-            for (owner, ago) in owners.iter().zip([first, second]) {
+            for (owner, (last, since)) in owners.iter().zip([first, second]) {
                 database
                     .execute(
-                        "UPDATE nodes SET heartbeat_at =
-                             (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT - $2
+                        "UPDATE nodes SET heartbeat_at = c.now - $2, since = c.now - $3
+                         FROM (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT
+                             AS now) c
                          WHERE id = $1",
-                        &[owner, &ago],
+                        &[owner, &last, &since],
                     )
                     .await
-                    .expect("set a node's last beat");
+                    .expect("set a node's beats");
             }
             sweeper.release_leases(now, false).await.expect("sweep")
         }
     };
+    let long_ago = 10 * silence;
     assert_eq!(
-        silent_for(silence + 3_000, silence + 3_000).await,
+        beats((silence + 3_000, long_ago), (silence + 3_000, long_ago)).await,
         0,
         "when every node fell silent at once the database was away, not the nodes"
     );
     assert_eq!(
-        silent_for(silence - 3_000, 0).await,
+        beats((silence + 3_000, long_ago), (0, 0)).await,
+        0,
+        "a node just back from such an outage judges nobody before the others had time to beat"
+    );
+    assert_eq!(
+        beats((silence - 3_000, long_ago), (0, long_ago)).await,
         0,
         "a node a little less silent than allowed keeps its leases"
     );
     assert_eq!(
-        silent_for(silence + 3_000, 0).await,
+        beats((silence + 3_000, long_ago), (0, long_ago)).await,
         1,
-        "only the silent node's lease is freed"
+        "a node silent for longer, while another beat all along, loses its lease"
     );
     let taken_over = sweeper
         .claim_due(now, 10, 10, &[], lease)

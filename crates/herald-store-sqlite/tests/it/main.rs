@@ -284,3 +284,21 @@ async fn large_payloads_are_stored_compressed_and_read_back_whole() {
         "what is sent is the payload whole"
     );
 }
+
+#[tokio::test]
+async fn a_database_from_a_newer_herald_is_refused_not_misread() {
+    let dir = TempDir::new().expect("cannot create a temporary directory");
+    let path = dir.path().join("herald.db");
+    drop(SqliteStore::open(&path).expect("cannot open the database"));
+    rusqlite::Connection::open(&path)
+        .expect("open the file")
+        .execute_batch("PRAGMA user_version = 999")
+        .expect("pretend a newer version wrote it");
+    let error = SqliteStore::open(&path)
+        .err()
+        .expect("a newer schema is refused");
+    assert!(
+        error.to_string().contains("newer Herald"),
+        "the refusal says why: {error}"
+    );
+}
