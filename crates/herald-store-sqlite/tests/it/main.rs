@@ -45,14 +45,7 @@ async fn acknowledged_writes_survive_dropping_the_store_and_reopening_the_file()
         content_expunged_at: None,
         payload_expires_at: None,
     };
-    store
-        .create_app(app.clone())
-        .await
-        .expect("create_app failed");
-    store
-        .create_endpoint(endpoint.clone())
-        .await
-        .expect("create_endpoint failed");
+    add_app_and_endpoint(&store, &app, &endpoint).await;
     let created = store
         .create_message(message.clone(), Some("order-1".to_owned()))
         .await
@@ -141,15 +134,8 @@ async fn new_deliveries_are_handed_off_when_the_terms_allow_and_resume_after_a_r
     let now = conformance::T0;
     let store = SqliteStore::open(&path).expect("cannot open the database");
     let app = conformance::new_app(None);
-    store
-        .create_app(app.clone())
-        .await
-        .expect("create_app failed");
     let endpoint = conformance::new_endpoint(&app.id);
-    store
-        .create_endpoint(endpoint.clone())
-        .await
-        .expect("create_endpoint failed");
+    add_app_and_endpoint(&store, &app, &endpoint).await;
     let message =
         |offset: i64| conformance::new_message(&app.id, "invoice.paid", Timestamp(now.0 + offset));
     let terms = |busy: Vec<EndpointId>| herald_store::HandOffTerms {
@@ -227,14 +213,7 @@ async fn large_payloads_are_stored_compressed_and_read_back_whole() {
     message.payload = format!(r#"{{"object":"invoice","lines":[{}]}}"#, lines.join(","));
     {
         let store = SqliteStore::open(&path).expect("cannot open the database");
-        store
-            .create_app(app.clone())
-            .await
-            .expect("create_app failed");
-        store
-            .create_endpoint(endpoint.clone())
-            .await
-            .expect("create_endpoint failed");
+        add_app_and_endpoint(&store, &app, &endpoint).await;
         store
             .create_message(message.clone(), None)
             .await
@@ -301,4 +280,19 @@ async fn a_database_from_a_newer_herald_is_refused_not_misread() {
         error.to_string().contains("newer Herald"),
         "the refusal says why: {error}"
     );
+}
+
+async fn add_app_and_endpoint(
+    store: &SqliteStore,
+    app: &herald_core::model::App,
+    endpoint: &herald_core::model::Endpoint,
+) {
+    store
+        .create_app(app.clone())
+        .await
+        .expect("create_app failed");
+    store
+        .create_endpoint(endpoint.clone())
+        .await
+        .expect("create_endpoint failed");
 }
