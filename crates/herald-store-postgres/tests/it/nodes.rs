@@ -369,6 +369,70 @@ async fn a_silent_nodes_leases_are_freed_before_they_run_out() {
 }
 
 #[tokio::test]
+async fn a_nodes_run_of_beats_goes_on_through_beats_and_starts_again_after_a_gap() {
+    let Some((schema, nodes)) = nodes(1).await else {
+        return;
+    };
+    let wakeups = nodes[0].remote_wakeups().expect("a shared store listens");
+    tokio::time::timeout(Duration::from_secs(10), wakeups.notified())
+        .await
+        .expect("the listener starts");
+    let (database, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let (first, since) = beats(&database).await;
+    let (_, still) = beats_until(&database, "the next beat", |(last, _)| last > first).await;
+    assert_eq!(still, since, "beats every two seconds are one run");
+
+    // Nothing heard from the node for 20 s, as far as the database knows.
+    database
+        .execute(
+            "UPDATE nodes SET heartbeat_at = c.now - 20000, since = c.now - 60000
+             FROM (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS now) c",
+            &[],
+        )
+        .await
+        .expect("make a gap");
+    let (rewound, _) = beats(&database).await;
+    let (_, since) = beats_until(&database, "a beat after the gap", |(last, _)| {
+        last > rewound + 10_000
+    })
+    .await;
+    assert!(
+        since > rewound + 10_000,
+        "a beat after a gap starts a new run: it began at {since}, the gap at {rewound}"
+    );
+}
+
+/// The only node's (last beat, start of its run of beats), in milliseconds
+/// by the database's clock.
+async fn beats(database: &tokio_postgres::Client) -> (i64, i64) {
+    let row = database
+        .query_one("SELECT heartbeat_at, since FROM nodes", &[])
+        .await
+        .expect("the node's row");
+    (row.get(0), row.get(1))
+}
+
+/// [`beats`] once they are `done`, within 10 s.
+async fn beats_until(
+    database: &tokio_postgres::Client,
+    what: &str,
+    done: impl Fn((i64, i64)) -> bool,
+) -> (i64, i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = beats(database).await;
+        if done(now) {
+            return now;
+        }
+        assert!(std::time::Instant::now() < deadline, "waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn an_outcome_is_fenced_even_when_two_nodes_pick_the_same_lease_end() {
     let Some((_schema, nodes)) = nodes(2).await else {
         return;
