@@ -176,17 +176,28 @@ pub(crate) async fn claim_target(
     Ok(Some((message, endpoint?)))
 }
 
-/// Moves a leased delivery on with its outcome, if `$7` still holds its
-/// lease; `$1`–`$7` are the outcome's.
+/// The leased delivery an outcome is for, if `$7` still holds its lease,
+/// locked, with whether a resend was asked for during the attempt.
+const LEASED: &str = "leased AS (
+        SELECT resend_requested AS resend FROM deliveries
+        WHERE msg_id = $1 AND endpoint_id = $2 AND status = 3 AND lease_token = $7
+        FOR UPDATE
+    )";
+
+/// Moves [`LEASED`]'s delivery on with its outcome (`$1`–`$7`); `$8` keeps
+/// its trigger (no attempt was made: a manual resend put off stays
+/// manual). Answers whether a queued resend took the outcome's place.
 const APPLY_OUTCOME: &str = "UPDATE deliveries SET
-        status = CASE WHEN resend_requested THEN 1 ELSE $3::integer END,
-        next_attempt_at = CASE WHEN resend_requested THEN $6::bigint ELSE $5::bigint END,
-        trigger_type = CASE WHEN resend_requested THEN 1 ELSE 0 END,
+        status = CASE WHEN leased.resend THEN 1 ELSE $3::integer END,
+        next_attempt_at = CASE WHEN leased.resend THEN $6::bigint ELSE $5::bigint END,
+        trigger_type = CASE WHEN leased.resend THEN 1
+            WHEN $8::boolean THEN deliveries.trigger_type ELSE 0 END,
         resend_requested = false,
         attempt_count = $4::integer, lease_until = NULL, lease_token = NULL,
         lease_owner = NULL, updated_at = $6
+    FROM leased
     WHERE msg_id = $1 AND endpoint_id = $2 AND status = 3 AND lease_token = $7
-    RETURNING trigger_type";
+    RETURNING leased.resend";
 
 /// Logs the attempt and moves the delivery, in the caller's transaction.
 pub(crate) async fn record_attempt(
@@ -200,7 +211,8 @@ pub(crate) async fn record_attempt(
     // statement (one round trip), whether or not the outcome applies, and
     // only while the message exists: an attempt that ends after its app
     // was deleted leaves no orphan row behind.
-    let outcome_params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+    let keep_trigger = attempt.is_none();
+    let outcome_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
         &outcome.msg_id.as_str(),
         &outcome.endpoint_id.as_str(),
         &code(outcome.status.code()),
@@ -208,9 +220,9 @@ pub(crate) async fn record_attempt(
         &outcome.next_attempt_at.map(|at| at.0),
         &outcome.updated_at.0,
         &outcome.lease_token,
+        &keep_trigger,
     ];
-    // The new trigger type tells whether a queued resend took the
-    // outcome's place; no row means the lease was gone.
+    // No row means the lease was gone.
     let found = match attempt {
         Some(attempt) => {
             let statement = client
@@ -219,9 +231,9 @@ pub(crate) async fn record_attempt(
                          INSERT INTO attempts (id, app_id, msg_id, endpoint_id, url, timestamp,
                              status, response_status_code, response, duration_ms, trigger_type,
                              error)
-                         SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19
-                         WHERE EXISTS (SELECT 1 FROM messages WHERE id = $10)
-                     ) {APPLY_OUTCOME}"
+                         SELECT $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20
+                         WHERE EXISTS (SELECT 1 FROM messages WHERE id = $11)
+                     ), {LEASED} {APPLY_OUTCOME}"
                 ))
                 .await?;
             let error = attempt.error.map(|error| error.as_str());
@@ -244,12 +256,14 @@ pub(crate) async fn record_attempt(
             client.query_opt(&statement, &params).await?
         }
         None => {
-            let statement = client.prepare_cached(APPLY_OUTCOME).await?;
+            let statement = client
+                .prepare_cached(&format!("WITH {LEASED} {APPLY_OUTCOME}"))
+                .await?;
             client.query_opt(&statement, &outcome_params).await?
         }
     };
-    let trigger: Option<i32> = found.map(|row| row.try_get(0)).transpose()?;
-    Ok(match trigger {
+    let resend: Option<bool> = found.map(|row| row.try_get(0)).transpose()?;
+    Ok(match resend {
         None => {
             tracing::warn!(
                 msg = %outcome.msg_id,
@@ -258,8 +272,8 @@ pub(crate) async fn record_attempt(
             );
             Recorded::Stale
         }
-        Some(1) => Recorded::ResendQueued,
-        Some(_) => Recorded::Applied,
+        Some(true) => Recorded::ResendQueued,
+        Some(false) => Recorded::Applied,
     })
 }
 

@@ -333,22 +333,25 @@ pub(crate) fn record_attempt(
         );
         return Ok(Recorded::Stale);
     };
+    // `None` keeps the trigger: a delivery given back without an attempt
+    // (a manual resend put off) is still what it was.
     let (status, next_attempt_at, trigger) = if resend {
         (
             DeliveryStatus::Pending,
             Some(outcome.updated_at),
-            TriggerType::Manual,
+            Some(TriggerType::Manual),
         )
     } else {
         (
             outcome.status,
             outcome.next_attempt_at,
-            TriggerType::Scheduled,
+            attempt.map(|_| TriggerType::Scheduled),
         )
     };
     connection
         .prepare_cached(
-            "UPDATE deliveries SET status = ?3, next_attempt_at = ?4, trigger_type = ?5,
+            "UPDATE deliveries SET status = ?3, next_attempt_at = ?4,
+                 trigger_type = COALESCE(?5, trigger_type),
                  resend_requested = 0, attempt_count = ?6, lease_until = NULL, updated_at = ?7
              WHERE msg_id = ?1 AND endpoint_id = ?2",
         )
@@ -358,7 +361,7 @@ pub(crate) fn record_attempt(
             outcome.endpoint_id.as_str(),
             status.code(),
             next_attempt_at.map(|at| at.0),
-            trigger.code(),
+            trigger.map(TriggerType::code),
             outcome.attempt_count,
             outcome.updated_at.0,
         ])

@@ -80,6 +80,7 @@ where
         record_attempt_logs_the_attempt_and_moves_the_delivery,
         released_leases_can_be_claimed_again,
         resend_queues_a_manual_attempt,
+        a_manual_delivery_put_off_without_an_attempt_stays_manual,
         recover_requeues_failed_deliveries_created_in_the_window,
         replay_queues_what_an_endpoint_missed_and_nothing_twice,
         endpoint_stats_count_deliveries_by_status,
@@ -1556,6 +1557,63 @@ async fn claim_due_skips_saturated_endpoints(store: &dyn Store) {
         leased_set(&claims),
         pairs(&[(&first, &busy), (&second, &busy)]),
         "once no longer saturated, the skipped endpoint's deliveries must be leased"
+    );
+}
+
+/// A claim given back without an attempt (it waited too long for its
+/// endpoint, or a circuit or rate limit put it off) keeps its trigger: the
+/// manual resend it was is still manual when it is finally attempted. An
+/// attempt that fails makes the next one a scheduled retry.
+async fn a_manual_delivery_put_off_without_an_attempt_stays_manual(store: &dyn Store) {
+    let app = add_app(store).await;
+    let endpoint = add_endpoint(store, new_endpoint(&app.id)).await;
+    let message = publish(store, new_message(&app.id, "invoice.paid", at(0))).await;
+    let first = claim(store, at(0), 100).await;
+    settle(store, &first[0], DeliveryStatus::Fail, None, at(10)).await;
+    store
+        .resend(&app.id, &message.id, &endpoint.id, at(100))
+        .await
+        .expect("resend failed");
+    let resent = claim(store, at(100), 100).await;
+    assert_eq!(resent[0].trigger, TriggerType::Manual);
+
+    let put_off = resent[0].outcome(
+        DeliveryStatus::Pending,
+        resent[0].attempt_count,
+        Some(at(200)),
+        at(150),
+    );
+    let recorded = store
+        .record_attempt(None, put_off)
+        .await
+        .expect("record_attempt failed");
+    assert_eq!(recorded, Recorded::Applied);
+    let waiting = delivery(store, &app.id, &message.id, &endpoint.id).await;
+    assert_eq!(
+        (waiting.status, waiting.next_attempt_at, waiting.trigger),
+        (DeliveryStatus::Pending, Some(at(200)), TriggerType::Manual),
+        "a manual delivery put off without an attempt is still manual"
+    );
+    let again = claim(store, at(200), 100).await;
+    assert_eq!(
+        again[0].trigger,
+        TriggerType::Manual,
+        "and is claimed as manual"
+    );
+
+    settle(
+        store,
+        &again[0],
+        DeliveryStatus::Pending,
+        Some(at(300)),
+        at(250),
+    )
+    .await;
+    let retry = delivery(store, &app.id, &message.id, &endpoint.id).await;
+    assert_eq!(
+        (retry.status, retry.trigger),
+        (DeliveryStatus::Pending, TriggerType::Scheduled),
+        "after a failed attempt, the next is a scheduled retry"
     );
 }
 
