@@ -313,8 +313,8 @@ impl Config {
             .database_pool_size
             .context("database_pool_size is not set")?;
         // Four group-commit writers may each hold one while claims and
-        // reads need theirs.
-        if database_pool_size < 6 {
+        // reads need theirs. SQLite has no pool: the setting is unused.
+        if database_pool_size < 6 && matches!(database, Database::Postgres(_)) {
             bail!("database_pool_size must be at least 6");
         }
         let workers = layer.workers.context("workers is not set")?;
@@ -472,11 +472,17 @@ mod tests {
         assert!(error.to_string().contains("ssrf_allowlist"), "{error}");
 
         let flags = Layer {
+            database: Some("postgres://db/herald".into()),
             database_pool_size: Some(5),
             ..Layer::default()
         };
         let error = Config::load(flags, None).expect_err("a pool too small");
         assert!(error.to_string().contains("database_pool_size"), "{error}");
+        let unused = Layer {
+            database_pool_size: Some(5),
+            ..Layer::default()
+        };
+        Config::load(unused, None).expect("SQLite has no pool to size");
     }
 
     #[test]

@@ -266,6 +266,16 @@ async fn a_silent_nodes_leases_are_freed_before_they_run_out() {
         assert_eq!(claims.len(), 1, "each node leases one");
         held.extend(claims);
     }
+    // Both have beaten without a gap for a minute, as far as the database
+    // knows: each witnesses the other, and neither is silent.
+    let (database, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    database
+        .execute("UPDATE nodes SET since = since - 60000", &[])
+        .await
+        .expect("lengthen the runs of beats");
     assert_eq!(
         sweeper.release_leases(now, false).await.expect("sweep"),
         0,
@@ -275,10 +285,6 @@ async fn a_silent_nodes_leases_are_freed_before_they_run_out() {
     // Both stop beating: their tasks end with them, and their connections
     // close once the last statement they sent has run.
     drop(engines);
-    let (database, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let open: i64 = database
@@ -386,15 +392,16 @@ async fn a_nodes_run_of_beats_goes_on_through_beats_and_starts_again_after_a_gap
     assert_eq!(still, since, "beats every two seconds are one run");
 
     // Nothing heard from the node for 20 s, as far as the database knows.
-    database
-        .execute(
+    let rewound: i64 = database
+        .query_one(
             "UPDATE nodes SET heartbeat_at = c.now - 20000, since = c.now - 60000
-             FROM (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS now) c",
+             FROM (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS now) c
+             RETURNING heartbeat_at",
             &[],
         )
         .await
-        .expect("make a gap");
-    let (rewound, _) = beats(&database).await;
+        .expect("make a gap")
+        .get(0);
     let (_, since) = beats_until(&database, "a beat after the gap", |(last, _)| {
         last > rewound + 10_000
     })
