@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::catalog::fan_out_targets;
 use crate::error::backend;
 use crate::paging::Select;
-use crate::payload;
+use crate::payload::Packed;
 use crate::rows::{self, to_json};
 
 /// Which endpoints a new message is fanned out to.
@@ -27,11 +27,18 @@ pub(crate) enum FanOut<'a> {
 /// them one unit.
 pub(crate) fn create_message(
     connection: &Connection,
-    message: &Message,
+    (message, packed): (&Message, &Packed),
     idempotency_key: Option<&str>,
     fan_out: FanOut<'_>,
 ) -> Result<CreatedMessage, StoreError> {
-    create(connection, message, idempotency_key, fan_out, None).map(|(created, _)| created)
+    create(
+        connection,
+        (message, packed),
+        idempotency_key,
+        fan_out,
+        None,
+    )
+    .map(|(created, _)| created)
 }
 
 /// Finds the endpoint a delivery would be handed off with; `None` keeps
@@ -43,23 +50,25 @@ pub(crate) type Resolve<'a> = dyn FnMut(&Connection, &EndpointId) -> Option<Endp
 /// `Store::create_message_handing_off`).
 pub(crate) fn create_message_handing_off(
     connection: &Connection,
-    message: &Message,
+    (message, packed): (&Message, &Packed),
     idempotency_key: Option<&str>,
     terms: &HandOffTerms,
     resolve: &mut Resolve<'_>,
 ) -> Result<(CreatedMessage, Vec<HandedOff>), StoreError> {
     create(
         connection,
-        message,
+        (message, packed),
         idempotency_key,
         FanOut::Matching,
         Some((terms, resolve)),
     )
 }
 
+/// Inserts `message`, its payload stored as `packed` (made from it by
+/// [`crate::payload::pack`]).
 fn create(
     connection: &Connection,
-    message: &Message,
+    (message, packed): (&Message, &Packed),
     idempotency_key: Option<&str>,
     fan_out: FanOut<'_>,
     mut hand_off: Option<(&HandOffTerms, &mut Resolve<'_>)>,
@@ -102,7 +111,7 @@ fn create(
             message.app_id.as_str(),
             message.event_type.as_str(),
             message.event_id,
-            payload::encode(&message.payload),
+            packed.stored(&message.payload),
             to_json(&channels),
             to_json(&message.tags),
             idempotency_key,

@@ -25,10 +25,15 @@ const LZ4: u8 = 1;
 /// payload limit: a corrupt size cannot make a read allocate gigabytes.
 const MAX_PLAIN: usize = 256 * 1024 * 1024;
 
-/// A payload ready to be written.
+/// A payload's compressed form, when storing it so is worth it. Made
+/// before a write job is handed to the writer, so the one thread every
+/// commit waits on does not compress.
+pub(crate) struct Packed(Option<Vec<u8>>);
+
+/// A payload as it is bound into the `INSERT`.
 pub(crate) enum Stored<'a> {
     Plain(&'a str),
-    Compressed(Vec<u8>),
+    Compressed(&'a [u8]),
 }
 
 impl ToSql for Stored<'_> {
@@ -40,20 +45,30 @@ impl ToSql for Stored<'_> {
     }
 }
 
-/// `payload` as it is best stored: compressed if that saves an eighth.
-pub(crate) fn encode(payload: &str) -> Stored<'_> {
+impl Packed {
+    /// How `payload`, the one this was packed from, is stored.
+    pub(crate) fn stored<'a>(&'a self, payload: &'a str) -> Stored<'a> {
+        match &self.0 {
+            Some(bytes) => Stored::Compressed(bytes),
+            None => Stored::Plain(payload),
+        }
+    }
+}
+
+/// Compresses `payload` if that saves an eighth.
+pub(crate) fn pack(payload: &str) -> Packed {
     // Beyond what `decode` trusts a size claim for, it stays plain.
     if payload.len() < THRESHOLD || payload.len() > MAX_PLAIN {
-        return Stored::Plain(payload);
+        return Packed(None);
     }
     let block = lz4_flex::compress_prepend_size(payload.as_bytes());
     if 1 + block.len() > payload.len() - payload.len() / 8 {
-        return Stored::Plain(payload);
+        return Packed(None);
     }
     let mut stored = Vec::with_capacity(1 + block.len());
     stored.push(LZ4);
     stored.extend_from_slice(&block);
-    Stored::Compressed(stored)
+    Packed(Some(stored))
 }
 
 /// The payload a stored value holds.
@@ -90,9 +105,9 @@ mod tests {
     use super::*;
 
     fn stored(payload: &str) -> Vec<u8> {
-        match encode(payload) {
-            Stored::Plain(text) => panic!("stored plain: {} bytes", text.len()),
-            Stored::Compressed(bytes) => bytes,
+        match pack(payload).0 {
+            None => panic!("stored plain: {} bytes", payload.len()),
+            Some(bytes) => bytes,
         }
     }
 
@@ -112,7 +127,7 @@ mod tests {
     #[test]
     fn small_payloads_stay_plain_text() {
         let payload = r#"{"type":"invoice.paid","id":"in_1"}"#;
-        assert!(matches!(encode(payload), Stored::Plain(text) if text == payload));
+        assert!(matches!(pack(payload).stored(payload), Stored::Plain(text) if text == payload));
         assert_eq!(
             decode(ValueRef::Text(payload.as_bytes())).expect("decodes"),
             payload
@@ -145,7 +160,7 @@ mod tests {
                 char::from(b'!' + (state % 90) as u8)
             })
             .collect();
-        assert!(matches!(encode(&payload), Stored::Plain(_)));
+        assert!(pack(&payload).0.is_none());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use crate::error::{backend, unique};
 use crate::paging::Select;
 use crate::rows::to_json;
-use crate::{catalog, messages, SqliteStore};
+use crate::{catalog, messages, payload, SqliteStore};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -274,7 +274,13 @@ fn accept_request(
             ])
             .map_err(backend)?;
     }
-    let created = messages::create_message(connection, message, None, messages::FanOut::Matching)?;
+    let packed = payload::pack(&message.payload);
+    let created = messages::create_message(
+        connection,
+        (message, &packed),
+        None,
+        messages::FanOut::Matching,
+    )?;
     request.outcome = RequestOutcome::Accepted;
     request.msg_id = Some(message.id.clone());
     log_request(connection, &request, cap)?;

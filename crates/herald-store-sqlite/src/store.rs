@@ -13,7 +13,9 @@ use herald_store::{
     MessageFilter, Page, PageRequest, QueueDepth, Recorded, Store, StoreError, TaskFilter,
 };
 
-use crate::{catalog, housekeeping, idempotency, messages, queue, tasks, tokens, SqliteStore};
+use crate::{
+    catalog, housekeeping, idempotency, messages, payload, queue, tasks, tokens, SqliteStore,
+};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -176,12 +178,13 @@ impl Store for SqliteStore {
         message: Message,
         idempotency_key: Option<String>,
     ) -> Result<CreatedMessage> {
+        let packed = payload::pack(&message.payload);
         let created = self
             .writer
             .write_repeatable(move |connection| {
                 messages::create_message(
                     connection,
-                    &message,
+                    (&message, &packed),
                     idempotency_key.as_deref(),
                     messages::FanOut::Matching,
                 )
@@ -200,6 +203,7 @@ impl Store for SqliteStore {
         terms: HandOffTerms,
     ) -> Result<(CreatedMessage, Vec<HandedOff>)> {
         let caches = self.caches.clone();
+        let packed = payload::pack(&message.payload);
         let (created, handed) = self
             .writer
             .write_repeatable(move |connection| {
@@ -213,7 +217,7 @@ impl Store for SqliteStore {
                 };
                 messages::create_message_handing_off(
                     connection,
-                    &message,
+                    (&message, &packed),
                     idempotency_key.as_deref(),
                     &terms,
                     &mut resolve,
@@ -232,11 +236,12 @@ impl Store for SqliteStore {
         endpoint: &EndpointId,
     ) -> Result<CreatedMessage> {
         let endpoint = endpoint.clone();
+        let packed = payload::pack(&message.payload);
         self.writer
             .write_repeatable(move |connection| {
                 messages::create_message(
                     connection,
-                    &message,
+                    (&message, &packed),
                     None,
                     messages::FanOut::Only(&endpoint),
                 )
