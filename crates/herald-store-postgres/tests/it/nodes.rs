@@ -285,8 +285,7 @@ async fn a_silent_nodes_leases_are_freed_before_they_run_out() {
     // Both stop beating: their tasks end with them, and their connections
     // close once the last statement they sent has run.
     drop(engines);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually("the stopped nodes' connections close", || async {
         let open: i64 = database
             .query_one(
                 "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name LIKE $1",
@@ -295,15 +294,9 @@ async fn a_silent_nodes_leases_are_freed_before_they_run_out() {
             .await
             .expect("the database's connections")
             .get(0);
-        if open == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stopped nodes' connections close"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (open == 0).then_some(())
+    })
+    .await;
     let mut owners = Vec::new();
     for claim in &held {
         let owner: String = database
@@ -422,19 +415,34 @@ async fn beats(database: &tokio_postgres::Client) -> (i64, i64) {
     (row.get(0), row.get(1))
 }
 
-/// [`beats`] once they are `done`, within 10 s.
+/// [`beats`] once they are `done`.
 async fn beats_until(
     database: &tokio_postgres::Client,
     what: &str,
     done: impl Fn((i64, i64)) -> bool,
 ) -> (i64, i64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(what, || async {
         let now = beats(database).await;
-        if done(now) {
-            return now;
+        done(now).then_some(now)
+    })
+    .await
+}
+
+/// What `check` answers once it answers something, asked every 50 ms for
+/// at most 20 s.
+async fn eventually<T, Fut: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> Fut,
+) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(found) = check().await {
+            return found;
         }
-        assert!(std::time::Instant::now() < deadline, "waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
