@@ -209,9 +209,7 @@ impl Session {
         state.queued_bytes = state.queued_bytes.saturating_sub(bytes);
         self.total_queued.fetch_sub(bytes, Ordering::Relaxed);
     }
-}
 
-impl Session {
     /// Answers every waiting request as unrelayable, and any later one,
     /// and ends the polls waiting.
     fn end(&self) {
