@@ -115,18 +115,26 @@ pub(crate) async fn delete_app(client: &impl GenericClient, id: &AppId) -> Resul
 }
 
 /// As SQLite's: folds one more "expire all portal tokens" order into
-/// `app`'s, in one statement, so concurrent orders fold one after another.
+/// `app`'s (per session named, or for all its tokens: session ''), in one
+/// statement, so concurrent orders fold one after another.
 pub(crate) async fn expire_portal_tokens(
     client: &impl GenericClient,
     app: &AppId,
+    sessions: &[String],
     now: Timestamp,
     grace_until: Timestamp,
 ) -> Result<()> {
+    let all = [String::new()];
+    let scopes = if sessions.is_empty() {
+        &all[..]
+    } else {
+        sessions
+    };
     let statement = client
         .prepare_cached(
-            "INSERT INTO portal_expiry (app_id, void_before, grace_before, grace_until)
-             VALUES ($1, 0, $2, $3)
-             ON CONFLICT (app_id) DO UPDATE SET
+            "INSERT INTO portal_expiry (app_id, session_id, void_before, grace_before, grace_until)
+             SELECT $1, session_id, 0, $2, $3 FROM UNNEST($4::text[]) AS session_id
+             ON CONFLICT (app_id, session_id) DO UPDATE SET
                  void_before = CASE WHEN portal_expiry.grace_until <= $2
                      THEN GREATEST(portal_expiry.void_before, portal_expiry.grace_before)
                      ELSE portal_expiry.void_before END,
@@ -136,7 +144,10 @@ pub(crate) async fn expire_portal_tokens(
         )
         .await?;
     client
-        .execute(&statement, &[&app.as_str(), &now.0, &grace_until.0])
+        .execute(
+            &statement,
+            &[&app.as_str(), &now.0, &grace_until.0, &scopes],
+        )
         .await?;
     Ok(())
 }
@@ -144,21 +155,26 @@ pub(crate) async fn expire_portal_tokens(
 pub(crate) async fn portal_expiry(
     client: &impl GenericClient,
     app: &AppId,
-) -> Result<Option<PortalExpiry>> {
+    session: Option<&str>,
+) -> Result<Vec<PortalExpiry>> {
     let statement = client
         .prepare_cached(
-            "SELECT void_before, grace_before, grace_until FROM portal_expiry WHERE app_id = $1",
+            "SELECT void_before, grace_before, grace_until FROM portal_expiry
+             WHERE app_id = $1 AND session_id IN ('', $2)",
         )
         .await?;
-    let row = client.query_opt(&statement, &[&app.as_str()]).await?;
-    row.map(|row| {
-        Ok(PortalExpiry {
-            void_before: Timestamp(row.try_get(0)?),
-            grace_before: Timestamp(row.try_get(1)?),
-            grace_until: Timestamp(row.try_get(2)?),
+    let rows = client
+        .query(&statement, &[&app.as_str(), &session.unwrap_or_default()])
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(PortalExpiry {
+                void_before: Timestamp(row.try_get(0)?),
+                grace_before: Timestamp(row.try_get(1)?),
+                grace_until: Timestamp(row.try_get(2)?),
+            })
         })
-    })
-    .transpose()
+        .collect()
 }
 
 pub(crate) async fn insert_event_type(

@@ -278,6 +278,13 @@ CREATE TABLE nodes (
     since BIGINT NOT NULL
 );
 "#,
+    // 16: "expire all" orders for the portal tokens of named sessions
+    // beside those for all of an app's tokens (`session_id` '').
+    r#"
+ALTER TABLE portal_expiry ADD COLUMN session_id TEXT COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE portal_expiry DROP CONSTRAINT portal_expiry_pkey;
+ALTER TABLE portal_expiry ADD PRIMARY KEY (app_id, session_id);
+"#,
 ];
 
 /// Brings the schema of the connection's `search_path` up to date.

@@ -484,14 +484,20 @@ impl Store for PostgresStore {
     async fn expire_portal_tokens(
         &self,
         app: &AppId,
+        sessions: &[String],
         now: Timestamp,
         grace_until: Timestamp,
     ) -> StoreResult<()> {
-        Ok(catalog::expire_portal_tokens(&self.client().await?, app, now, grace_until).await?)
+        let client = self.client().await?;
+        Ok(catalog::expire_portal_tokens(&client, app, sessions, now, grace_until).await?)
     }
 
-    async fn portal_expiry(&self, app: &AppId) -> StoreResult<Option<PortalExpiry>> {
-        Ok(catalog::portal_expiry(&self.client().await?, app).await?)
+    async fn portal_expiry(
+        &self,
+        app: &AppId,
+        session: Option<&str>,
+    ) -> StoreResult<Vec<PortalExpiry>> {
+        Ok(catalog::portal_expiry(&self.client().await?, app, session).await?)
     }
 
     async fn add_api_token(&self, token: &ApiToken) -> StoreResult<()> {

@@ -99,48 +99,61 @@ pub(crate) fn delete_app(connection: &Connection, id: &AppId) -> Result<(), Stor
 }
 
 /// Folds one more "expire all portal tokens" order into `app`'s (see
-/// `PortalExpiry`): the previous grace, once over, voids what it covered;
+/// `PortalExpiry`), one per session named or one for all its tokens
+/// (session ''): the previous grace, once over, voids what it covered;
 /// while running, it caps the new one.
 pub(crate) fn expire_portal_tokens(
     connection: &Connection,
     app: &AppId,
+    sessions: &[String],
     now: Timestamp,
     grace_until: Timestamp,
 ) -> Result<(), StoreError> {
-    connection
+    let mut statement = connection
         .prepare_cached(
-            "INSERT INTO portal_expiry (app_id, void_before, grace_before, grace_until)
-             VALUES (?1, 0, ?2, ?3)
-             ON CONFLICT (app_id) DO UPDATE SET
-                 void_before = CASE WHEN grace_until <= ?2
+            "INSERT INTO portal_expiry (app_id, session_id, void_before, grace_before, grace_until)
+             VALUES (?1, ?2, 0, ?3, ?4)
+             ON CONFLICT (app_id, session_id) DO UPDATE SET
+                 void_before = CASE WHEN grace_until <= ?3
                      THEN MAX(void_before, grace_before) ELSE void_before END,
-                 grace_until = CASE WHEN grace_until <= ?2
-                     THEN ?3 ELSE MIN(grace_until, ?3) END,
-                 grace_before = ?2",
+                 grace_until = CASE WHEN grace_until <= ?3
+                     THEN ?4 ELSE MIN(grace_until, ?4) END,
+                 grace_before = ?3",
         )
-        .map_err(backend)?
-        .execute(params![app.as_str(), now.0, grace_until.0])
         .map_err(backend)?;
+    let all = [String::new()];
+    let scopes = if sessions.is_empty() {
+        &all[..]
+    } else {
+        sessions
+    };
+    for session in scopes {
+        statement
+            .execute(params![app.as_str(), session, now.0, grace_until.0])
+            .map_err(backend)?;
+    }
     Ok(())
 }
 
 pub(crate) fn portal_expiry(
     connection: &Connection,
     app: &AppId,
-) -> Result<Option<PortalExpiry>, StoreError> {
+    session: Option<&str>,
+) -> Result<Vec<PortalExpiry>, StoreError> {
     connection
         .prepare_cached(
-            "SELECT void_before, grace_before, grace_until FROM portal_expiry WHERE app_id = ?1",
+            "SELECT void_before, grace_before, grace_until FROM portal_expiry
+             WHERE app_id = ?1 AND session_id IN ('', ?2)",
         )
         .map_err(backend)?
-        .query_row([app.as_str()], |row| {
+        .query_map(params![app.as_str(), session.unwrap_or_default()], |row| {
             Ok(PortalExpiry {
                 void_before: Timestamp(row.get(0)?),
                 grace_before: Timestamp(row.get(1)?),
                 grace_until: Timestamp(row.get(2)?),
             })
         })
-        .optional()
+        .and_then(Iterator::collect)
         .map_err(backend)
 }
 

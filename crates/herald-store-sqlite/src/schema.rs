@@ -250,6 +250,22 @@ CREATE TABLE portal_expiry (
     // `payload.rs`), which versions before it cannot read; they know 16
     // migrations, and versions from this one on refuse a newer schema.
     "SELECT 1;",
+    // 18: "expire all" orders for the portal tokens of named sessions
+    // beside those for all of an app's tokens (`session_id` '').
+    r#"
+CREATE TABLE portal_expiry_by_session (
+    app_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    void_before INTEGER NOT NULL,
+    grace_before INTEGER NOT NULL,
+    grace_until INTEGER NOT NULL,
+    PRIMARY KEY (app_id, session_id)
+) WITHOUT ROWID;
+INSERT INTO portal_expiry_by_session
+    SELECT app_id, '', void_before, grace_before, grace_until FROM portal_expiry;
+DROP TABLE portal_expiry;
+ALTER TABLE portal_expiry_by_session RENAME TO portal_expiry;
+"#,
 ];
 
 /// Brings the schema up to date.
@@ -276,4 +292,36 @@ pub(crate) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
         transaction.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn portal_expiry_orders_given_before_sessions_apply_to_all_tokens_after() {
+        let mut connection = Connection::open_in_memory().expect("opens");
+        for migration in &MIGRATIONS[..17] {
+            connection.execute_batch(migration).expect("migrates");
+        }
+        connection
+            .execute_batch(
+                "INSERT INTO portal_expiry VALUES ('app_1', 10, 20, 30);
+                 PRAGMA user_version = 17;",
+            )
+            .expect("an order of old");
+        migrate(&mut connection).expect("migrates to sessions");
+        let kept: (String, String, i64, i64, i64) = connection
+            .query_row("SELECT * FROM portal_expiry", [], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            })
+            .expect("the order is kept");
+        assert_eq!(kept, ("app_1".into(), String::new(), 10, 20, 30));
+    }
 }

@@ -607,21 +607,22 @@ impl Store for SqliteStore {
     async fn expire_portal_tokens(
         &self,
         app: &AppId,
+        sessions: &[String],
         now: Timestamp,
         grace_until: Timestamp,
     ) -> Result<()> {
-        let app = app.clone();
+        let (app, sessions) = (app.clone(), sessions.to_vec());
         self.writer
             .write(move |connection| {
-                catalog::expire_portal_tokens(connection, &app, now, grace_until)
+                catalog::expire_portal_tokens(connection, &app, &sessions, now, grace_until)
             })
             .await
     }
 
-    async fn portal_expiry(&self, app: &AppId) -> Result<Option<PortalExpiry>> {
-        let app = app.clone();
+    async fn portal_expiry(&self, app: &AppId, session: Option<&str>) -> Result<Vec<PortalExpiry>> {
+        let (app, session) = (app.clone(), session.map(str::to_owned));
         self.readers
-            .read(move |connection| catalog::portal_expiry(connection, &app))
+            .read(move |connection| catalog::portal_expiry(connection, &app, session.as_deref()))
             .await
     }
 

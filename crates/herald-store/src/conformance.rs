@@ -68,6 +68,7 @@ where
         deleting_a_payload_empties_the_logged_requests_it_came_from,
         an_attempts_response_body_can_be_deleted,
         expiring_portal_tokens_folds_each_order_into_the_last,
+        expiring_a_sessions_portal_tokens_leaves_other_sessions_standing,
         claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit,
         claim_due_skips_saturated_endpoints,
         claim_due_caps_each_endpoint,
@@ -3374,16 +3375,18 @@ async fn expiring_portal_tokens_folds_each_order_into_the_last(store: &dyn Store
         let app = app.id.clone();
         async move {
             store
-                .expire_portal_tokens(&app, at(now), at(until))
+                .expire_portal_tokens(&app, &[], at(now), at(until))
                 .await
                 .expect("expire_portal_tokens failed");
         }
     };
     let expiry = |app: AppId| async move {
-        store
-            .portal_expiry(&app)
+        let mut orders = store
+            .portal_expiry(&app, None)
             .await
-            .expect("portal_expiry failed")
+            .expect("portal_expiry failed");
+        assert!(orders.len() <= 1, "one order for all tokens: {orders:?}");
+        orders.pop()
     };
     assert_eq!(expiry(app.id.clone()).await, None, "never ordered");
 
@@ -3426,6 +3429,80 @@ async fn expiring_portal_tokens_folds_each_order_into_the_last(store: &dyn Store
 
     store.delete_app(&app.id).await.expect("delete_app failed");
     assert_eq!(expiry(app.id.clone()).await, None, "deleted with its app");
+}
+
+async fn expiring_a_sessions_portal_tokens_leaves_other_sessions_standing(store: &dyn Store) {
+    let app = add_app(store).await;
+    let other = add_app(store).await;
+    let sessions = |names: &[&str]| {
+        names
+            .iter()
+            .map(|name| name.to_string())
+            .collect::<Vec<_>>()
+    };
+    let expire = |app: AppId, names: Vec<String>, now: i64, until: i64| async move {
+        store
+            .expire_portal_tokens(&app, &names, at(now), at(until))
+            .await
+            .expect("expire_portal_tokens failed");
+    };
+    // Whether a token of `session` issued at `issued` stands at `now`.
+    let stands = |app: AppId, session: Option<&'static str>, issued: i64, now: i64| async move {
+        store
+            .portal_expiry(&app, session)
+            .await
+            .expect("portal_expiry failed")
+            .iter()
+            .all(|order| order.allows(at(issued), at(now)))
+    };
+
+    expire(app.id.clone(), sessions(&["s-1", "s-2"]), 100, 100).await;
+    assert!(!stands(app.id.clone(), Some("s-1"), 50, 100).await);
+    assert!(!stands(app.id.clone(), Some("s-2"), 50, 100).await);
+    assert!(
+        stands(app.id.clone(), Some("s-3"), 50, 100).await,
+        "another session"
+    );
+    assert!(
+        stands(app.id.clone(), None, 50, 100).await,
+        "a token without a session"
+    );
+    assert!(
+        stands(app.id.clone(), Some("s-1"), 100, 100).await,
+        "issued at the order"
+    );
+    assert!(
+        stands(other.id.clone(), Some("s-1"), 50, 100).await,
+        "the same session name in another app"
+    );
+    assert_eq!(
+        store
+            .portal_expiry(&app.id, None)
+            .await
+            .expect("portal_expiry failed"),
+        vec![],
+        "no order for all tokens"
+    );
+
+    // A session's grace folds like the app's, and an order for all
+    // tokens reaches every session's too.
+    expire(app.id.clone(), sessions(&["s-3"]), 200, 300).await;
+    expire(app.id.clone(), sessions(&["s-3"]), 250, 900).await;
+    assert!(stands(app.id.clone(), Some("s-3"), 240, 299).await);
+    assert!(
+        !stands(app.id.clone(), Some("s-3"), 240, 300).await,
+        "capped at the running grace"
+    );
+    expire(app.id.clone(), vec![], 400, 400).await;
+    assert!(!stands(app.id.clone(), Some("s-4"), 350, 400).await);
+    assert!(!stands(app.id.clone(), None, 350, 400).await);
+    assert!(stands(app.id.clone(), Some("s-1"), 400, 10_000).await);
+
+    store.delete_app(&app.id).await.expect("delete_app failed");
+    assert!(
+        stands(app.id.clone(), Some("s-1"), 50, 100).await,
+        "deleted with their app"
+    );
 }
 
 async fn a_repeated_event_id_is_a_duplicate_until_its_key_expires(store: &dyn Store) {

@@ -337,19 +337,25 @@ pub trait Store: SourceStore + Send + Sync + 'static {
     /// circuit) does not age the backlog.
     async fn queue_depths(&self, limit: usize, now: Timestamp) -> Result<Vec<QueueDepth>>;
 
-    // Portal tokens are signed, not stored; expiring them is recorded per app.
+    // Portal tokens are signed, not stored; expiring them is recorded per
+    // app, for all its tokens or for the tokens of named sessions.
 
-    /// Voids `app`'s portal tokens issued before `now`, after a grace
-    /// until `grace_until` (no later than a grace already running; a
-    /// token whose earlier grace ended stays void).
+    /// Voids `app`'s portal tokens issued before `now` (all of them, or
+    /// with `sessions` those issued for one of these sessions), after a
+    /// grace until `grace_until` (no later than a grace already running
+    /// for the same tokens; a token whose earlier grace ended stays void).
     async fn expire_portal_tokens(
         &self,
         app: &AppId,
+        sessions: &[String],
         now: Timestamp,
         grace_until: Timestamp,
     ) -> Result<()>;
-    /// What expiring `app`'s portal tokens left standing, if it ever was.
-    async fn portal_expiry(&self, app: &AppId) -> Result<Option<PortalExpiry>>;
+    /// What expiring `app`'s portal tokens left standing for a token of
+    /// `session` (or of none): the orders on all the app's tokens and on
+    /// that session's, those that were ever given. A token stands if every
+    /// one of them allows it.
+    async fn portal_expiry(&self, app: &AppId, session: Option<&str>) -> Result<Vec<PortalExpiry>>;
 
     // API tokens (stored as SHA-256 hashes, never in clear).
 

@@ -52,6 +52,9 @@ pub(crate) struct PortalGrant {
     /// When the token was issued, so that expiring an app's tokens reaches
     /// those issued before; 0 for tokens signed before it was recorded.
     pub(crate) issued_at: Timestamp,
+    /// The caller's name for the session the token was issued for, so
+    /// that expiring that session's tokens reaches it.
+    pub(crate) session: Option<String>,
 }
 
 /// A random value for a session or a login form.
@@ -125,16 +128,19 @@ impl Signer {
         Some((nonce, token_hash))
     }
 
-    /// A portal token for one app.
+    /// A portal token for one app. The session name goes last, base64url
+    /// encoded, since it may hold the dots that separate the parts.
     pub(crate) fn portal_token(&self, grant: &PortalGrant) -> String {
         let mode = if grant.can_write { "rw" } else { "ro" };
-        self.sign(
-            "portal",
-            &format!(
-                "{}.{}.{mode}.{}",
-                grant.app, grant.expires_at.0, grant.issued_at.0
-            ),
-        )
+        let mut payload = format!(
+            "{}.{}.{mode}.{}",
+            grant.app, grant.expires_at.0, grant.issued_at.0
+        );
+        if let Some(session) = &grant.session {
+            payload.push('.');
+            payload.push_str(&URL_SAFE_NO_PAD.encode(session));
+        }
+        self.sign("portal", &payload)
     }
 
     /// What a portal token grants, if it is genuine and not expired at `now`.
@@ -152,6 +158,10 @@ impl Signer {
             Some(issued_at) => Timestamp(issued_at.parse().ok()?),
             None => Timestamp(0),
         };
+        let session = match parts.next() {
+            Some(encoded) => Some(String::from_utf8(URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()?),
+            None => None,
+        };
         if parts.next().is_some() || now.0 >= expires_at.0 {
             return None;
         }
@@ -160,6 +170,7 @@ impl Signer {
             expires_at,
             can_write,
             issued_at,
+            session,
         })
     }
 }
@@ -180,6 +191,7 @@ mod tests {
             expires_at: Timestamp(2_000),
             can_write: true,
             issued_at: Timestamp(1_000),
+            session: None,
         };
         let token = signer.portal_token(&grant);
         assert_eq!(
@@ -190,6 +202,33 @@ mod tests {
     }
 
     #[test]
+    fn a_portal_token_carries_its_session_whatever_characters_it_holds() {
+        let signer = signer(b"key");
+        let grant = PortalGrant {
+            app: AppId::generate(),
+            expires_at: Timestamp(2_000),
+            can_write: false,
+            issued_at: Timestamp(1_000),
+            session: Some("user.42 ünïcode/..".to_owned()),
+        };
+        let token = signer.portal_token(&grant);
+        assert_eq!(
+            signer.open_portal_token(&token, Timestamp(1_999)),
+            Some(grant.clone())
+        );
+        // The session is signed with the rest: another one grants nothing.
+        let (payload, signature) = token.rsplit_once('.').expect("signed");
+        let (unsessioned, _) = payload.rsplit_once('.').expect("has a session part");
+        let swapped = format!(
+            "{unsessioned}.{}.{signature}",
+            URL_SAFE_NO_PAD.encode("other")
+        );
+        assert_eq!(signer.open_portal_token(&swapped, Timestamp(0)), None);
+        let dropped = format!("{unsessioned}.{signature}");
+        assert_eq!(signer.open_portal_token(&dropped, Timestamp(0)), None);
+    }
+
+    #[test]
     fn a_portal_token_signed_without_its_issue_time_reads_as_issued_at_zero() {
         let signer = signer(b"key");
         let app = AppId::generate();
@@ -197,7 +236,10 @@ mod tests {
         let grant = signer
             .open_portal_token(&token, Timestamp(1_999))
             .expect("still valid");
-        assert_eq!((grant.app, grant.issued_at), (app, Timestamp(0)));
+        assert_eq!(
+            (grant.app, grant.issued_at, grant.session),
+            (app, Timestamp(0), None)
+        );
     }
 
     #[test]
@@ -208,6 +250,7 @@ mod tests {
             expires_at: Timestamp(2_000),
             can_write: false,
             issued_at: Timestamp(1_000),
+            session: None,
         };
         let token = signer.portal_token(&grant);
         let other_app = AppId::generate();

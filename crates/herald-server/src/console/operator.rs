@@ -407,7 +407,7 @@ pub(super) async fn portal_link(
     Extension(scope): Extension<Scope>,
     Extension(operator): Extension<Operator>,
 ) -> PageResult {
-    let link = portal::issue(&state, &scope.app, portal::DEFAULT_LIFETIME, true).await?;
+    let link = portal::issue(&state, &scope.app, portal::DEFAULT_LIFETIME, true, None).await?;
     let body = portal_link_body(&scope.app, &link.url, &scope.base);
     Ok(operator_page(&operator, "Tenant portal link", body))
 }

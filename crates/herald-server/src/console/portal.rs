@@ -2,7 +2,8 @@
 //! shape of Svix's App Portal access) answers `{url, token}`; the URL opens
 //! that one application's pages without any other credential until the
 //! token expires, or until `POST /api/v1/auth/app/{app}/expire-all` ends
-//! every token of the application issued so far.
+//! the tokens of the application issued so far: all of them, or those
+//! issued for the sessions it names (`sessionId` when the link was made).
 
 use std::time::Duration;
 
@@ -24,6 +25,10 @@ use crate::state::AppState;
 pub(super) const DEFAULT_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The longest a link may work: a leaked link must not stay valid for long.
 const MAX_LIFETIME_SECONDS: u64 = 30 * 24 * 3600;
+/// The longest session name, in bytes: it travels inside every token.
+const MAX_SESSION_ID_BYTES: usize = 256;
+/// The most sessions one `expire-all` may name.
+const MAX_SESSIONS_PER_ORDER: usize = 100;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -34,6 +39,11 @@ pub(crate) struct AppPortalAccessIn {
     /// A link that shows but changes nothing.
     #[serde(default)]
     read_only: Option<bool>,
+    /// The caller's name for the session the link is for (1 to 256
+    /// bytes): `expire-all` with `sessionIds` ends that session's links
+    /// and leaves the others working.
+    #[serde(default)]
+    session_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -63,8 +73,14 @@ pub(super) async fn still_honoured(
     state: &AppState,
     grant: &PortalGrant,
 ) -> Result<bool, StoreError> {
-    let expiry = state.store.portal_expiry(&grant.app).await?;
-    Ok(expiry.is_none_or(|expiry| expiry.allows(grant.issued_at, state.clock.now())))
+    let now = state.clock.now();
+    let orders = state
+        .store
+        .portal_expiry(&grant.app, grant.session.as_deref())
+        .await?;
+    Ok(orders
+        .iter()
+        .all(|order| order.allows(grant.issued_at, now)))
 }
 
 /// Signs a portal link for `app`.
@@ -73,6 +89,7 @@ pub(super) async fn issue(
     app: &App,
     lifetime: Duration,
     can_write: bool,
+    session: Option<String>,
 ) -> Result<AppPortalAccessOut, ApiError> {
     let now = state.clock.now();
     let grant = PortalGrant {
@@ -80,6 +97,7 @@ pub(super) async fn issue(
         expires_at: now.plus(lifetime),
         can_write,
         issued_at: now,
+        session,
     };
     let token = guard::signer(state).await?.portal_token(&grant);
     let url = format!(
@@ -90,8 +108,8 @@ pub(super) async fn issue(
 }
 
 /// A signed, expiring link to one application's portal. The body is
-/// optional: `{"expiry": seconds, "readOnly": bool}`; Svix's other fields
-/// (`featureFlags`, …) are accepted and ignored.
+/// optional: `{"expiry": seconds, "readOnly": bool, "sessionId": name}`;
+/// Svix's other fields (`featureFlags`, …) are accepted and ignored.
 #[utoipa::path(
     post,
     operation_id = "v1.authentication.app-portal-access",
@@ -124,7 +142,11 @@ pub(crate) async fn access(
             ))
         }
     };
-    let link = issue(&state, &app, lifetime, !input.read_only.unwrap_or(false)).await?;
+    if let Some(session) = &input.session_id {
+        check_session_id(session, &["sessionId"])?;
+    }
+    let can_write = !input.read_only.unwrap_or(false);
+    let link = issue(&state, &app, lifetime, can_write, input.session_id).await?;
     Ok(Json(link))
 }
 
@@ -149,11 +171,28 @@ pub(crate) struct ApplicationTokenExpireIn {
     /// stop now).
     #[serde(default)]
     expiry: Option<u64>,
-    /// Accepted for compatibility: every token of the application is
-    /// ended, whichever session it belongs to.
+    /// Only the tokens issued for these sessions (`sessionId` of the
+    /// portal link) end; left out or empty, every token of the
+    /// application does. At most 100.
     #[serde(default)]
-    #[allow(dead_code)] // accepted so SDK requests parse; not used
     session_ids: Option<Vec<String>>,
+}
+
+/// Refuses a session name a token could not carry; `location` is where
+/// in the body it was.
+fn check_session_id(session: &str, location: &[&str]) -> Result<(), ApiError> {
+    if session.is_empty() || session.len() > MAX_SESSION_ID_BYTES {
+        return Err(ApiError::Validation {
+            location: ["body"]
+                .iter()
+                .chain(location)
+                .map(|part| part.to_string())
+                .collect(),
+            message: format!("must be 1 to {MAX_SESSION_ID_BYTES} bytes"),
+            kind: "value_error",
+        });
+    }
+    Ok(())
 }
 
 /// Ends every portal token of an application issued so far (a link
@@ -181,15 +220,26 @@ pub(crate) async fn expire_all(
             format!("must be at most {MAX_GRACE_SECONDS} seconds"),
         ));
     }
+    let sessions = input.session_ids.unwrap_or_default();
+    if sessions.len() > MAX_SESSIONS_PER_ORDER {
+        return Err(ApiError::invalid(
+            "sessionIds",
+            format!("must name at most {MAX_SESSIONS_PER_ORDER} sessions"),
+        ));
+    }
+    for (index, session) in sessions.iter().enumerate() {
+        check_session_id(session, &["sessionIds", &index.to_string()])?;
+    }
     let app = state
         .store
         .app_by_ref(&app)
         .await?
         .ok_or(ApiError::NotFound("application"))?;
     let now = state.clock.now();
+    let grace_until = now.plus(Duration::from_secs(grace));
     state
         .store
-        .expire_portal_tokens(&app.id, now, now.plus(Duration::from_secs(grace)))
+        .expire_portal_tokens(&app.id, &sessions, now, grace_until)
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

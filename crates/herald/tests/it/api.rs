@@ -615,3 +615,86 @@ herald_test_support::test_on_both_backends! {
         assert!(works(third, third_url).await);
     }
 }
+
+herald_test_support::test_on_both_backends! {
+    async fn expiring_a_sessions_portal_tokens_ends_only_that_sessions_links() {
+        let clock = Arc::new(ManualClock::new(herald_core::SystemClock.now()));
+        let server = TestServer::start_with(TestServerOptions {
+            clock: Some(clock.clone()),
+            ..TestServerOptions::default()
+        })
+        .await;
+        let admin = &server.api;
+        let acme = admin.create_app("acme").await;
+        let access_path = format!("/api/v1/auth/app-portal-access/{acme}");
+        let issue = |body: serde_json::Value| {
+            let access_path = &access_path;
+            async move {
+            let access = admin.post(access_path, body, 200).await;
+            let token = access["token"].as_str().expect("token");
+            let url = access["url"].as_str().expect("url").to_owned();
+            (Api::new(admin.base.clone(), token), url)
+            }
+        };
+        // Both the API and the console's portal page honour a link or not.
+        let works = |(tenant, url): &(Api, String)| {
+            let (tenant, url) = (tenant.clone(), url.clone());
+            let path = format!("/api/v1/app/{acme}");
+            async move {
+                let (api, _) = tenant.request(Method::GET, &path, None, &[]).await;
+                let page = reqwest::get(&url).await.expect("the console answers").status();
+                match (api, page.as_u16()) {
+                    (200, 200) => true,
+                    (401, 401) => false,
+                    other => panic!("the API and the portal page disagree: {other:?}"),
+                }
+            }
+        };
+        let expire_path = format!("/api/v1/auth/app/{acme}/expire-all");
+        let expire_all =
+            |body: serde_json::Value| admin.request(Method::POST, &expire_path, Some(body), &[]);
+
+        let alice = issue(json!({"sessionId": "alice"})).await;
+        let bob = issue(json!({"sessionId": "bob.example/1"})).await;
+        let carol = issue(json!({"sessionId": "carol"})).await;
+        let plain = issue(json!({})).await;
+        clock.advance(Duration::from_millis(5));
+        let (status, _) = expire_all(json!({"sessionIds": ["alice", "bob.example/1"]})).await;
+        assert_eq!(status, 204);
+        assert!(!works(&alice).await, "alice's session ended");
+        assert!(!works(&bob).await, "bob's too");
+        assert!(works(&carol).await, "carol's was not named");
+        assert!(works(&plain).await, "a link without a session stays");
+        let alice_again = issue(json!({"sessionId": "alice"})).await;
+        assert!(works(&alice_again).await, "a new link of an ended session works");
+
+        // Bad input names its field and changes nothing.
+        let long = "s".repeat(257);
+        for (body, field) in [
+            (json!({"sessionIds": ["carol", ""]}), json!(["body", "sessionIds", "1"])),
+            (json!({"sessionIds": [long.clone()]}), json!(["body", "sessionIds", "0"])),
+            (
+                json!({"sessionIds": (0..101).map(|i| format!("s{i}")).collect::<Vec<_>>()}),
+                json!(["body", "sessionIds"]),
+            ),
+        ] {
+            let (status, refused) = expire_all(body).await;
+            assert_eq!(status, 422, "{refused}");
+            assert_eq!(refused["detail"][0]["loc"], field, "{refused}");
+        }
+        assert!(works(&carol).await, "no refused order touched carol");
+        for session in [json!(""), json!(long)] {
+            let (status, refused) = admin
+                .request(Method::POST, &access_path, Some(json!({ "sessionId": session })), &[])
+                .await;
+            assert_eq!(status, 422, "{refused}");
+            assert_eq!(refused["detail"][0]["loc"], json!(["body", "sessionId"]), "{refused}");
+        }
+
+        // An order for every token reaches every session.
+        clock.advance(Duration::from_millis(5));
+        let (status, _) = expire_all(json!({})).await;
+        assert_eq!(status, 204);
+        assert!(!works(&carol).await && !works(&plain).await && !works(&alice_again).await);
+    }
+}
