@@ -124,12 +124,7 @@ pub(crate) async fn expire_portal_tokens(
     now: Timestamp,
     grace_until: Timestamp,
 ) -> Result<()> {
-    let all = [String::new()];
-    let scopes = if sessions.is_empty() {
-        &all[..]
-    } else {
-        sessions
-    };
+    let scopes = herald_store::portal_expiry_scopes(sessions);
     let statement = client
         .prepare_cached(
             "INSERT INTO portal_expiry (app_id, session_id, void_before, grace_before, grace_until)

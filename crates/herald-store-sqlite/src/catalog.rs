@@ -121,13 +121,7 @@ pub(crate) fn expire_portal_tokens(
                  grace_before = ?3",
         )
         .map_err(backend)?;
-    let all = [String::new()];
-    let scopes = if sessions.is_empty() {
-        &all[..]
-    } else {
-        sessions
-    };
-    for session in scopes {
+    for session in herald_store::portal_expiry_scopes(sessions) {
         statement
             .execute(params![app.as_str(), session, now.0, grace_until.0])
             .map_err(backend)?;

@@ -254,3 +254,16 @@ pub struct IdempotencyTerms {
     /// Claims without an answer made before this were abandoned.
     pub abandoned_before: Timestamp,
 }
+
+/// The keys an "expire all portal tokens" order is kept under: each
+/// session it names once, in order (so that concurrent orders lock rows in
+/// the same order), or '' for every token of the app when it names none.
+pub fn portal_expiry_scopes(sessions: &[String]) -> Vec<String> {
+    let mut scopes = sessions.to_vec();
+    scopes.sort_unstable();
+    scopes.dedup();
+    if scopes.is_empty() {
+        scopes.push(String::new());
+    }
+    scopes
+}

@@ -90,10 +90,18 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
     let mut forwarded = Ok(());
     if let Some(app) = &args.app {
         // Not cut short by a signal: an endpoint made must be known to be
-        // deleted again.
-        match api.add_endpoint(app, &session.url, &args.event_types).await {
+        // deleted again. Named by the session's uid, it can be even when
+        // the answer that made it was lost.
+        let uid = endpoint_uid(&session.id);
+        match api
+            .add_endpoint(app, &uid, &session.url, &args.event_types)
+            .await
+        {
             Ok(id) => endpoint = Some((app.clone(), id)),
-            Err(error) => forwarded = Err(error),
+            Err(error) => {
+                endpoint = Some((app.clone(), uid));
+                forwarded = Err(error);
+            }
         }
     }
     if let (Some((app, id)), Ok(())) = (&endpoint, &forwarded) {
@@ -116,11 +124,14 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
         };
     }
     // Clean up whatever ended the loop, briefly: a failure here is only
-    // reported.
+    // reported (an endpoint never made is not one).
     if let Some((app, id)) = endpoint {
         let path = format!("/app/{app}/endpoint/{id}");
-        if let Err(error) = api.delete_within(&path, CLEANUP_TIMEOUT).await {
-            complain(&format!("could not delete endpoint {id}: {error:#}"));
+        match api.delete_within(&path, CLEANUP_TIMEOUT).await {
+            Err(error) if answered(&error) != Some(StatusCode::NOT_FOUND) => {
+                complain(&format!("could not delete endpoint {id}: {error:#}"));
+            }
+            _ => {}
         }
     }
     let path = format!("/listen/{}", session.id);
@@ -362,6 +373,32 @@ enum Failure {
     Other(anyhow::Error),
 }
 
+/// A call the server answered with something other than success.
+#[derive(Debug)]
+struct Answered {
+    status: StatusCode,
+    text: String,
+}
+
+impl std::fmt::Display for Answered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the server answered {}: {}", self.status, self.text)
+    }
+}
+
+impl std::error::Error for Answered {}
+
+/// The status the server answered a failed call with, if it answered.
+fn answered(error: &anyhow::Error) -> Option<StatusCode> {
+    error.downcast_ref::<Answered>().map(|answer| answer.status)
+}
+
+/// The uid of the endpoint a session adds: one per session, so the
+/// endpoint can be found without its id.
+fn endpoint_uid(session: &str) -> String {
+    format!("herald-listen-{session}")
+}
+
 /// The server's API, as this command uses it.
 #[derive(Clone)]
 struct Api {
@@ -377,17 +414,29 @@ impl Api {
         serde_json::from_value(answer).context("the server's session answer is not one")
     }
 
+    /// Adds the session's endpoint, named `uid`; one an earlier run of
+    /// the same session left behind (killed before it could clean up) is
+    /// replaced.
     async fn add_endpoint(
         &self,
         app: &str,
+        uid: &str,
         url: &str,
         event_types: &[String],
     ) -> anyhow::Result<String> {
-        let mut body = json!({ "url": url, "description": "herald listen" });
+        let mut body = json!({ "url": url, "uid": uid, "description": "herald listen" });
         if !event_types.is_empty() {
             body["filterTypes"] = json!(event_types);
         }
-        let endpoint = self.post(&format!("/app/{app}/endpoint"), &body).await?;
+        let path = format!("/app/{app}/endpoint");
+        let endpoint = match self.post(&path, &body).await {
+            Err(error) if answered(&error) == Some(StatusCode::CONFLICT) => {
+                self.delete_within(&format!("{path}/{uid}"), CLEANUP_TIMEOUT)
+                    .await?;
+                self.post(&path, &body).await?
+            }
+            answer => answer?,
+        };
         let id = endpoint["id"]
             .as_str()
             .context("the endpoint answer has no id")?;
@@ -450,7 +499,7 @@ impl Api {
         let status = response.status();
         let text = response.text().await?;
         if !status.is_success() {
-            bail!("the server answered {status}: {text}");
+            return Err(Answered { status, text }.into());
         }
         if text.is_empty() {
             return Ok(Value::Null);

@@ -43,6 +43,7 @@ pub(crate) struct AppPortalAccessIn {
     /// bytes): `expire-all` with `sessionIds` ends that session's links
     /// and leaves the others working.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     session_id: Option<String>,
 }
 
@@ -175,28 +176,35 @@ pub(crate) struct ApplicationTokenExpireIn {
     /// portal link) end; left out or empty, every token of the
     /// application does. At most 100.
     #[serde(default)]
+    #[schema(max_items = 100)]
     session_ids: Option<Vec<String>>,
 }
 
-/// Refuses a session name a token could not carry; `location` is where
-/// in the body it was.
+/// Refuses a session name a token could not carry, or a store could not
+/// keep (PostgreSQL text holds no NUL); `location` is where in the body
+/// it was.
 fn check_session_id(session: &str, location: &[&str]) -> Result<(), ApiError> {
-    if session.is_empty() || session.len() > MAX_SESSION_ID_BYTES {
-        return Err(ApiError::Validation {
-            location: ["body"]
-                .iter()
-                .chain(location)
-                .map(|part| part.to_string())
-                .collect(),
-            message: format!("must be 1 to {MAX_SESSION_ID_BYTES} bytes"),
-            kind: "value_error",
-        });
-    }
-    Ok(())
+    let message = if session.is_empty() || session.len() > MAX_SESSION_ID_BYTES {
+        format!("must be 1 to {MAX_SESSION_ID_BYTES} bytes")
+    } else if session.chars().any(char::is_control) {
+        "must hold no control characters".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::Validation {
+        location: ["body"]
+            .iter()
+            .chain(location)
+            .map(|part| part.to_string())
+            .collect(),
+        message,
+        kind: "value_error",
+    })
 }
 
-/// Ends every portal token of an application issued so far (a link
-/// leaked, a tenant left), now or after `expiry` seconds; tokens issued
+/// Ends the portal tokens of an application issued so far (a link
+/// leaked, a tenant left): all of them, or with `sessionIds` those issued
+/// for these sessions; now or after `expiry` seconds. Tokens issued
 /// afterwards work as usual.
 #[utoipa::path(
     post,

@@ -667,11 +667,14 @@ herald_test_support::test_on_both_backends! {
         assert!(works(&plain).await, "a link without a session stays");
         let alice_again = issue(json!({"sessionId": "alice"})).await;
         assert!(works(&alice_again).await, "a new link of an ended session works");
+        let longest = issue(json!({"sessionId": "é".repeat(128)})).await;
+        assert!(works(&longest).await, "256 bytes is not too long");
 
         // Bad input names its field and changes nothing.
         let long = "s".repeat(257);
         for (body, field) in [
             (json!({"sessionIds": ["carol", ""]}), json!(["body", "sessionIds", "1"])),
+            (json!({"sessionIds": ["carol\u{0}"]}), json!(["body", "sessionIds", "0"])),
             (json!({"sessionIds": [long.clone()]}), json!(["body", "sessionIds", "0"])),
             (
                 json!({"sessionIds": (0..101).map(|i| format!("s{i}")).collect::<Vec<_>>()}),
@@ -683,7 +686,7 @@ herald_test_support::test_on_both_backends! {
             assert_eq!(refused["detail"][0]["loc"], field, "{refused}");
         }
         assert!(works(&carol).await, "no refused order touched carol");
-        for session in [json!(""), json!(long)] {
+        for session in [json!(""), json!(long), json!("tab\there")] {
             let (status, refused) = admin
                 .request(Method::POST, &access_path, Some(json!({ "sessionId": session })), &[])
                 .await;

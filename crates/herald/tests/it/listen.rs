@@ -23,9 +23,10 @@ struct Listening {
 }
 
 impl Listening {
-    fn start(server: &TestServer, forward_to: &str, app: &str) -> Listening {
+    fn start(server: &TestServer, forward_to: &str, app: &str, extra: &[&str]) -> Listening {
         let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
             .args(["listen", forward_to, "--app", app])
+            .args(extra)
             .arg("--server")
             .arg(format!("http://{}", server.address))
             .env("HERALD_TOKEN", TEST_TOKEN)
@@ -106,7 +107,7 @@ async fn an_apps_deliveries_reach_a_local_server_through_herald_listen() {
     .await;
     let api = &server.api;
     let app = api.create_app("listen").await;
-    let listening = Listening::start(&server, &local.url("webhooks?from=herald"), &app);
+    let listening = Listening::start(&server, &local.url("webhooks?from=herald"), &app, &[]);
     assert!(listening.relay_url.contains("/listen/lsn_"));
 
     let msg = api
@@ -149,6 +150,53 @@ async fn an_apps_deliveries_reach_a_local_server_through_herald_listen() {
         .await
         .expect("relay answers");
     assert_eq!(relayed.status(), 404, "the session is closed");
+}
+
+// A run killed before it could clean up leaves its endpoint; the next run
+// of the same session replaces it, and its own is found by the session's
+// uid, whatever became of the answer that made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_endpoint_left_by_a_killed_run_is_replaced_by_the_next() {
+    let server = TestServer::start().await;
+    let local = Receiver::start(Behaviour::AcceptWith { body: "ok" }).await;
+    let api = &server.api;
+    let app = api.create_app("listen-again").await;
+    let session = format!("lsn_{}", "k".repeat(32));
+    let by_uid = format!("/api/v1/app/{app}/endpoint/herald-listen-{session}");
+    let left = api
+        .post(
+            &format!("/api/v1/app/{app}/endpoint"),
+            json!({"url": local.url("stale"), "uid": format!("herald-listen-{session}")}),
+            201,
+        )
+        .await;
+
+    let listening = Listening::start(&server, &local.url("fresh"), &app, &["--session", &session]);
+    assert_ne!(listening.endpoint, left["id"].as_str().expect("an id"));
+    let (status, _) = api
+        .request(
+            Method::GET,
+            &format!(
+                "/api/v1/app/{app}/endpoint/{}",
+                left["id"].as_str().expect("an id")
+            ),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 404, "the endpoint left behind is gone");
+    let (status, found) = api.request(Method::GET, &by_uid, None, &[]).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(
+        found["id"],
+        listening.endpoint.as_str(),
+        "found by the session's uid"
+    );
+    assert_eq!(found["url"], listening.relay_url.as_str());
+
+    listening.interrupt();
+    let (status, _) = api.request(Method::GET, &by_uid, None, &[]).await;
+    assert_eq!(status, 404, "deleted when the run stops");
 }
 
 #[tokio::test]
