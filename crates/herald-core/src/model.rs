@@ -54,6 +54,12 @@ pub struct PortalExpiry {
 }
 
 impl PortalExpiry {
+    /// The longest a portal token may live: a leaked link must not stay
+    /// valid for long. An order whose `grace_before` lies further back
+    /// than this covers only tokens that have expired by themselves.
+    pub const TOKEN_LIFETIME_MAX: std::time::Duration =
+        std::time::Duration::from_secs(30 * 24 * 3600);
+
     /// Whether a token issued at `issued_at` is still honoured at `now`.
     /// A token issued in the very millisecond of an order counts as issued
     /// after it, so that a link issued right after expiring the others

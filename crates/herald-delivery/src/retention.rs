@@ -1,12 +1,14 @@
 //! Retention: attempts and finished messages older than the retention
 //! period are deleted in the background, and so are payloads whose own
-//! retention (`payloadRetentionHours`) ended — in small batches with a
-//! pause between them, so the writer is never held long enough to stall
+//! retention (`payloadRetentionHours`) ended and portal token expiry
+//! orders no live token can fall under — in small batches with a pause
+//! between them, so the writer is never held long enough to stall
 //! delivery.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_core::model::PortalExpiry;
 use herald_core::Clock;
 use herald_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,13 @@ pub(crate) async fn purge_loop(
         if expunged > 0 {
             tracing::info!(expunged, "deleted payloads past their own retention");
         }
+        let lifetime =
+            i64::try_from(PortalExpiry::TOKEN_LIFETIME_MAX.as_millis()).unwrap_or(i64::MAX);
+        let covered = herald_core::Timestamp(now.0.saturating_sub(lifetime));
+        in_batches(&shutdown, || {
+            store.forget_portal_expiry_before(covered, BATCH)
+        })
+        .await;
         if let Some(period) = period {
             let cutoff = herald_core::Timestamp(
                 now.0

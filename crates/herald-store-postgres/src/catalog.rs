@@ -147,6 +147,21 @@ pub(crate) async fn expire_portal_tokens(
     Ok(())
 }
 
+pub(crate) async fn forget_portal_expiry_before(
+    client: &impl GenericClient,
+    cutoff: Timestamp,
+    limit: usize,
+) -> Result<u64> {
+    let statement = client
+        .prepare_cached(
+            "DELETE FROM portal_expiry WHERE (app_id, session_id) IN (
+                 SELECT app_id, session_id FROM portal_expiry WHERE grace_before <= $1 LIMIT $2)",
+        )
+        .await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    Ok(client.execute(&statement, &[&cutoff.0, &limit]).await?)
+}
+
 pub(crate) async fn portal_expiry(
     client: &impl GenericClient,
     app: &AppId,

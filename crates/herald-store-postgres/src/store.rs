@@ -492,6 +492,15 @@ impl Store for PostgresStore {
         Ok(catalog::expire_portal_tokens(&client, app, sessions, now, grace_until).await?)
     }
 
+    async fn forget_portal_expiry_before(
+        &self,
+        cutoff: Timestamp,
+        limit: usize,
+    ) -> StoreResult<u64> {
+        let client = self.client().await?;
+        Ok(catalog::forget_portal_expiry_before(&client, cutoff, limit).await?)
+    }
+
     async fn portal_expiry(
         &self,
         app: &AppId,

@@ -129,6 +129,22 @@ pub(crate) fn expire_portal_tokens(
     Ok(())
 }
 
+pub(crate) fn forget_portal_expiry_before(
+    connection: &Connection,
+    cutoff: Timestamp,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let forgotten = connection
+        .prepare_cached(
+            "DELETE FROM portal_expiry WHERE (app_id, session_id) IN (
+                 SELECT app_id, session_id FROM portal_expiry WHERE grace_before <= ?1 LIMIT ?2)",
+        )
+        .map_err(backend)?
+        .execute(params![cutoff.0, i64::try_from(limit).unwrap_or(i64::MAX)])
+        .map_err(backend)?;
+    Ok(forgotten as u64)
+}
+
 pub(crate) fn portal_expiry(
     connection: &Connection,
     app: &AppId,

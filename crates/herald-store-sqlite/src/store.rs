@@ -619,6 +619,14 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn forget_portal_expiry_before(&self, cutoff: Timestamp, limit: usize) -> Result<u64> {
+        self.writer
+            .write(move |connection| {
+                catalog::forget_portal_expiry_before(connection, cutoff, limit)
+            })
+            .await
+    }
+
     async fn portal_expiry(&self, app: &AppId, session: Option<&str>) -> Result<Vec<PortalExpiry>> {
         let (app, session) = (app.clone(), session.map(str::to_owned));
         self.readers

@@ -69,6 +69,7 @@ where
         an_attempts_response_body_can_be_deleted,
         expiring_portal_tokens_folds_each_order_into_the_last,
         expiring_a_sessions_portal_tokens_leaves_other_sessions_standing,
+        portal_expiry_orders_are_forgotten_once_they_cover_no_live_token,
         claim_due_leases_the_oldest_due_deliveries_first_up_to_the_limit,
         claim_due_skips_saturated_endpoints,
         claim_due_caps_each_endpoint,
@@ -4344,4 +4345,45 @@ async fn disabling_an_endpoint_touches_nothing_else_and_happens_once(store: &dyn
         None,
         "an endpoint of another app is out of reach"
     );
+}
+
+async fn portal_expiry_orders_are_forgotten_once_they_cover_no_live_token(store: &dyn Store) {
+    let app = add_app(store).await;
+    let expire = |sessions: Vec<String>, now: i64| {
+        let app = app.id.clone();
+        async move {
+            store
+                .expire_portal_tokens(&app, &sessions, at(now), at(now))
+                .await
+                .expect("expire_portal_tokens failed");
+        }
+    };
+    let orders = |session: Option<&'static str>| {
+        let app = app.id.clone();
+        async move {
+            store
+                .portal_expiry(&app, session)
+                .await
+                .expect("portal_expiry failed")
+                .len()
+        }
+    };
+    expire(vec![], 100).await;
+    expire(vec!["old".into()], 100).await;
+    expire(vec!["new".into()], 300).await;
+    assert_eq!(orders(Some("old")).await, 2);
+
+    // One at a time, then none once only later orders are left.
+    let forget = |cutoff: i64| async move {
+        store
+            .forget_portal_expiry_before(at(cutoff), 1)
+            .await
+            .expect("forget_portal_expiry_before failed")
+    };
+    assert_eq!(forget(99).await, 0, "every order is after the cutoff");
+    assert_eq!(forget(100).await, 1);
+    assert_eq!(forget(100).await, 1);
+    assert_eq!(forget(100).await, 0);
+    assert_eq!(orders(Some("old")).await, 0, "both orders of 100 went");
+    assert_eq!(orders(Some("new")).await, 1, "the later one stays");
 }

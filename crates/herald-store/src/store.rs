@@ -351,6 +351,10 @@ pub trait Store: SourceStore + Send + Sync + 'static {
         now: Timestamp,
         grace_until: Timestamp,
     ) -> Result<()>;
+    /// Forgets, at most `limit` at a time, the orders whose `grace_before`
+    /// is not after `cutoff` (now less the longest a token lives: every
+    /// token they cover has expired by itself); answers how many went.
+    async fn forget_portal_expiry_before(&self, cutoff: Timestamp, limit: usize) -> Result<u64>;
     /// What expiring `app`'s portal tokens left standing for a token of
     /// `session` (or of none): the orders on all the app's tokens and on
     /// that session's, those that were ever given. A token stands if every

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use herald_core::model::App;
+use herald_core::model::{App, PortalExpiry};
 use herald_store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -24,7 +24,7 @@ use crate::state::AppState;
 /// How long a link works unless asked otherwise (Svix's default).
 pub(super) const DEFAULT_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The longest a link may work: a leaked link must not stay valid for long.
-const MAX_LIFETIME_SECONDS: u64 = 30 * 24 * 3600;
+const MAX_LIFETIME_SECONDS: u64 = PortalExpiry::TOKEN_LIFETIME_MAX.as_secs();
 /// The longest session name, in bytes: it travels inside every token.
 const MAX_SESSION_ID_BYTES: usize = 256;
 /// The most sessions one `expire-all` may name.
