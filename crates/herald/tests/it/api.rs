@@ -542,6 +542,33 @@ herald_test_support::test_on_both_backends! {
     }
 }
 
+/// A portal link to `app` made with `body`: its token as an API client,
+/// and its console URL.
+async fn portal_link(admin: &Api, app: &str, body: serde_json::Value) -> (Api, String) {
+    let access = admin
+        .post(&format!("/api/v1/auth/app-portal-access/{app}"), body, 200)
+        .await;
+    let url = access["url"].as_str().expect("url").to_owned();
+    let token = access["token"].as_str().expect("token");
+    (Api::new(admin.base.clone(), token), url)
+}
+
+/// Whether a portal link still works; the API and the console's portal
+/// page must agree.
+async fn portal_link_works(app: &str, (tenant, url): &(Api, String)) -> bool {
+    let path = format!("/api/v1/app/{app}");
+    let (api, _) = tenant.request(Method::GET, &path, None, &[]).await;
+    let page = reqwest::get(url)
+        .await
+        .expect("the console answers")
+        .status();
+    match (api, page.as_u16()) {
+        (200, 200) => true,
+        (401, 401) => false,
+        other => panic!("the API and the portal page disagree: {other:?}"),
+    }
+}
+
 herald_test_support::test_on_both_backends! {
     async fn expiring_an_applications_portal_tokens_ends_them_after_their_grace() {
         let clock = Arc::new(ManualClock::new(herald_core::SystemClock.now()));
@@ -552,49 +579,31 @@ herald_test_support::test_on_both_backends! {
         .await;
         let admin = &server.api;
         let acme = admin.create_app("acme").await;
-        let issue = || async {
-            let access = admin
-                .post(&format!("/api/v1/auth/app-portal-access/{acme}"), json!({}), 200)
-                .await;
-            let url = access["url"].as_str().expect("url").to_owned();
-            (Api::new(admin.base.clone(), access["token"].as_str().expect("token")), url)
-        };
-        let works = |tenant: Api, url: String| {
-            let path = format!("/api/v1/app/{acme}");
-            async move {
-                let (api, _) = tenant.request(Method::GET, &path, None, &[]).await;
-                let page = reqwest::get(&url).await.expect("the console answers").status();
-                match (api, page.as_u16()) {
-                    (200, 200) => true,
-                    (401, 401) => false,
-                    other => panic!("the API and the portal page disagree: {other:?}"),
-                }
-            }
-        };
+        let issue = || portal_link(admin, &acme, json!({}));
         let expire_path = format!("/api/v1/auth/app/{acme}/expire-all");
         let expire_all =
             |body: serde_json::Value| admin.request(Method::POST, &expire_path, Some(body), &[]);
 
-        let (first, first_url) = issue().await;
-        assert!(works(first.clone(), first_url.clone()).await);
+        let first = issue().await;
+        assert!(portal_link_works(&acme, &first).await);
         clock.advance(Duration::from_millis(5));
         let (status, _) = expire_all(json!({})).await;
         assert_eq!(status, 204);
-        assert!(!works(first.clone(), first_url.clone()).await, "ended at once by default");
+        assert!(!portal_link_works(&acme, &first).await, "ended at once by default");
 
         clock.advance(Duration::from_millis(5));
-        let (second, second_url) = issue().await;
-        assert!(works(second.clone(), second_url.clone()).await, "issued afterwards");
+        let second = issue().await;
+        assert!(portal_link_works(&acme, &second).await, "issued afterwards");
         clock.advance(Duration::from_millis(5));
         let (status, _) = expire_all(json!({"expiry": 60, "sessionIds": []})).await;
         assert_eq!(status, 204);
-        assert!(works(second.clone(), second_url.clone()).await, "within its grace");
+        assert!(portal_link_works(&acme, &second).await, "within its grace");
         clock.advance(Duration::from_secs(61));
-        assert!(!works(second, second_url).await, "after its grace");
-        assert!(!works(first, first_url).await, "and the first stays ended");
+        assert!(!portal_link_works(&acme, &second).await, "after its grace");
+        assert!(!portal_link_works(&acme, &first).await, "and the first stays ended");
 
         // Bad input changes nothing; a tenant cannot end its own tokens.
-        let (third, third_url) = issue().await;
+        let third = issue().await;
         clock.advance(Duration::from_millis(5));
         let (status, refused) = expire_all(json!({"expiry": 40_000_000})).await;
         assert_eq!(status, 422, "{refused}");
@@ -604,6 +613,7 @@ herald_test_support::test_on_both_backends! {
             .await;
         assert_eq!(status, 404);
         let (status, _) = third
+            .0
             .request(
                 Method::POST,
                 &format!("/api/v1/auth/app/{acme}/expire-all"),
@@ -612,7 +622,7 @@ herald_test_support::test_on_both_backends! {
             )
             .await;
         assert_eq!(status, 403);
-        assert!(works(third, third_url).await);
+        assert!(portal_link_works(&acme, &third).await);
     }
 }
 
@@ -627,29 +637,7 @@ herald_test_support::test_on_both_backends! {
         let admin = &server.api;
         let acme = admin.create_app("acme").await;
         let access_path = format!("/api/v1/auth/app-portal-access/{acme}");
-        let issue = |body: serde_json::Value| {
-            let access_path = &access_path;
-            async move {
-            let access = admin.post(access_path, body, 200).await;
-            let token = access["token"].as_str().expect("token");
-            let url = access["url"].as_str().expect("url").to_owned();
-            (Api::new(admin.base.clone(), token), url)
-            }
-        };
-        // Both the API and the console's portal page honour a link or not.
-        let works = |(tenant, url): &(Api, String)| {
-            let (tenant, url) = (tenant.clone(), url.clone());
-            let path = format!("/api/v1/app/{acme}");
-            async move {
-                let (api, _) = tenant.request(Method::GET, &path, None, &[]).await;
-                let page = reqwest::get(&url).await.expect("the console answers").status();
-                match (api, page.as_u16()) {
-                    (200, 200) => true,
-                    (401, 401) => false,
-                    other => panic!("the API and the portal page disagree: {other:?}"),
-                }
-            }
-        };
+        let issue = |body: serde_json::Value| portal_link(admin, &acme, body);
         let expire_path = format!("/api/v1/auth/app/{acme}/expire-all");
         let expire_all =
             |body: serde_json::Value| admin.request(Method::POST, &expire_path, Some(body), &[]);
@@ -661,14 +649,14 @@ herald_test_support::test_on_both_backends! {
         clock.advance(Duration::from_millis(5));
         let (status, _) = expire_all(json!({"sessionIds": ["alice", "bob.example/1"]})).await;
         assert_eq!(status, 204);
-        assert!(!works(&alice).await, "alice's session ended");
-        assert!(!works(&bob).await, "bob's too");
-        assert!(works(&carol).await, "carol's was not named");
-        assert!(works(&plain).await, "a link without a session stays");
+        assert!(!portal_link_works(&acme, &alice).await, "alice's session ended");
+        assert!(!portal_link_works(&acme, &bob).await, "bob's too");
+        assert!(portal_link_works(&acme, &carol).await, "carol's was not named");
+        assert!(portal_link_works(&acme, &plain).await, "a link without a session stays");
         let alice_again = issue(json!({"sessionId": "alice"})).await;
-        assert!(works(&alice_again).await, "a new link of an ended session works");
+        assert!(portal_link_works(&acme, &alice_again).await, "a new link of an ended session works");
         let longest = issue(json!({"sessionId": "é".repeat(128)})).await;
-        assert!(works(&longest).await, "256 bytes is not too long");
+        assert!(portal_link_works(&acme, &longest).await, "256 bytes is not too long");
 
         // Bad input names its field and changes nothing.
         let long = "s".repeat(257);
@@ -685,7 +673,7 @@ herald_test_support::test_on_both_backends! {
             assert_eq!(status, 422, "{refused}");
             assert_eq!(refused["detail"][0]["loc"], field, "{refused}");
         }
-        assert!(works(&carol).await, "no refused order touched carol");
+        assert!(portal_link_works(&acme, &carol).await, "no refused order touched carol");
         for session in [json!(""), json!(long), json!("tab\there")] {
             let (status, refused) = admin
                 .request(Method::POST, &access_path, Some(json!({ "sessionId": session })), &[])
@@ -698,6 +686,6 @@ herald_test_support::test_on_both_backends! {
         clock.advance(Duration::from_millis(5));
         let (status, _) = expire_all(json!({})).await;
         assert_eq!(status, 204);
-        assert!(!works(&carol).await && !works(&plain).await && !works(&alice_again).await);
+        assert!(!portal_link_works(&acme, &carol).await && !portal_link_works(&acme, &plain).await && !portal_link_works(&acme, &alice_again).await);
     }
 }
