@@ -34,8 +34,9 @@ pub(crate) async fn purge_loop(
         if expunged > 0 {
             tracing::info!(expunged, "deleted payloads past their own retention");
         }
-        let lifetime =
-            i64::try_from(PortalExpiry::TOKEN_LIFETIME_MAX.as_millis()).unwrap_or(i64::MAX);
+        // A day more than a token lives, so that nodes' clocks may differ.
+        let covered_for = PortalExpiry::TOKEN_LIFETIME_MAX + Duration::from_secs(24 * 3600);
+        let lifetime = i64::try_from(covered_for.as_millis()).unwrap_or(i64::MAX);
         let covered = herald_core::Timestamp(now.0.saturating_sub(lifetime));
         in_batches(&shutdown, || {
             store.forget_portal_expiry_before(covered, BATCH)

@@ -154,7 +154,9 @@ pub(crate) async fn forget_portal_expiry_before(
 ) -> Result<u64> {
     let statement = client
         .prepare_cached(
-            "DELETE FROM portal_expiry WHERE (app_id, session_id) IN (
+            // The outer condition too: an order given meanwhile updates the row,
+            // and PostgreSQL checks the updated row against the outer one only.
+            "DELETE FROM portal_expiry WHERE grace_before <= $1 AND (app_id, session_id) IN (
                  SELECT app_id, session_id FROM portal_expiry WHERE grace_before <= $1 LIMIT $2)",
         )
         .await?;

@@ -136,7 +136,7 @@ pub(crate) fn forget_portal_expiry_before(
 ) -> Result<u64, StoreError> {
     let forgotten = connection
         .prepare_cached(
-            "DELETE FROM portal_expiry WHERE (app_id, session_id) IN (
+            "DELETE FROM portal_expiry WHERE grace_before <= ?1 AND (app_id, session_id) IN (
                  SELECT app_id, session_id FROM portal_expiry WHERE grace_before <= ?1 LIMIT ?2)",
         )
         .map_err(backend)?

@@ -94,12 +94,17 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
         // the answer that made it was lost.
         let uid = endpoint_uid(&session.id);
         match api
-            .add_endpoint(app, &uid, &session.url, &args.event_types)
+            .put_endpoint(app, &uid, &session.url, &args.event_types)
             .await
         {
             Ok(id) => endpoint = Some((app.clone(), id)),
             Err(error) => {
-                endpoint = Some((app.clone(), uid));
+                // Refused, it was not made; with no answer (or a server
+                // error) it may have been.
+                let refused = answered(&error).is_some_and(|status| status.is_client_error());
+                if !refused {
+                    endpoint = Some((app.clone(), uid));
+                }
                 forwarded = Err(error);
             }
         }
@@ -414,29 +419,27 @@ impl Api {
         serde_json::from_value(answer).context("the server's session answer is not one")
     }
 
-    /// Adds the session's endpoint, named `uid`; one an earlier run of
-    /// the same session left behind (killed before it could clean up) is
-    /// replaced.
-    async fn add_endpoint(
+    /// Creates the session's endpoint, named `uid`, or takes over the one
+    /// an earlier run of the same session left behind (killed before it
+    /// could clean up), keeping its id, secret and queued deliveries, since
+    /// its relay URL is the same.
+    async fn put_endpoint(
         &self,
         app: &str,
         uid: &str,
         url: &str,
         event_types: &[String],
     ) -> anyhow::Result<String> {
+        // A replacement keeps only the uid it is given.
         let mut body = json!({ "url": url, "uid": uid, "description": "herald listen" });
         if !event_types.is_empty() {
             body["filterTypes"] = json!(event_types);
         }
-        let path = format!("/app/{app}/endpoint");
-        let endpoint = match self.post(&path, &body).await {
-            Err(error) if answered(&error) == Some(StatusCode::CONFLICT) => {
-                self.delete_within(&format!("{path}/{uid}"), CLEANUP_TIMEOUT)
-                    .await?;
-                self.post(&path, &body).await?
-            }
-            answer => answer?,
-        };
+        let request = self
+            .client
+            .put(format!("{}/app/{app}/endpoint/{uid}", self.base))
+            .json(&body);
+        let endpoint = self.call(request).await?;
         let id = endpoint["id"]
             .as_str()
             .context("the endpoint answer has no id")?;

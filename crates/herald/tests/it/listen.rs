@@ -153,10 +153,11 @@ async fn an_apps_deliveries_reach_a_local_server_through_herald_listen() {
 }
 
 // A run killed before it could clean up leaves its endpoint; the next run
-// of the same session replaces it, and its own is found by the session's
-// uid, whatever became of the answer that made it.
+// of the same session (and so the same relay URL) takes it over, secret
+// and queue included, and it is found by the session's uid whatever
+// became of the answer that made it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sessions_endpoint_left_by_a_killed_run_is_replaced_by_the_next() {
+async fn a_sessions_endpoint_left_by_a_killed_run_is_taken_over_by_the_next() {
     let server = TestServer::start().await;
     let local = Receiver::start(Behaviour::AcceptWith { body: "ok" }).await;
     let api = &server.api;
@@ -166,33 +167,36 @@ async fn a_sessions_endpoint_left_by_a_killed_run_is_replaced_by_the_next() {
     let left = api
         .post(
             &format!("/api/v1/app/{app}/endpoint"),
-            json!({"url": local.url("stale"), "uid": format!("herald-listen-{session}")}),
+            json!({
+                "url": local.url("stale"),
+                "uid": format!("herald-listen-{session}"),
+                "filterTypes": ["invoice.paid"],
+            }),
             201,
         )
         .await;
-
-    let listening = Listening::start(&server, &local.url("fresh"), &app, &["--session", &session]);
-    assert_ne!(listening.endpoint, left["id"].as_str().expect("an id"));
-    let (status, _) = api
-        .request(
-            Method::GET,
-            &format!(
-                "/api/v1/app/{app}/endpoint/{}",
-                left["id"].as_str().expect("an id")
-            ),
-            None,
-            &[],
-        )
+    let left_id = left["id"].as_str().expect("an id");
+    let left_secret = api
+        .get(&format!("/api/v1/app/{app}/endpoint/{left_id}/secret"))
         .await;
-    assert_eq!(status, 404, "the endpoint left behind is gone");
-    let (status, found) = api.request(Method::GET, &by_uid, None, &[]).await;
-    assert_eq!(status, 200, "{found}");
+
+    let extra = ["--session", session.as_str()];
+    let listening = Listening::start(&server, &local.url("fresh"), &app, &extra);
     assert_eq!(
-        found["id"],
-        listening.endpoint.as_str(),
-        "found by the session's uid"
+        listening.endpoint, left_id,
+        "the endpoint left behind is taken over"
     );
+    assert_eq!(
+        listening.secret,
+        left_secret["key"].as_str().expect("a key")
+    );
+    let found = api.get(&by_uid).await;
     assert_eq!(found["url"], listening.relay_url.as_str());
+    assert_eq!(
+        found["filterTypes"],
+        json!(null),
+        "this run's settings, not the last's"
+    );
 
     listening.interrupt();
     let (status, _) = api.request(Method::GET, &by_uid, None, &[]).await;
