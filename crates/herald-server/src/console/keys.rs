@@ -183,16 +183,21 @@ mod tests {
         Signer { key: key.to_vec() }
     }
 
+    /// A grant of a new app, issued at 1,000 and expiring at 2,000.
+    fn grant(can_write: bool, session: Option<&str>) -> PortalGrant {
+        PortalGrant {
+            app: AppId::generate(),
+            expires_at: Timestamp(2_000),
+            can_write,
+            issued_at: Timestamp(1_000),
+            session: session.map(str::to_owned),
+        }
+    }
+
     #[test]
     fn a_portal_token_grants_its_app_until_it_expires() {
         let signer = signer(b"key");
-        let grant = PortalGrant {
-            app: AppId::generate(),
-            expires_at: Timestamp(2_000),
-            can_write: true,
-            issued_at: Timestamp(1_000),
-            session: None,
-        };
+        let grant = grant(true, None);
         let token = signer.portal_token(&grant);
         assert_eq!(
             signer.open_portal_token(&token, Timestamp(1_999)),
@@ -204,13 +209,7 @@ mod tests {
     #[test]
     fn a_portal_token_carries_its_session_whatever_characters_it_holds() {
         let signer = signer(b"key");
-        let grant = PortalGrant {
-            app: AppId::generate(),
-            expires_at: Timestamp(2_000),
-            can_write: false,
-            issued_at: Timestamp(1_000),
-            session: Some("user.42 ünïcode/..".to_owned()),
-        };
+        let grant = grant(false, Some("user.42 ünïcode/.."));
         let token = signer.portal_token(&grant);
         assert_eq!(
             signer.open_portal_token(&token, Timestamp(1_999)),
@@ -245,13 +244,7 @@ mod tests {
     #[test]
     fn an_edited_portal_token_grants_nothing() {
         let signer = signer(b"key");
-        let grant = PortalGrant {
-            app: AppId::generate(),
-            expires_at: Timestamp(2_000),
-            can_write: false,
-            issued_at: Timestamp(1_000),
-            session: None,
-        };
+        let grant = grant(false, None);
         let token = signer.portal_token(&grant);
         let other_app = AppId::generate();
         let forged = token.replacen(grant.app.as_str(), other_app.as_str(), 1);

@@ -542,6 +542,17 @@ herald_test_support::test_on_both_backends! {
     }
 }
 
+/// A server whose clock moves only when the test moves it.
+async fn server_on_a_manual_clock() -> (TestServer, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(herald_core::SystemClock.now()));
+    let server = TestServer::start_with(TestServerOptions {
+        clock: Some(clock.clone()),
+        ..TestServerOptions::default()
+    })
+    .await;
+    (server, clock)
+}
+
 /// A portal link to `app` made with `body`: its token as an API client,
 /// and its console URL.
 async fn portal_link(admin: &Api, app: &str, body: serde_json::Value) -> (Api, String) {
@@ -571,12 +582,7 @@ async fn portal_link_works(app: &str, (tenant, url): &(Api, String)) -> bool {
 
 herald_test_support::test_on_both_backends! {
     async fn expiring_an_applications_portal_tokens_ends_them_after_their_grace() {
-        let clock = Arc::new(ManualClock::new(herald_core::SystemClock.now()));
-        let server = TestServer::start_with(TestServerOptions {
-            clock: Some(clock.clone()),
-            ..TestServerOptions::default()
-        })
-        .await;
+        let (server, clock) = server_on_a_manual_clock().await;
         let admin = &server.api;
         let acme = admin.create_app("acme").await;
         let issue = || portal_link(admin, &acme, json!({}));
@@ -628,12 +634,7 @@ herald_test_support::test_on_both_backends! {
 
 herald_test_support::test_on_both_backends! {
     async fn expiring_a_sessions_portal_tokens_ends_only_that_sessions_links() {
-        let clock = Arc::new(ManualClock::new(herald_core::SystemClock.now()));
-        let server = TestServer::start_with(TestServerOptions {
-            clock: Some(clock.clone()),
-            ..TestServerOptions::default()
-        })
-        .await;
+        let (server, clock) = server_on_a_manual_clock().await;
         let admin = &server.api;
         let acme = admin.create_app("acme").await;
         let access_path = format!("/api/v1/auth/app-portal-access/{acme}");
